@@ -1,0 +1,110 @@
+"""The SQL unit of work: one connection, one transaction, events into the outbox at commit."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import Connection, Engine, RootTransaction
+
+from oms.adapters.db.engine import READ_ONLY
+from oms.adapters.db.repositories import (
+    SqlApiKeyRepository,
+    SqlIdempotencyRepository,
+    SqlOutboxRepository,
+)
+from oms.domain.events import DomainEvent
+from oms.services.ports import Clock, Ids, OutboxEvent
+
+
+class SqlUnitOfWork:
+    def __init__(
+        self, engine: Engine, *, clock: Clock, ids: Ids, event_source: str, read_only: bool = False
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._ids = ids
+        self._event_source = event_source
+        self._read_only = read_only
+        self._events: list[DomainEvent] = []
+        self._connection: Connection | None = None
+        self._transaction: RootTransaction | None = None
+
+    # -- transaction -----------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        connection = self._engine.connect()
+        if self._read_only:
+            connection = connection.execution_options(**{READ_ONLY: True})
+        self._connection = connection
+        self._transaction = connection.begin()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._transaction is not None and self._transaction.is_active:
+                self._transaction.rollback()
+        finally:
+            if self._connection is not None:
+                self._connection.close()
+            self._connection = None
+            self._transaction = None
+            self._events.clear()
+
+    @property
+    def connection(self) -> Connection:
+        if self._connection is None:
+            raise RuntimeError("the unit of work is not open: use it in a 'with' block")
+        return self._connection
+
+    def record(self, *events: DomainEvent) -> None:
+        if self._read_only:
+            raise RuntimeError("a read-only unit of work cannot record events")
+        self._events.extend(events)
+
+    def commit(self) -> None:
+        if self._transaction is None:
+            raise RuntimeError("the unit of work is not open")
+        if self._events:
+            at = self._clock.now()
+            self.outbox.add(
+                [
+                    OutboxEvent(
+                        position=0,
+                        event_id=self._ids.new_id(),
+                        type=event.type,
+                        source=self._event_source,
+                        subject=event.subject,
+                        time=at,
+                        data=event.data(),
+                    )
+                    for event in self._events
+                ]
+            )
+            self._events.clear()
+        self._transaction.commit()
+
+    def rollback(self) -> None:
+        self._events.clear()
+        if self._transaction is not None and self._transaction.is_active:
+            self._transaction.rollback()
+
+    # -- repositories ----------------------------------------------------------------------
+
+    @cached_property
+    def api_keys(self) -> SqlApiKeyRepository:
+        return SqlApiKeyRepository(self.connection)
+
+    @cached_property
+    def idempotency(self) -> SqlIdempotencyRepository:
+        return SqlIdempotencyRepository(self.connection)
+
+    @cached_property
+    def outbox(self) -> SqlOutboxRepository:
+        return SqlOutboxRepository(self.connection)

@@ -1,0 +1,62 @@
+"""Settings, read from environment variables prefixed ``OMS_``.
+
+Nothing here opens a connection: :mod:`oms.bootstrap` turns settings into an engine and services.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OMS_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Directory for the embedded SQLite database (created on first use).",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; unset means an SQLite file 'oms.db' in the data directory. "
+        "postgresql://... URLs use psycopg 3.",
+    )
+    nats_url: str | None = Field(
+        default=None, description="NATS server, e.g. nats://127.0.0.1:4222; unset disables it."
+    )
+    nats_stream: str = Field(default="OMS", description="JetStream stream holding OMS events.")
+    nats_subject_prefix: str = Field(default="oms", description="Events go to <prefix>.<type>.")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: LogLevel = "INFO"
+    event_source: str = Field(
+        default="/oms", description="CloudEvents 'source' attribute of every event."
+    )
+    sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    idempotency_ttl_hours: int = Field(default=24, ge=1)
+    relay_batch_size: int = Field(default=100, ge=1, le=10_000)
+    worker_poll_seconds: float = Field(default=0.5, gt=0)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    def resolved_database_url(self) -> str:
+        """The database URL to use, with the driver spelled out for SQLAlchemy."""
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite:///{(self.data_dir / 'oms.db').resolve()}"
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs and use psycopg 3 for them."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url

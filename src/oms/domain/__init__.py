@@ -1,0 +1,1 @@
+"""The domain core: plain Python, no framework or I/O imports (checked by import-linter)."""

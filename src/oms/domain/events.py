@@ -1,0 +1,49 @@
+"""Past-tense domain events.
+
+A domain object appends events to its ``events`` list; the unit of work writes them to the
+outbox in the same transaction as the change.  Each event class names its CloudEvents ``type``
+(for example ``order.created``) and says which entity it is about (``subject``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, kw_only=True)
+class DomainEvent:
+    type: ClassVar[str] = "event"
+
+    @property
+    def subject(self) -> str:
+        """The entity this event is about, e.g. ``orders/ORD-1``; override per event."""
+        return ""
+
+    def data(self) -> dict[str, Any]:
+        """The event's payload as JSON-ready values."""
+        return {
+            field.name: to_json_value(getattr(self, field.name))
+            for field in dataclasses.fields(self)
+        }
+
+
+def to_json_value(value: Any) -> Any:
+    """Turn domain values into JSON: Decimal as string (never float), datetimes as ISO 8601."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_json_value(v) for v in value]
+    return value

@@ -1,0 +1,1 @@
+"""BPMN processes: the SpiffWorkflow runner, the activity registry, default .bpmn files."""

@@ -1,0 +1,1 @@
+"""Read side: SQL straight to typed results for lists, search and dashboards."""

@@ -1,0 +1,1 @@
+"""Use cases: one function per command, one unit of work, one commit."""

@@ -1,0 +1,154 @@
+"""What the use cases need from the outside world, as protocols the adapters implement."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from oms.domain.access import Role
+from oms.domain.events import DomainEvent
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class Ids(Protocol):
+    def new_id(self) -> str: ...
+
+    def new_token(self, nbytes: int = 24) -> str: ...
+
+
+@dataclass(frozen=True)
+class StoredApiKey:
+    key_id: str
+    name: str
+    role: Role
+    location_codes: frozenset[str]
+    secret_hash: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyRepository(Protocol):
+    def add(self, key: StoredApiKey) -> None: ...
+
+    def get(self, key_id: str) -> StoredApiKey | None: ...
+
+    def list(self) -> Sequence[StoredApiKey]: ...
+
+    def revoke(self, key_id: str, *, at: datetime) -> bool: ...
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    scope: str
+    key: str
+    request_hash: str
+    state: str  # "in_progress" | "completed"
+    response_status: int | None
+    response_headers: dict[str, str]
+    response_body: bytes | None
+    created_at: datetime
+
+
+class IdempotencyRepository(Protocol):
+    def get(self, scope: str, key: str) -> IdempotencyRecord | None: ...
+
+    def try_start(self, scope: str, key: str, request_hash: str, *, at: datetime) -> bool:
+        """Claim the key; False when another record holds it already."""
+        ...
+
+    def restart_stale(
+        self, scope: str, key: str, request_hash: str, *, older_than: datetime, at: datetime
+    ) -> bool: ...
+
+    def complete(
+        self,
+        scope: str,
+        key: str,
+        *,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        at: datetime,
+    ) -> None: ...
+
+    def abandon(self, scope: str, key: str) -> None: ...
+
+    def purge(self, *, older_than: datetime) -> int: ...
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    """A committed event as stored in the outbox, CloudEvents-shaped."""
+
+    position: int
+    event_id: str
+    type: str
+    source: str
+    subject: str
+    time: datetime
+    data: dict[str, Any]
+    published_at: datetime | None = None
+
+    def cloud_event(self) -> dict[str, Any]:
+        return {
+            "specversion": "1.0",
+            "id": self.event_id,
+            "source": self.source,
+            "type": self.type,
+            "subject": self.subject,
+            "time": self.time.isoformat(),
+            "datacontenttype": "application/json",
+            "data": self.data,
+        }
+
+
+class OutboxRepository(Protocol):
+    def add(self, events: Sequence[OutboxEvent]) -> None: ...
+
+    def read_after(
+        self, position: int, *, limit: int, types: Sequence[str] | None = None
+    ) -> list[OutboxEvent]: ...
+
+    def claim_unpublished(self, *, limit: int) -> list[OutboxEvent]:
+        """Lock and return the oldest unpublished events (SKIP LOCKED where the database has it)."""
+        ...
+
+    def mark_published(self, positions: Sequence[int], *, at: datetime) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. Events recorded with :meth:`record` reach the outbox in the same commit."""
+
+    @property
+    def api_keys(self) -> ApiKeyRepository: ...
+
+    @property
+    def idempotency(self) -> IdempotencyRepository: ...
+
+    @property
+    def outbox(self) -> OutboxRepository: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def record(self, *events: DomainEvent) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, read_only: bool = False) -> UnitOfWork: ...
