@@ -82,16 +82,22 @@ def test_gift_card_first_is_charged_first_and_refunded_last() -> None:
     ledger = PaymentLedger("O-1", "EUR", policy=policy, tenders=[card, gift])
     for tender, share in shares:
         ledger.record_authorisation(
-            tender.tender_id, reference=f"a-{tender.tender_id}", amount=share, at=T0,
+            tender.tender_id,
+            reference=f"a-{tender.tender_id}",
+            amount=share,
+            at=T0,
             expires_at=T0 + AUTH_LIFETIME,
-        )  # fmt: skip
+        )
     steps = ledger.plan_capture(Money.of(40, "EUR"), at=T0)
     assert [(s.tender_id, s.amount.amount) for s in steps] == [("gc", 30), ("card", 10)]
     for i, step in enumerate(steps):
         ledger.record_capture(
-            step.tender_id, authorisation_reference=step.authorisation_reference,
-            reference=f"c{i}", amount=step.amount, at=T0,
-        )  # fmt: skip
+            step.tender_id,
+            authorisation_reference=step.authorisation_reference,
+            reference=f"c{i}",
+            amount=step.amount,
+            at=T0,
+        )
     refund = ledger.plan_refund(Money.of(15, "EUR"))
     assert [(s.tender_id, s.amount.amount) for s in refund] == [("card", 10), ("gc", 5)]
 
@@ -103,9 +109,12 @@ def test_gift_card_last_is_charged_after_the_card() -> None:
     ledger = PaymentLedger("O-1", "EUR", policy=policy, tenders=[gift, card])
     for tender, share in assign_amounts([gift, card], Money.of(100, "EUR"), policy=policy):
         ledger.record_authorisation(
-            tender.tender_id, reference=f"a-{tender.tender_id}", amount=share, at=T0,
+            tender.tender_id,
+            reference=f"a-{tender.tender_id}",
+            amount=share,
+            at=T0,
             expires_at=None,
-        )  # fmt: skip
+        )
     steps = ledger.plan_capture(Money.of(80, "EUR"), at=T0)
     assert [(s.tender_id, s.amount.amount) for s in steps] == [("card", 70), ("gc", 10)]
 
@@ -130,9 +139,13 @@ def test_an_expired_authorisation_cannot_be_captured_until_renewed() -> None:
             "card", authorisation_reference="a1", reference="c1", amount=step.amount, at=later
         )
     ledger.record_authorisation(
-        "card", reference="a2", amount=Money.of(50, "USD"), at=later,
-        expires_at=later + AUTH_LIFETIME, replaces="a1",
-    )  # fmt: skip
+        "card",
+        reference="a2",
+        amount=Money.of(50, "USD"),
+        at=later,
+        expires_at=later + AUTH_LIFETIME,
+        replaces="a1",
+    )
     ledger.record_capture(
         "card", authorisation_reference="a2", reference="c1", amount=step.amount, at=later
     )
@@ -190,9 +203,12 @@ def test_captured_minus_refunded_is_what_the_customer_keeps(
     now = T0
     for tender, share in assign_amounts(tenders, money(total_units, currency), policy=policy):
         ledger.record_authorisation(
-            tender.tender_id, reference=f"auth-{tender.tender_id}-0", amount=share, at=now,
+            tender.tender_id,
+            reference=f"auth-{tender.tender_id}-0",
+            amount=share,
+            at=now,
             expires_at=now + AUTH_LIFETIME,
-        )  # fmt: skip
+        )
     model = Model(unshipped=total_units)
     sequence = 0
 
@@ -213,15 +229,22 @@ def test_captured_minus_refunded_is_what_the_customer_keeps(
                     old = ledger.account(step.tender_id).authorisation(auth_ref)
                     renewed = f"auth-{step.tender_id}-{sequence}"
                     ledger.record_authorisation(
-                        step.tender_id, reference=renewed, amount=old.open_amount, at=now,
-                        expires_at=now + AUTH_LIFETIME, replaces=auth_ref,
-                    )  # fmt: skip
+                        step.tender_id,
+                        reference=renewed,
+                        amount=old.open_amount,
+                        at=now,
+                        expires_at=now + AUTH_LIFETIME,
+                        replaces=auth_ref,
+                    )
                     auth_ref = renewed
                 ledger.record_capture(
-                    step.tender_id, authorisation_reference=auth_ref,
-                    reference=f"cap-{sequence}-{step.tender_id}", amount=step.amount, at=now,
+                    step.tender_id,
+                    authorisation_reference=auth_ref,
+                    reference=f"cap-{sequence}-{step.tender_id}",
+                    amount=step.amount,
+                    at=now,
                     shipment_ref=f"SHP-{sequence}",
-                )  # fmt: skip
+                )
             model.unshipped -= units
             model.shipped += units
             model.changes.append(ValueChange(Settlement.SHIPPED, amount))
@@ -232,9 +255,11 @@ def test_captured_minus_refunded_is_what_the_customer_keeps(
                 continue
             for void in ledger.plan_void(amount):
                 ledger.record_void(
-                    void.tender_id, authorisation_reference=void.authorisation_reference,
-                    amount=void.amount, at=now,
-                )  # fmt: skip
+                    void.tender_id,
+                    authorisation_reference=void.authorisation_reference,
+                    amount=void.amount,
+                    at=now,
+                )
             model.unshipped -= units
             model.changes.append(ValueChange(Settlement.CANCELLED, amount))
         else:  # a return or an appeasement: money goes back to the original tenders
@@ -244,10 +269,13 @@ def test_captured_minus_refunded_is_what_the_customer_keeps(
                 continue
             for step in ledger.plan_refund(amount):
                 ledger.record_refund(
-                    step.tender_id, capture_reference=step.capture_reference,
-                    reference=f"ref-{sequence}-{step.tender_id}", amount=step.amount,
-                    reason=kind, at=now,
-                )  # fmt: skip
+                    step.tender_id,
+                    capture_reference=step.capture_reference,
+                    reference=f"ref-{sequence}-{step.tender_id}",
+                    amount=step.amount,
+                    reason=kind,
+                    at=now,
+                )
             model.given_back += units
             model.changes.append(
                 ValueChange(

@@ -440,7 +440,7 @@ class PaymentLedger:
         if tender.tender_id in self.accounts:
             raise Conflict(f"tender '{tender.tender_id}' is already on order '{self.order_ref}'")
         if tender.limit is not None:
-            self._money(tender.limit)
+            self.in_currency(tender.limit)
         account = TenderAccount(tender, self.currency)
         self.accounts[tender.tender_id] = account
         return account
@@ -455,7 +455,7 @@ class PaymentLedger:
         tenders = in_order([a.tender for a in self.accounts.values()], order)
         return [self.accounts[t.tender_id] for t in tenders]
 
-    def _money(self, amount: Money, *, positive: bool = True) -> Money:
+    def in_currency(self, amount: Money, *, positive: bool = True) -> Money:
         if not isinstance(amount, Money):
             raise InvalidMoney(f"expected Money, got {type(amount).__name__}")
         if amount.currency != self.currency:
@@ -500,7 +500,7 @@ class PaymentLedger:
     def plan_capture(self, amount: Money, *, at: datetime) -> list[CaptureStep]:
         """Which authorisations pay ``amount``, in capture order; expired ones are marked for
         re-authorisation. Refuses more than is open on all authorisations together."""
-        self._money(amount)
+        self.in_currency(amount)
         if amount > self.authorised_open:
             raise CaptureExceedsAuthorisation(
                 f"cannot capture {amount} on order '{self.order_ref}': only "
@@ -532,7 +532,7 @@ class PaymentLedger:
         if amount is None:
             amount = open_total
         else:
-            self._money(amount)
+            self.in_currency(amount)
             if amount > open_total:
                 raise CaptureExceedsAuthorisation(
                     f"cannot release {amount} on order '{self.order_ref}': only {open_total} "
@@ -553,7 +553,7 @@ class PaymentLedger:
     def plan_refund(self, amount: Money) -> list[RefundStep]:
         """Which captures give ``amount`` back, tenders in refund order, latest capture first.
         Refuses more than was captured and not yet refunded."""
-        self._money(amount)
+        self.in_currency(amount)
         refundable = total((a.refundable for a in self.accounts.values()), self.currency)
         if amount > refundable:
             raise RefundExceedsCaptured(
@@ -587,7 +587,7 @@ class PaymentLedger:
         replaces: str | None = None,
     ) -> Authorisation:
         account = self.account(tender_id)
-        self._money(amount)
+        self.in_currency(amount)
         if any(a.reference == reference for a in account.authorisations):
             raise Conflict(f"authorisation '{reference}' is already recorded")
         if replaces is not None:
@@ -622,7 +622,7 @@ class PaymentLedger:
         shipment_ref: str | None = None,
     ) -> Capture:
         account = self.account(tender_id)
-        self._money(amount)
+        self.in_currency(amount)
         auth = account.authorisation(authorisation_reference)
         if auth.is_expired(at):
             raise AuthorisationExpired(
@@ -650,7 +650,7 @@ class PaymentLedger:
         self, tender_id: str, *, authorisation_reference: str, amount: Money, at: datetime
     ) -> Void:
         account = self.account(tender_id)
-        self._money(amount)
+        self.in_currency(amount)
         auth = account.authorisation(authorisation_reference)
         if amount > auth.open_amount:
             raise CaptureExceedsAuthorisation(
@@ -673,7 +673,7 @@ class PaymentLedger:
         at: datetime,
     ) -> Refund:
         account = self.account(tender_id)
-        self._money(amount)
+        self.in_currency(amount)
         capture = account.capture(capture_reference)
         if amount > capture.refundable:
             raise RefundExceedsCaptured(
