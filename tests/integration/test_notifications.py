@@ -84,20 +84,17 @@ def notifier(
 def emit(services: Services, type: str, data: dict[str, Any], subject: str = "") -> str:
     """Commit an event as the other areas will (it lands in the outbox)."""
     event_id = str(uuid.uuid4())
+    event = OutboxEvent(
+        position=0,
+        event_id=event_id,
+        type=type,
+        source="/oms",
+        subject=subject or f"orders/{data.get('order_id', '')}",
+        time=services.clock.now(),
+        data=data,
+    )
     with services.uow() as uow:
-        uow.outbox.add(
-            [
-                OutboxEvent(
-                    position=0,
-                    event_id=event_id,
-                    type=type,
-                    source="/oms",
-                    subject=subject or f"orders/{data.get('order_id', '')}",
-                    time=services.clock.now(),
-                    data=data,
-                )
-            ]  # fmt: skip
-        )
+        uow.outbox.add([event])
         uow.commit()
     return event_id
 

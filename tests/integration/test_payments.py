@@ -28,7 +28,7 @@ def eur(amount: str | int) -> Money:
     return Money.of(amount, "EUR")
 
 
-def card(token: str = "tok_visa", tender_id: str = "card") -> Tender:
+def card(token: str = "tok_visa", tender_id: str = "card") -> Tender:  # noqa: S107
     return Tender(tender_id, TenderKind.CARD, token)
 
 
