@@ -218,3 +218,73 @@ def test_every_gateway_call_is_recorded_with_request_key_and_outcome(services: S
     assert rows[0]["request"] == {"token": "tok_visa", "amount": "12.00", "currency": "EUR"}
     assert rows[0]["idempotency_key"] == "ORD-10:authorise:card"
     assert rows[0]["response"]["approved"] is True
+
+
+CAPTURE_IN_ANOTHER_PROCESS = """
+import sys
+from datetime import datetime
+from oms.adapters.clock import ControlledClock
+from oms.adapters.db.engine import make_engine
+from oms.adapters.gateways.payments_sandbox import SandboxGateway
+from oms.domain.payments import Money
+
+clock = ControlledClock(datetime.fromisoformat(sys.argv[3]))
+gateway = SandboxGateway(make_engine(sys.argv[1]), clock=clock)
+result = gateway.capture(
+    authorisation=sys.argv[2], amount=Money.of("30", "EUR"), idempotency_key="the-same-key"
+)
+print(result.approved, result.reference)
+"""
+
+
+@pytest.mark.postgres
+def test_duplicate_requests_from_several_processes_capture_once(services: Services) -> None:
+    import subprocess
+    import sys
+
+    gateway = services.payment_gateway
+    auth = gateway.authorise(token="tok_visa", amount=eur(100), idempotency_key="auth-1")
+    assert auth.reference is not None
+    url = gateway._engine.url.render_as_string(hide_password=False)
+    now = services.clock.now().isoformat()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", CAPTURE_IN_ANOTHER_PROCESS, url, auth.reference, now],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    answers = [p.communicate(timeout=120) for p in processes]
+    assert all(p.returncode == 0 for p in processes), answers
+    assert len({out for out, _ in answers}) == 1  # every process got the first result
+    assert answers[0][0].startswith("True sbx_cap_")
+    captures = gateway.records(kind="capture")
+    assert len(captures) == 1 and captures[0]["amount"] == Decimal(30)
+    (authorisation,) = gateway.records(kind="authorisation")
+    assert authorisation["captured"] == Decimal(30)
+
+
+@pytest.mark.postgres
+def test_concurrent_captures_on_one_order_never_exceed_the_authorisation(
+    services: Services,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from oms.domain.payments import CaptureExceedsAuthorisation
+
+    services.payments.authorise("ORD-C", [card()], eur(100))
+
+    def ship(n: int) -> str:
+        try:
+            return services.payments.capture("ORD-C", eur(60), f"SHP-{n}").status.value
+        except CaptureExceedsAuthorisation:
+            return "refused"
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = sorted(pool.map(ship, range(3)))
+
+    assert results == ["approved", "refused", "refused"]
+    assert services.payments.summary("ORD-C").captured == eur(60)
+    assert len(services.payment_gateway.records(kind="capture")) == 1

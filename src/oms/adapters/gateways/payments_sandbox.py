@@ -43,7 +43,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from oms.adapters.db.tables import sandbox_gateway_payments, sandbox_gateway_requests
@@ -194,6 +194,10 @@ class SandboxGateway:
             return _declined("invalid_amount", "the amount must be positive")
         lifetime = CARD_AUTHORISATION_LIFETIME
         if token.startswith("gc_"):
+            if connection.dialect.name == "postgresql":  # one spender of a gift card at a time
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:token))"), {"token": token}
+                )
             try:
                 balance = Money.of(token[3:], amount.currency)
             except Exception:
@@ -257,12 +261,14 @@ class SandboxGateway:
         )
 
     def _load(self, connection: Connection, reference: str, kind: str) -> Any:
-        return connection.execute(
-            select(sandbox_gateway_payments).where(
-                sandbox_gateway_payments.c.reference == reference,
-                sandbox_gateway_payments.c.kind == kind,
-            )
-        ).first()
+        """The row, locked until commit so that concurrent requests on it take turns."""
+        query = select(sandbox_gateway_payments).where(
+            sandbox_gateway_payments.c.reference == reference,
+            sandbox_gateway_payments.c.kind == kind,
+        )
+        if connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        return connection.execute(query).first()
 
     def _capture(self, connection: Connection, request: dict[str, Any]) -> GatewayResult:
         amount = _money(request)
