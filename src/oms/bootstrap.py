@@ -75,6 +75,7 @@ class Services:
             ),
             max_attempts=self.settings.notification_max_attempts,
             retry_seconds=self.settings.notification_retry_seconds,
+            care_email=self.settings.care_email,
         )
 
     def _sandbox_engine(self) -> Engine:

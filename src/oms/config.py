@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_from: str = Field(default="Orders <orders@example.com>", description="From: header.")
     smtp_timeout_seconds: float = Field(default=10, gt=0)
+    care_email: str | None = Field(
+        default=None, description="Customer-care mailbox told about payment problems."
+    )
     notification_max_attempts: int = Field(default=8, ge=1)
     notification_retry_seconds: float = Field(
         default=60, gt=0, description="First retry delay after an SMTP failure; doubles each time."

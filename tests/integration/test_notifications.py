@@ -303,3 +303,28 @@ def test_an_event_missing_template_data_is_kept_as_invalid_and_does_not_block_ot
     (delivery,) = notifier.notifications.deliveries(event_id=broken)
     assert delivery.status == "invalid" and "carrier" in (delivery.last_error or "")
     assert [m["Subject"] for m in mailbox.messages] == ["Your order W-1001 is confirmed"]
+
+
+def test_a_declined_capture_tells_customer_care(
+    database_url: str, engine: Engine, clock: ControlledClock, smtp_port: int,
+    mailbox: Mailbox, tmp_path: Path,
+) -> None:  # fmt: skip
+    settings = Settings(
+        database_url=database_url, data_dir=tmp_path / "d", smtp_port=smtp_port,
+        care_email="care@shop.example",
+    )  # fmt: skip
+    services = build_services(settings, clock=clock, engine=engine)
+    services.payments.authorise(
+        "W-3001", [Tender("card", TenderKind.CARD, "tok_decline_capture")], Money.of(40, "EUR"),
+        customer=ADA,
+    )  # fmt: skip
+    outcome = services.payments.capture("W-3001", Money.of(40, "EUR"), "SHP-1")
+    assert outcome.needs_hold
+
+    services.notifications.dispatch()
+
+    (message,) = mailbox.messages
+    assert message["To"] == "care@shop.example"
+    assert message["Subject"] == "Payment problem on order W-3001: capture capture_declined"
+    body = sent_body(message)
+    assert "40.00 EUR" in body and "Shipment: SHP-1" in body and "payment hold" in body

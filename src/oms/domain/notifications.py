@@ -32,10 +32,16 @@ class Message(StrEnum):
     CANCELLATION = "cancellation"
     BACKORDER_DELAY = "backorder_delay"
     REFUND_ISSUED = "refund_issued"
+    PAYMENT_PROBLEM = "payment_problem"
+    """To customer care, not the customer: a payment was declined or the gateway was down."""
 
     @property
     def category(self) -> MessageCategory:
         return MESSAGE_CATEGORIES[self]
+
+    @property
+    def to_customer_care(self) -> bool:
+        return self in CARE_MESSAGES
 
 
 MESSAGE_CATEGORIES: Final[Mapping[Message, MessageCategory]] = {
@@ -47,7 +53,10 @@ MESSAGE_CATEGORIES: Final[Mapping[Message, MessageCategory]] = {
     Message.CANCELLATION: MessageCategory.TRANSACTIONAL,
     Message.BACKORDER_DELAY: MessageCategory.TRANSACTIONAL,
     Message.REFUND_ISSUED: MessageCategory.TRANSACTIONAL,
+    Message.PAYMENT_PROBLEM: MessageCategory.TRANSACTIONAL,
 }
+
+CARE_MESSAGES: Final = frozenset({Message.PAYMENT_PROBLEM})
 
 MESSAGE_FOR_EVENT: Final[Mapping[str, Message]] = {
     "order.created": Message.ORDER_CONFIRMATION,
@@ -57,6 +66,7 @@ MESSAGE_FOR_EVENT: Final[Mapping[str, Message]] = {
     "order.cancelled": Message.CANCELLATION,
     "order.backorder_delayed": Message.BACKORDER_DELAY,
     "payment.refunded": Message.REFUND_ISSUED,
+    "payment.declined": Message.PAYMENT_PROBLEM,
 }
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

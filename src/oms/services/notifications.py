@@ -41,6 +41,8 @@ emitted by :class:`oms.services.payments.PaymentService`). Every event carries
     {order_id, order_number, customer, lines: [{sku, description, quantity, expected_on}]}
 ``payment.refunded`` -> refund issued
     {order_ref, customer, refund_ref, amount, currency, reason, tenders: [{tender_id, amount}]}
+``payment.declined`` -> payment problem, to customer care (``OMS_CARE_EMAIL``), in English
+    {order_ref, operation, amount, currency, tender_id, decline_code, message, shipment_ref}
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ class NotificationService:
         retry_seconds: float = 60,
         overlap: int = 100,
         message_domain: str = "oms.local",
+        care_email: str | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -106,6 +109,7 @@ class NotificationService:
         self._retry = timedelta(seconds=retry_seconds)
         self._overlap = overlap
         self._domain = message_domain
+        self._care_email = normalise_email(care_email) if care_email else None
 
     # -- preferences ---------------------------------------------------------------------------
 
@@ -235,17 +239,22 @@ class NotificationService:
             created_at=now,
             sent_at=None,
         )
-        try:
-            recipient = normalise_email(str(customer.get("email") or ""))
-        except Invalid:
-            return replace(base, last_error="the event names no valid customer email")  # fmt: skip
-        preferences: ContactPreferences | None = preferences_of(recipient)
-        language = choose_language(preferences, customer.get("language"))
+        preferences: ContactPreferences | None = None
+        if message.to_customer_care:
+            if self._care_email is None:
+                return replace(base, last_error="no customer-care mailbox set (OMS_CARE_EMAIL)")
+            recipient = self._care_email
+            language = DEFAULT_LANGUAGE
+        else:
+            try:
+                recipient = normalise_email(str(customer.get("email") or ""))
+            except Invalid:
+                return replace(base, last_error="the event names no valid customer email")
+            preferences = preferences_of(recipient)
+            language = choose_language(preferences, customer.get("language"))
         decision = decide(message, preferences)
         if not decision.send:
-            return replace(
-                base, language=language, recipient=recipient, last_error=decision.reason
-            )  # fmt: skip
+            return replace(base, language=language, recipient=recipient, last_error=decision.reason)
         try:
             rendered = self._templates.render(message.value, language, _context(message, event))
         except TemplateProblem as problem:
@@ -255,7 +264,7 @@ class NotificationService:
                 recipient=recipient,
                 status="invalid",
                 last_error=str(problem),
-            )  # fmt: skip
+            )
         return replace(
             base,
             language=rendered.language,
@@ -264,14 +273,14 @@ class NotificationService:
             body=rendered.body,
             status="pending",
             next_attempt_at=now,
-        )  # fmt: skip
+        )
 
 
 def _context(message: Message, event: OutboxEvent) -> dict[str, Any]:
     data = dict(event.data)
     data.setdefault("order_number", data.get("order_id") or data.get("order_ref") or event.subject)
     data["customer"] = {"name": "", **(data.get("customer") or {})}
-    data["message"] = message.value
+    data["template"] = message.value
     data["event_time"] = event.time
     return data
 
