@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, text
 
 from oms.adapters.db.tables import (
     invoices,
@@ -207,6 +207,10 @@ class SqlInvoiceRepository:
         return [_invoice(row._mapping) for row in rows]
 
     def next_number(self, *, year: int) -> int:
+        """The next number of the year's series; on PostgreSQL concurrent issuers take turns
+        (a transaction-scoped lock) so that numbers have no duplicates."""
+        if self._connection.dialect.name == "postgresql":
+            self._connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('invoices'))"))
         prefix = f"INV-{year}-"
         count = self._connection.execute(
             select(func.count()).select_from(invoices).where(invoices.c.number.like(prefix + "%"))
