@@ -28,6 +28,10 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
+notify_app = typer.Typer(help="Customer notifications (email).", no_args_is_help=True)
+payments_app = typer.Typer(help="Payments and invoices.", no_args_is_help=True)
+app.add_typer(notify_app, name="notifications")
+app.add_typer(payments_app, name="payments")
 
 console = Console()
 
@@ -140,6 +144,73 @@ def apikey_revoke(key_id: str) -> None:
     finally:
         services.close()
     console.print(f"revoked {key_id}")
+
+
+@notify_app.command("dispatch")
+def notifications_dispatch(
+    loop: Annotated[bool, typer.Option(help="Keep polling (Ctrl+C to stop)")] = False,
+) -> None:
+    """Turn new events into emails and send what is due (once, or in a loop)."""
+    import time
+
+    services = services_from_env()
+    try:
+        while True:
+            report = services.notifications.dispatch()
+            if report.sent or report.retrying or report.failed or not loop:
+                console.print(
+                    f"sent {report.sent}, to retry {report.retrying}, given up {report.failed}"
+                )
+            if not loop:
+                break
+            time.sleep(services.settings.worker_poll_seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        services.close()
+
+
+@payments_app.command("show")
+def payments_show(order_ref: str) -> None:
+    """An order's payments per tender and its ledger."""
+    services = services_from_env()
+    try:
+        summary = services.payments.summary(order_ref)
+    finally:
+        services.close()
+    table = Table("tender", "kind", "authorised open", "captured", "refunded")
+    for t in summary.tenders:
+        table.add_row(
+            t.tender.tender_id,
+            t.tender.kind.value,
+            str(t.authorised_open.amount),
+            str(t.captured.amount),
+            str(t.refunded.amount),
+        )
+    console.print(table)
+    console.print(
+        f"{summary.currency}: captured {summary.captured.amount}, refunded "
+        f"{summary.refunded.amount}, net {summary.net_captured.amount}",
+        highlight=False,
+    )
+
+
+@payments_app.command("invoice")
+def payments_invoice(
+    invoice_id: str,
+    html: Annotated[bool, typer.Option(help="Print the printable HTML document")] = False,
+) -> None:
+    """Print an invoice as JSON (or HTML)."""
+    import json
+
+    services = services_from_env()
+    try:
+        if html:
+            print(services.invoices.html(invoice_id))
+        else:
+            print(json.dumps(services.invoices.get(invoice_id).document, indent=2))
+    finally:
+        services.close()
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 from oms.domain.access import Role
 from oms.domain.events import DomainEvent
+from oms.domain.notifications import ContactPreferences
+from oms.domain.payments import Money, Tender, TenderPolicy
 
 
 class Clock(Protocol):
@@ -134,6 +137,15 @@ class UnitOfWork(Protocol):
     @property
     def outbox(self) -> OutboxRepository: ...
 
+    @property
+    def payments(self) -> PaymentRepository: ...
+
+    @property
+    def invoices(self) -> InvoiceRepository: ...
+
+    @property
+    def notifications(self) -> NotificationRepository: ...
+
     def __enter__(self) -> Self: ...
 
     def __exit__(
@@ -152,3 +164,248 @@ class UnitOfWork(Protocol):
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self, *, read_only: bool = False) -> UnitOfWork: ...
+
+
+# --- payments ---------------------------------------------------------------------------------
+
+
+class GatewayTimeout(Exception):
+    """The gateway did not answer in time: the request may or may not have been carried out.
+    Retry it with the SAME idempotency key; the gateway then answers with the first result."""
+
+
+class GatewayKeyReused(Exception):
+    """The idempotency key was already used for a different request (a programming error)."""
+
+
+@dataclass(frozen=True)
+class GatewayResult:
+    """A gateway's answer. A decline is an answer, not an error."""
+
+    approved: bool
+    reference: str | None
+    """The gateway's id of what it did (authorisation, capture, void or refund)."""
+    amount: Money | None
+    expires_at: datetime | None = None
+    decline_code: str | None = None
+    message: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "approved": self.approved,
+            "reference": self.reference,
+            "amount": str(self.amount.amount) if self.amount else None,
+            "currency": self.amount.currency if self.amount else None,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "decline_code": self.decline_code,
+            "message": self.message,
+        }
+
+
+class PaymentGateway(Protocol):
+    """A payment service provider. Every call carries an idempotency key: a repeated call with
+    the same key returns the first result and never does the thing twice."""
+
+    name: str
+
+    def authorise(self, *, token: str, amount: Money, idempotency_key: str) -> GatewayResult: ...
+
+    def capture(
+        self, *, authorisation: str, amount: Money, idempotency_key: str
+    ) -> GatewayResult: ...
+
+    def void(
+        self, *, authorisation: str, amount: Money | None, idempotency_key: str
+    ) -> GatewayResult:
+        """Release ``amount`` of the authorisation (all that is left when None)."""
+        ...
+
+    def refund(self, *, capture: str, amount: Money, idempotency_key: str) -> GatewayResult: ...
+
+
+class TransactionKind(StrEnum):
+    AUTHORISATION = "authorisation"
+    CAPTURE = "capture"
+    VOID = "void"
+    REFUND = "refund"
+
+
+@dataclass(frozen=True)
+class PaymentTransaction:
+    """One row of an order's payment ledger; the ledger is rebuilt by replaying them in order."""
+
+    order_ref: str
+    tender_id: str
+    kind: TransactionKind
+    reference: str
+    parent_reference: str | None
+    """Capture/void: the authorisation; refund: the capture; re-authorisation: the one renewed."""
+    amount: Money
+    at: datetime
+    expires_at: datetime | None = None
+    shipment_ref: str | None = None
+    refund_ref: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class GatewayCall:
+    order_ref: str
+    tender_id: str
+    gateway: str
+    operation: str
+    idempotency_key: str
+    attempt: int
+    request: dict[str, Any]
+    outcome: str  # "approved" | "declined" | "timeout" | "error"
+    response: dict[str, Any] | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class StoredPaymentOrder:
+    order_ref: str
+    currency: str
+    policy: TenderPolicy
+    customer: dict[str, str] | None
+    created_at: datetime
+
+
+class PaymentRepository(Protocol):
+    def add_order(self, order: StoredPaymentOrder) -> None: ...
+
+    def get_order(self, order_ref: str, *, for_update: bool = False) -> StoredPaymentOrder | None:
+        """``for_update`` locks the order's payments until the end of the transaction."""
+        ...
+
+    def add_tender(self, order_ref: str, tender: Tender, *, position: int) -> None: ...
+
+    def tenders(self, order_ref: str) -> list[Tender]: ...
+
+    def add_transaction(self, transaction: PaymentTransaction) -> None: ...
+
+    def transactions(self, order_ref: str) -> list[PaymentTransaction]: ...
+
+    def add_gateway_call(self, call: GatewayCall) -> None: ...
+
+    def gateway_calls(self, order_ref: str) -> list[GatewayCall]: ...
+
+
+@dataclass(frozen=True)
+class StoredInvoice:
+    invoice_id: str
+    number: str
+    order_ref: str
+    shipment_ref: str
+    kind: str
+    currency: str
+    document: dict[str, Any]
+    issued_at: datetime
+
+
+class InvoiceRepository(Protocol):
+    def add(self, invoice: StoredInvoice) -> None: ...
+
+    def get(self, invoice_id: str) -> StoredInvoice | None: ...
+
+    def for_shipment(self, order_ref: str, shipment_ref: str) -> StoredInvoice | None: ...
+
+    def for_order(self, order_ref: str) -> list[StoredInvoice]: ...
+
+    def next_number(self, *, year: int) -> int: ...
+
+
+class DocumentRenderer(Protocol):
+    def render(self, template: str, context: dict[str, Any]) -> str: ...
+
+
+# --- notifications ----------------------------------------------------------------------------
+
+
+class EmailNotSent(Exception):
+    """The mail server refused the message or could not be reached; try again later."""
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    to: str
+    subject: str
+    body: str
+    message_id: str
+    """Stable per event, so a receiver can drop a duplicate after a crash mid-send."""
+    html: str | None = None
+
+
+class EmailSender(Protocol):
+    def send(self, message: OutgoingEmail) -> None:
+        """Hand the message to the mail server; raise :class:`EmailNotSent` when it fails."""
+        ...
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    body: str
+    language: str
+    """The language actually used (the fallback when the wanted one has no template)."""
+
+
+class EmailTemplates(Protocol):
+    def render(self, template: str, language: str, context: dict[str, Any]) -> RenderedEmail:
+        """Raises :class:`TemplateProblem` when the template or a value it needs is missing."""
+        ...
+
+
+class TemplateProblem(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Delivery:
+    delivery_id: int
+    event_id: str
+    event_type: str
+    channel: str
+    template: str
+    language: str
+    recipient: str | None
+    subject: str | None
+    body: str | None
+    status: str  # pending | sending | sent | skipped | failed | invalid
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class NotificationRepository(Protocol):
+    def cursor(self, name: str) -> int: ...
+
+    def advance_cursor(self, name: str, position: int, *, at: datetime) -> None: ...
+
+    def add_delivery(self, delivery: Delivery) -> bool:
+        """Insert unless the event already has a delivery on that channel; False if it had."""
+        ...
+
+    def due(self, *, at: datetime, limit: int) -> list[Delivery]: ...
+
+    def claim(self, delivery_id: int, *, at: datetime, lease_until: datetime) -> bool:
+        """Take a due delivery for sending (one sender wins); counts the attempt."""
+        ...
+
+    def mark_sent(self, delivery_id: int, *, at: datetime) -> None: ...
+
+    def mark_failed(
+        self, delivery_id: int, *, error: str, retry_at: datetime | None, at: datetime
+    ) -> None:
+        """Record a failed attempt: retry at ``retry_at``, or give up when it is None."""
+        ...
+
+    def deliveries(
+        self, *, event_id: str | None = None, recipient: str | None = None
+    ) -> list[Delivery]: ...
+
+    def preferences(self, email: str) -> ContactPreferences | None: ...
+
+    def save_preferences(self, preferences: ContactPreferences, *, at: datetime) -> None: ...

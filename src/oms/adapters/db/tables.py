@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -20,7 +21,7 @@ from sqlalchemy import (
     text,
 )
 
-from oms.adapters.db.types import JsonDocument, UtcDateTime
+from oms.adapters.db.types import JsonDocument, Money, UtcDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -85,13 +86,169 @@ outbox_events = Table(
     Index("ix_outbox_events_type_position", "type", "position"),
 )
 
+# --- payments ---------------------------------------------------------------------------------
+
+payment_orders = Table(
+    "payment_orders",
+    metadata,
+    Column("order_ref", String(64), primary_key=True),
+    Column("currency", String(3), nullable=False),
+    Column("capture_order", String(32), nullable=False),
+    Column("refund_order", String(32), nullable=False),
+    Column("customer", JsonDocument),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+payment_tenders = Table(
+    "payment_tenders",
+    metadata,
+    Column("order_ref", String(64), ForeignKey("payment_orders.order_ref"), primary_key=True),
+    Column("tender_id", String(64), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("token", String(255), nullable=False),
+    Column("limit_amount", Money),
+)
+
+payment_transactions = Table(
+    "payment_transactions",
+    metadata,
+    Column("transaction_id", BigId, primary_key=True, autoincrement=True),
+    Column("order_ref", String(64), ForeignKey("payment_orders.order_ref"), nullable=False),
+    Column("tender_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("reference", String(128), nullable=False),
+    Column("parent_reference", String(128)),
+    Column("amount", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime),
+    Column("shipment_ref", String(64)),
+    Column("refund_ref", String(64)),
+    Column("reason", String(200)),
+    Index("ix_payment_transactions_order", "order_ref", "transaction_id"),
+)
+
+payment_gateway_calls = Table(
+    "payment_gateway_calls",
+    metadata,
+    Column("call_id", BigId, primary_key=True, autoincrement=True),
+    Column("order_ref", String(64), nullable=False),
+    Column("tender_id", String(64), nullable=False),
+    Column("gateway", String(32), nullable=False),
+    Column("operation", String(16), nullable=False),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("request", JsonDocument, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("response", JsonDocument),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_payment_gateway_calls_order", "order_ref", "call_id"),
+    Index("ix_payment_gateway_calls_key", "idempotency_key"),
+)
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("invoice_id", String(64), primary_key=True),
+    Column("number", String(32), nullable=False, unique=True),
+    Column("order_ref", String(64), nullable=False),
+    Column("shipment_ref", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("document", JsonDocument, nullable=False),
+    Column("issued_at", UtcDateTime, nullable=False),
+    UniqueConstraint("order_ref", "shipment_ref", name="uq_invoices_order_shipment"),
+)
+
+# The sandbox gateway's own state: a real gateway keeps this on its side. It is written on the
+# sandbox's own connection and committed at once, whatever the caller's transaction does.
+sandbox_gateway_requests = Table(
+    "sandbox_gateway_requests",
+    metadata,
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("operation", String(16), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("result", JsonDocument, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+sandbox_gateway_payments = Table(
+    "sandbox_gateway_payments",
+    metadata,
+    Column("reference", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("parent_reference", String(64)),
+    Column("token", String(255), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("captured", Money, nullable=False),
+    Column("refunded", Money, nullable=False),
+    Column("released", Money, nullable=False),
+    Column("expires_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_sandbox_gateway_payments_token", "token"),
+)
+
+# --- notifications ----------------------------------------------------------------------------
+
+contact_preferences = Table(
+    "contact_preferences",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("email_enabled", Boolean, nullable=False),
+    Column("marketing_opt_out", Boolean, nullable=False),
+    Column("language", String(8)),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+notification_cursors = Table(
+    "notification_cursors",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+notification_deliveries = Table(
+    "notification_deliveries",
+    metadata,
+    Column("delivery_id", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False),
+    Column("event_type", String(100), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("template", String(64), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("recipient", String(320)),
+    Column("subject", Text),
+    Column("body", Text),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime),
+    UniqueConstraint("event_id", "channel", name="uq_notification_deliveries_event_channel"),
+    Index("ix_notification_deliveries_due", "status", "next_attempt_at"),
+)
+
 __all__ = [
     "BigId",
     "ForeignKey",
     "Text",
     "UniqueConstraint",
     "api_keys",
+    "contact_preferences",
     "idempotency_records",
+    "invoices",
     "metadata",
+    "notification_cursors",
+    "notification_deliveries",
     "outbox_events",
+    "payment_gateway_calls",
+    "payment_orders",
+    "payment_tenders",
+    "payment_transactions",
+    "sandbox_gateway_payments",
+    "sandbox_gateway_requests",
 ]

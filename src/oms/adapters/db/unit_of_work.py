@@ -9,6 +9,8 @@ from typing import Self
 from sqlalchemy import Connection, Engine, RootTransaction
 
 from oms.adapters.db.engine import READ_ONLY
+from oms.adapters.db.notifications import SqlNotificationRepository
+from oms.adapters.db.payments import SqlInvoiceRepository, SqlPaymentRepository
 from oms.adapters.db.repositories import (
     SqlApiKeyRepository,
     SqlIdempotencyRepository,
@@ -108,3 +110,15 @@ class SqlUnitOfWork:
     @cached_property
     def outbox(self) -> SqlOutboxRepository:
         return SqlOutboxRepository(self.connection)
+
+    @cached_property
+    def payments(self) -> SqlPaymentRepository:
+        return SqlPaymentRepository(self.connection)
+
+    @cached_property
+    def invoices(self) -> SqlInvoiceRepository:
+        return SqlInvoiceRepository(self.connection)
+
+    @cached_property
+    def notifications(self) -> SqlNotificationRepository:
+        return SqlNotificationRepository(self.connection)
