@@ -68,7 +68,8 @@ from oms.services.ports import Clock, UnitOfWork
 
 DEFAULT_LOCATION_EXPRESSION = "location_code"
 DEFAULT_CANDIDATE_ROLE = "store_associate"
-_ISO_LITERAL = re.compile(r"^(P[0-9YMWDTHS.,]+|\d{4}-\d{2}-\d{2}T[0-9:.+\-Z]+)$", re.IGNORECASE)
+_ISO_LITERAL = re.compile(r"^(P[0-9A-Z.,]+|\d{4}-\d{2}-\d{2}T[0-9:.+\-Z]+)$", re.IGNORECASE)
+"""A duration (P2D, PT15M) or a date-time written as is; anything else is an expression."""
 
 
 # --- expressions and activities -----------------------------------------------------------------

@@ -524,11 +524,6 @@ class ProcessService:
         if workflow.completed:
             instance.status = InstanceStatus.COMPLETED
             instance.completed_at = now
-            entries.append(
-                HistoryEntry(
-                    instance_id=instance.id, at=now, kind="completed", element_id=None, detail={}
-                )
-            )
             uow.record(
                 ProcessInstanceCompleted(
                     instance_id=instance.id,
@@ -544,6 +539,12 @@ class ProcessService:
             )
         self._sync_tasks(uow, instance, workflow, entries, is_new=is_new)
         self._sync_timers(uow, instance, workflow, entries, is_new=is_new)
+        if instance.status is InstanceStatus.COMPLETED:
+            entries.append(
+                HistoryEntry(
+                    instance_id=instance.id, at=now, kind="completed", element_id=None, detail={}
+                )
+            )
         uow.processes.add_history(entries)
 
     def _sync_tasks(
