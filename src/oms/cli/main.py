@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import click
@@ -27,6 +28,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
+process_app = typer.Typer(help="BPMN processes.", no_args_is_help=True)
+app.add_typer(process_app, name="process")
 
 console = Console()
 
@@ -132,6 +135,55 @@ def apikey_revoke(key_id: str) -> None:
     finally:
         services.close()
     console.print(f"revoked {key_id}")
+
+
+@process_app.command("deploy")
+def process_deploy(
+    file: Annotated[Path, typer.Argument(help="A BPMN 2.0 file (.bpmn) with one process")],
+) -> None:
+    """Validate a BPMN file and deploy it as the newest version of its process."""
+    bpmn_xml = file.read_text(encoding="utf-8")
+    services = services_from_env()
+    try:
+        prepare_schema(services.engine)
+        deployment = services.processes.deploy(bpmn_xml, deployed_by=f"cli:{file.name}")
+    finally:
+        services.close()
+    definition = deployment.definition
+    if deployment.created:
+        console.print(
+            f"deployed {definition.key} version {definition.version} ({definition.name})",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"unchanged: {definition.key} version {definition.version} has this content already",
+            highlight=False,
+        )
+
+
+@process_app.command("list")
+def process_list(
+    key: Annotated[str | None, typer.Option(help="Only this process")] = None,
+) -> None:
+    """List deployed process definitions and their versions."""
+    services = services_from_env()
+    try:
+        prepare_schema(services.engine)
+        definitions = services.processes.definitions(key)
+    finally:
+        services.close()
+    table = Table("key", "version", "name", "deployed", "by", "checksum")
+    for definition in definitions:
+        table.add_row(
+            definition.key,
+            str(definition.version),
+            definition.name,
+            definition.deployed_at.isoformat(timespec="seconds"),
+            definition.deployed_by,
+            definition.checksum[:12],
+        )
+    console.print(table)
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:
