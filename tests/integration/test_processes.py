@@ -444,3 +444,97 @@ def test_several_workers_never_fire_the_same_timer_twice(
     with services.uow(read_only=True) as uow:
         revisions = uow.connection.execute(select(process_instances.c.revision)).scalars().all()
     assert sorted(set(revisions)) == [2]
+
+
+# --- the default definitions ------------------------------------------------------------------
+
+DEFAULTS = Path(__file__).parents[2] / "src" / "oms" / "processes" / "definitions"
+
+
+def register_recording_fulfillment_activities(services: Services) -> list[tuple[str, str]]:
+    """Stand-ins for the activities fulfillment registers later: they record their calls."""
+    calls: list[tuple[str, str]] = []
+
+    def recorder(name: str) -> Any:
+        def handler(call: ActivityCall) -> dict[str, Any]:
+            calls.append((name, call.element_id))
+            return {"done": name}
+
+        return handler
+
+    order = ("order_id",)
+    both = ("order_id", "fulfillment_id")
+    register = services.processes.activities.register
+    register("source", recorder("source"), required=order)
+    register("release", recorder("release"), required=both)
+    register("capture_payment", recorder("capture_payment"), required=both)
+    register("create_transfer", recorder("create_transfer"), required=both)
+    register("cancel_remainder", recorder("cancel_remainder"), required=both, optional=("reason",))
+    return calls
+
+
+def test_the_default_definitions_are_refused_until_their_activities_are_registered(
+    services: Services,
+) -> None:
+    for file in sorted(DEFAULTS.glob("*.bpmn")):
+        with pytest.raises(ProcessDefinitionInvalid, match="unknown activity"):
+            services.processes.deploy(file.read_text())
+
+    register_recording_fulfillment_activities(services)
+    deployed = [services.processes.deploy(f.read_text()) for f in sorted(DEFAULTS.glob("*.bpmn"))]
+
+    assert sorted(d.definition.key for d in deployed) == [
+        "curbside",
+        "dropship",
+        "pickup",
+        "reserve_and_collect",
+        "ship",
+        "ship_to_store",
+    ]
+
+
+def test_the_default_pickup_and_ship_processes_run_end_to_end(
+    services: Services, clock: ControlledClock
+) -> None:
+    calls = register_recording_fulfillment_activities(services)
+    for name in ("pickup", "ship"):
+        services.processes.deploy((DEFAULTS / f"{name}.bpmn").read_text())
+    variables = {
+        "order_id": "ORD-5",
+        "fulfillment_id": "FUL-5",
+        "location_code": "S1",
+        "customer_email": "c@x.io",
+    }
+    pickup = services.processes.start("pickup", correlation_key="ORD-5", variables=variables)
+    shipped = services.processes.start(
+        "ship", correlation_key="ORD-6", variables={**variables, "order_id": "ORD-6"}
+    )
+    s1 = associate("S1")
+
+    pick = services.processes.tasks(s1)[0]
+    services.processes.complete(pick.id, s1, {"picked_quantity": 2})
+    clock.advance(timedelta(days=2, minutes=1))
+    assert services.processes.run_due_timers().fired == 1
+    hand_over = services.processes.tasks(s1)[0]
+    assert hand_over.element_id == "HandOver"
+    services.processes.complete(hand_over.id, s1, {"pickup_code": "1234"})
+    services.processes.correlate("shipped", "ORD-6", {"tracking": "1Z999"})
+    services.processes.correlate("delivered", "ORD-6", {})
+
+    assert services.processes.instance(pickup.id).instance.status is InstanceStatus.COMPLETED
+    view = services.processes.instance(shipped.id)
+    assert view.instance.status is InstanceStatus.COMPLETED
+    assert view.variables["shipment"] == {"tracking": "1Z999"}
+    assert [name for name, _ in calls] == [
+        "source",
+        "release",
+        "source",
+        "release",
+        "capture_payment",
+        "capture_payment",
+    ]
+    assert notifications(services) == [
+        "ready_for_pickup",
+        "pickup_reminder",
+        "order_shipped",
+    ]
