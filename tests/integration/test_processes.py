@@ -107,7 +107,10 @@ def test_deploy_refuses_unknown_activities_and_missing_parameters(
     assert f"element '{element}'" in refused.value.detail
     assert words in refused.value.detail
     with services.uow(read_only=True) as uow:
-        assert uow.connection.execute(select(func.count()).select_from(process_definitions)).scalar() == 0
+        assert (
+            uow.connection.execute(select(func.count()).select_from(process_definitions)).scalar()
+            == 0
+        )
 
 
 @pytest.mark.parametrize(
@@ -120,9 +123,11 @@ def test_deploy_refuses_unknown_activities_and_missing_parameters(
         ),
         (("decimal(order_total) &gt; 500", "order_total &gt;"), "LargeOrder", "not a valid"),
         (
-            ('<bpmn:userTask id="Pack" name="Pick and pack" />',
-             '<bpmn:scriptTask id="Pack" name="Pick and pack"><bpmn:script>x = 1</bpmn:script>'
-             "</bpmn:scriptTask>"),
+            (
+                '<bpmn:userTask id="Pack" name="Pick and pack" />',
+                '<bpmn:scriptTask id="Pack" name="Pick and pack"><bpmn:script>x = 1</bpmn:script>'
+                "</bpmn:scriptTask>",
+            ),
             "Pack",
             "script tasks are not allowed",
         ),
@@ -344,8 +349,9 @@ def test_associates_see_and_act_only_on_their_own_locations_tasks(services: Serv
     claimed = services.processes.claim(mine[0].id, s1)
     assert (claimed.state, claimed.claimed_by) == (TaskState.CLAIMED, s1.actor)
     assert services.processes.claim(mine[0].id, s1).state is TaskState.CLAIMED
-    colleague = Principal(key_id="other", name="b", role=Role.STORE_ASSOCIATE,
-                          location_codes=frozenset({"S1"}))
+    colleague = Principal(
+        key_id="other", name="b", role=Role.STORE_ASSOCIATE, location_codes=frozenset({"S1"})
+    )
     with pytest.raises(ProcessTaskNotOpen):
         services.processes.claim(mine[0].id, colleague)
     with pytest.raises(ProcessTaskNotOpen):
@@ -367,7 +373,9 @@ def test_starting_inside_another_areas_unit_of_work_commits_or_rolls_back_with_i
     variables = {"location_code": "S1", "customer_email": "c@x.io"}
 
     with services.uow() as uow:
-        services.processes.start_in(uow, "test_pickup", correlation_key="ORD-9", variables=variables)
+        services.processes.start_in(
+            uow, "test_pickup", correlation_key="ORD-9", variables=variables
+        )
         uow.rollback()
     assert services.processes.instances_for("ORD-9") == []
     assert notifications(services) == []

@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
@@ -104,7 +104,11 @@ class RunContext:
         spec = task.task_spec
         if getattr(spec, "bpmn_id", None) is not None:
             self.steps.append(
-                {"element_id": spec.bpmn_id, "name": spec.bpmn_name or "", "type": type(spec).__name__}
+                {
+                    "element_id": spec.bpmn_id,
+                    "name": spec.bpmn_name or "",
+                    "type": type(spec).__name__,
+                }
             )
 
 
@@ -235,7 +239,7 @@ def parse_process(bpmn_xml: str, registry: ActivityRegistry) -> ParsedProcess:
                 None,
                 f"a definition holds exactly one executable process, found {len(process_ids)}"
                 + (f" ({', '.join(process_ids)})" if process_ids else "")
-                + " (isExecutable=\"true\")",
+                + ' (isExecutable="true")',
             )
         key = process_ids[0]
         spec = parser.get_spec(key)
@@ -251,9 +255,7 @@ def parse_process(bpmn_xml: str, registry: ActivityRegistry) -> ParsedProcess:
     for each in [spec, *subprocess_specs.values()]:
         _use_clock_timers(each)
         _check_spec(each, registry)
-    name = document.xpath(
-        f"//bpmn:process[@id='{key}']/@name", namespaces={"bpmn": _BPMN_NS}
-    )
+    name = document.xpath(f"//bpmn:process[@id='{key}']/@name", namespaces={"bpmn": _BPMN_NS})
     return ParsedProcess(
         key=key,
         name=str(name[0]) if name else key,
@@ -267,7 +269,9 @@ _BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 
 def _use_clock_timers(spec: Any) -> None:
     for task_spec in spec.task_specs.values():
-        definition = getattr(task_spec, "event_definition", None)
+        definition: Any = getattr(task_spec, "event_definition", None)
+        if definition is None:
+            continue
         if type(definition) is SpiffDurationTimer:
             task_spec.event_definition = DurationTimerEventDefinition(
                 definition.name, definition.expression, description=definition.description
@@ -427,9 +431,7 @@ class ProcessEngine:
         subprocess_specs = {
             name: SERIALIZER.from_dict(s) for name, s in json.loads(subprocesses_json).items()
         }
-        workflow = BpmnWorkflow(
-            spec, subprocess_specs, script_engine=self._script_engine(context)
-        )
+        workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=self._script_engine(context))
         for task in workflow.get_tasks(state=TaskState.READY):
             task.data.update(deepcopy(dict(variables)))
         self.advance(workflow)

@@ -120,9 +120,7 @@ def _check(node: ast.AST, text: str) -> None:
     if isinstance(node, ast.Call) and not (
         isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS
     ):
-        raise ExpressionError(
-            f"'{text}' calls something other than {', '.join(sorted(FUNCTIONS))}"
-        )
+        raise ExpressionError(f"'{text}' calls something other than {', '.join(sorted(FUNCTIONS))}")
 
 
 def evaluate(text: str, data: Mapping[str, Any]) -> Any:
@@ -136,7 +134,7 @@ def evaluate(text: str, data: Mapping[str, Any]) -> Any:
         raise ExpressionError(f"'{text}' failed: {type(error).__name__}: {error}") from None
 
 
-def _eval(node: ast.AST, data: Mapping[str, Any], text: str) -> Any:  # noqa: PLR0911
+def _eval(node: ast.AST, data: Mapping[str, Any], text: str) -> Any:
     match node:
         case ast.Constant(value=value):
             return value
@@ -166,9 +164,9 @@ def _eval(node: ast.AST, data: Mapping[str, Any], text: str) -> Any:  # noqa: PL
             return _UNARY[type(op)](_eval(operand, data, text))
         case ast.Compare(left=left, ops=ops, comparators=comparators):
             current = _eval(left, data, text)
-            for op, comparator_node in zip(ops, comparators, strict=True):
+            for comparison, comparator_node in zip(ops, comparators, strict=True):
                 right_value = _eval(comparator_node, data, text)
-                if not _COMPARE[type(op)](current, right_value):
+                if not _COMPARE[type(comparison)](current, right_value):
                     return False
                 current = right_value
             return True

@@ -237,9 +237,7 @@ class ProcessService:
         self, key: str, *, correlation_key: str, variables: Mapping[str, Any] | None = None
     ) -> ProcessInstance:
         with self._uow() as uow:
-            instance = self.start_in(
-                uow, key, correlation_key=correlation_key, variables=variables
-            )
+            instance = self.start_in(uow, key, correlation_key=correlation_key, variables=variables)
             uow.commit()
         return instance
 
@@ -344,7 +342,9 @@ class ProcessService:
             if missing:
                 raise ProcessTaskDataInvalid(
                     f"task '{task.name}' needs {', '.join(missing)}",
-                    errors=[{"pointer": f"#/data/{name}", "detail": "required"} for name in missing],
+                    errors=[
+                        {"pointer": f"#/data/{name}", "detail": "required"} for name in missing
+                    ],
                 )
             bad = [name for name in data if not name.isidentifier() or name.startswith("_")]
             if bad:
@@ -440,7 +440,9 @@ class ProcessService:
         return True
 
     def _mark_failed(self, timer: ProcessTimer, error: Exception) -> None:
-        detail = error.detail if isinstance(error, DomainError) else f"{type(error).__name__}: {error}"
+        detail = (
+            error.detail if isinstance(error, DomainError) else f"{type(error).__name__}: {error}"
+        )
         log.warning("process timer %s failed: %s", timer.id, detail)
         with self._uow() as uow:
             if uow.processes.set_timer_state(
@@ -678,11 +680,13 @@ def _may_work_on(principal: Principal, task: ProcessTask, *, raising: bool) -> b
                 f"task '{task.id}' is for the role '{task.candidate_role}', not '{principal.role}'"
             )
         return False
-    if principal.is_location_bound:
-        if task.location_code is None or not principal.can_access_location(task.location_code):
-            if raising:
-                principal.require_location(task.location_code or "(none)")
-            return False
+    bound_elsewhere = principal.is_location_bound and (
+        task.location_code is None or not principal.can_access_location(task.location_code)
+    )
+    if bound_elsewhere:
+        if raising:
+            principal.require_location(task.location_code or "(none)")
+        return False
     return True
 
 

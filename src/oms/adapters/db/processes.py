@@ -41,9 +41,7 @@ class SqlProcessRepository:
         self, *, key: str, name: str, bpmn_xml: str, checksum: str, at: datetime, by: str
     ) -> ProcessDefinition:
         current = self._connection.execute(
-            select(func.max(process_definitions.c.version)).where(
-                process_definitions.c.key == key
-            )
+            select(func.max(process_definitions.c.version)).where(process_definitions.c.key == key)
         ).scalar()
         version = int(current or 0) + 1
         result = self._connection.execute(

@@ -155,9 +155,7 @@ process_timers = Table(
     Column("state", String(16), nullable=False),
     Column("fired_at", UtcDateTime),
     Column("error", Text),
-    UniqueConstraint(
-        "instance_id", "spiff_task_id", name="uq_process_timers_instance_spiff_task"
-    ),
+    UniqueConstraint("instance_id", "spiff_task_id", name="uq_process_timers_instance_spiff_task"),
     Index(
         "ix_process_timers_pending_due",
         "due_at",

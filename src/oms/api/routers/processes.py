@@ -264,7 +264,7 @@ async def deploy_definition(
             bpmn_xml = DeployIn.model_validate_json(body or b"{}").bpmn_xml
         except ValidationError:
             raise Invalid(
-                "send the BPMN document as application/xml, or JSON {\"bpmn_xml\": \"...\"}",
+                'send the BPMN document as application/xml, or JSON {"bpmn_xml": "..."}',
                 errors=[{"pointer": "#/bpmn_xml", "detail": "required"}],
             ) from None
     deployment = await run_in_threadpool(
@@ -272,7 +272,9 @@ async def deploy_definition(
     )
     if not deployment.created:
         response.status_code = 200
-    return DeploymentOut(**DefinitionOut.of(deployment.definition).model_dump(), created=deployment.created)
+    return DeploymentOut(
+        **DefinitionOut.of(deployment.definition).model_dump(), created=deployment.created
+    )
 
 
 @router.get("/processes/definitions", summary="List process definitions and their versions")
@@ -289,7 +291,9 @@ def list_definitions(
     responses=NOT_FOUND,
     summary="One version of a definition, with its BPMN document",
 )
-def get_definition(key: str, version: int, services: ServicesDep, _: Reader) -> DefinitionDocumentOut:
+def get_definition(
+    key: str, version: int, services: ServicesDep, _: Reader
+) -> DefinitionDocumentOut:
     definition = services.processes.definition(key, version)
     return DefinitionDocumentOut(
         **DefinitionOut.of(definition).model_dump(), bpmn_xml=definition.bpmn_xml
@@ -361,9 +365,7 @@ def list_tasks(
     services: ServicesDep,
     principal: Reader,
     location_code: Annotated[str | None, Query(description="Only this location's tasks")] = None,
-    state: Annotated[
-        list[TaskState] | None, Query(description="Default: open and claimed")
-    ] = None,
+    state: Annotated[list[TaskState] | None, Query(description="Default: open and claimed")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> TaskPage:
     states = state or [TaskState.OPEN, TaskState.CLAIMED]
