@@ -153,7 +153,6 @@ def process_deploy(
     bpmn_xml = file.read_text(encoding="utf-8")
     services = services_from_env()
     try:
-        prepare_schema(services.engine)
         deployment = services.processes.deploy(bpmn_xml, deployed_by=f"cli:{file.name}")
     finally:
         services.close()
@@ -177,7 +176,6 @@ def process_list(
     """List deployed process definitions and their versions."""
     services = services_from_env()
     try:
-        prepare_schema(services.engine)
         definitions = services.processes.definitions(key)
     finally:
         services.close()
