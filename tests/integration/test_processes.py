@@ -16,11 +16,12 @@ from oms.adapters.db.tables import process_definitions, process_instances
 from oms.bootstrap import Services, build_services
 from oms.config import Settings
 from oms.domain.access import SYSTEM, Principal, Role
-from oms.domain.errors import Forbidden
+from oms.domain.errors import Conflict, Forbidden
 from oms.domain.processes import (
     InstanceStatus,
     MessageNotExpected,
     ProcessDefinitionInvalid,
+    ProcessNotificationRequested,
     ProcessTaskDataInvalid,
     ProcessTaskNotOpen,
     TaskState,
@@ -134,6 +135,7 @@ def test_deploy_refuses_unknown_activities_and_missing_parameters(
         (('targetRef="EndEvent"', 'targetRef="Nowhere"'), None, "Nowhere"),
         (('isExecutable="true"', 'isExecutable="false"'), None, "exactly one executable process"),
         (("</bpmn:definitions>", ""), None, "not well-formed XML"),
+        (('id="EndEvent"', 'id="End"'), "End", "reserved"),
     ],
 )
 def test_deploy_refuses_broken_definitions_with_a_clear_error(
@@ -546,3 +548,91 @@ def test_the_default_pickup_and_ship_processes_run_end_to_end(
         "pickup_reminder",
         "order_shipped",
     ]
+
+
+class WorkerKilled(BaseException):
+    """Stands for the worker process dying in the middle of a step (not an ordinary error)."""
+
+
+@pytest.mark.postgres
+def test_a_worker_killed_mid_step_leaves_nothing_half_done_and_the_next_run_fires_once(
+    services: Services, settings: Settings, clock: ControlledClock
+) -> None:
+    alive = {"worker": False}
+
+    def remind(call: ActivityCall) -> None:
+        call.uow.record(
+            ProcessNotificationRequested(
+                instance_id=call.instance_id,
+                correlation_key=call.correlation_key,
+                template="pickup_reminder",
+                recipient=None,
+                channel="email",
+                values={},
+            )
+        )
+        if not alive["worker"]:
+            raise WorkerKilled
+
+    services.processes.activities.register("remind", remind, required=("template",))
+    services.processes.deploy(
+        bpmn("pickup_reminder.bpmn").replace(
+            """<spiffworkflow:serviceTaskOperator id="notify">
+          <spiffworkflow:parameters>
+            <spiffworkflow:parameter id="template" type="str" value="'pickup_reminder'" />""",
+            """<spiffworkflow:serviceTaskOperator id="remind">
+          <spiffworkflow:parameters>
+            <spiffworkflow:parameter id="template" type="str" value="'pickup_reminder'" />""",
+        )
+    )
+    instance_id = start_pickup(services)
+    clock.advance(timedelta(days=2))
+
+    with pytest.raises(WorkerKilled):
+        services.processes.run_due_timers()
+    services.close()
+
+    assert notifications(services) == ["ready_for_pickup"]
+    restarted = build_services(
+        settings, clock=clock, engine=make_engine(settings.resolved_database_url())
+    )
+    restarted.processes.activities.register("remind", remind, required=("template",))
+    alive["worker"] = True
+    try:
+        assert restarted.processes.run_due_timers().fired == 1
+        assert restarted.processes.run_due_timers().fired == 0
+        view = restarted.processes.instance(instance_id)
+    finally:
+        restarted.close()
+    assert notifications(restarted) == ["ready_for_pickup", "pickup_reminder"]
+    assert [h.kind for h in view.history].count("timer_fired") == 1
+
+
+def test_a_refusal_of_an_activity_reaches_the_caller_and_nothing_is_kept(
+    services: Services,
+) -> None:
+    class OutOfStock(Conflict):
+        slug = "out-of-stock-test"
+
+    def source(call: ActivityCall) -> None:
+        raise OutOfStock(f"no stock for {call.parameters['order_id']}")
+
+    services.processes.activities.register("source", source, required=("order_id",))
+    services.processes.deploy(
+        bpmn("approval_v1.bpmn").replace(
+            """<spiffworkflow:serviceTaskOperator id="notify">
+          <spiffworkflow:parameters>
+            <spiffworkflow:parameter id="template" type="str" value="'order_accepted'" />""",
+            """<spiffworkflow:serviceTaskOperator id="source">
+          <spiffworkflow:parameters>
+            <spiffworkflow:parameter id="order_id" type="str" value="order_id" />""",
+        )
+    )
+
+    with pytest.raises(OutOfStock, match="no stock for ORD-3"):
+        services.processes.start(
+            "order_flow", correlation_key="ORD-3", variables={"order_id": "ORD-3"}
+        )
+
+    assert services.processes.instances_for("ORD-3") == []
+    assert services.events.read(types=["process.instance_started"]) == []

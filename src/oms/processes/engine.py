@@ -230,6 +230,10 @@ def parse_process(bpmn_xml: str, registry: ActivityRegistry) -> ParsedProcess:
         document = etree.fromstring(bpmn_xml.encode())
     except etree.XMLSyntaxError as error:
         raise _refuse(None, f"not well-formed XML: {error}") from None
+    for element in document.xpath("//*[@id='Start' or @id='End']"):
+        raise _refuse(
+            element.get("id"), "the ids 'Start' and 'End' are reserved by the engine; rename it"
+        )
     parser = SpiffBpmnParser(validator=VALIDATOR)
     try:
         parser.add_bpmn_xml(document, filename="definition.bpmn")
