@@ -503,6 +503,7 @@ def test_the_default_definitions_are_refused_until_their_activities_are_register
     ]
 
 
+@pytest.mark.postgres
 def test_the_default_pickup_and_ship_processes_run_end_to_end(
     services: Services, clock: ControlledClock
 ) -> None:

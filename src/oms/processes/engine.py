@@ -33,7 +33,11 @@ from SpiffWorkflow.bpmn.script_engine.python_environment import (
     BasePythonScriptEngineEnvironment,
 )
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
-from SpiffWorkflow.bpmn.serializer.default import TimerConditionalEventDefinitionConverter
+from SpiffWorkflow.bpmn.serializer.default import (
+    BpmnWorkflowConverter,
+    TimerConditionalEventDefinitionConverter,
+)
+from SpiffWorkflow.bpmn.serializer.default.workflow import WorkflowConverter
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     CycleTimerEventDefinition,
@@ -188,8 +192,23 @@ class TimeDateEventDefinition(SpiffTimeDateTimer):  # type: ignore[misc]
         return bool(my_task._get_internal_data("event_fired", False))
 
 
+class SpecFreeWorkflowConverter(BpmnWorkflowConverter):  # type: ignore[misc]
+    """Spiff's workflow serialization without the process specs.
+
+    The specs are the same for every instance of a definition version: they are rebuilt from the
+    stored BPMN (parsed once per version and cached) and handed in as objects when restoring.
+    """
+
+    def to_dict(self, workflow: BpmnWorkflow) -> dict[str, Any]:
+        document: dict[str, Any] = WorkflowConverter.to_dict(self, workflow)
+        document["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        document["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return document
+
+
 def _make_serializer() -> BpmnWorkflowSerializer:
     config = deepcopy(SPIFF_CONFIG)
+    config[BpmnWorkflow] = SpecFreeWorkflowConverter
     config.pop(SpiffDurationTimer)
     config.pop(SpiffTimeDateTimer)
     config[DurationTimerEventDefinition] = TimerConditionalEventDefinitionConverter
@@ -404,21 +423,15 @@ class ProcessEngine:
     def __init__(self, registry: ActivityRegistry, clock: Clock) -> None:
         self.registry = registry
         self.clock = clock
-        self._specs: dict[int, tuple[str, str]] = {}
+        self._specs: dict[int, ParsedProcess] = {}
 
-    # specs are immutable per definition version: parse once per process, keep the JSON
-    def _spec_json(self, definition_id: int, bpmn_xml: str) -> tuple[str, str]:
-        cached = self._specs.get(definition_id)
-        if cached is None:
+    # specs are immutable per definition version: parse once, share them (as Spiff intends)
+    def _parsed(self, definition_id: int, bpmn_xml: str) -> ParsedProcess:
+        parsed = self._specs.get(definition_id)
+        if parsed is None:
             parsed = parse_process(bpmn_xml, self.registry)
-            cached = (
-                json.dumps(SERIALIZER.to_dict(parsed.spec)),
-                json.dumps(
-                    {name: SERIALIZER.to_dict(s) for name, s in parsed.subprocess_specs.items()}
-                ),
-            )
-            self._specs[definition_id] = cached
-        return cached
+            self._specs[definition_id] = parsed
+        return parsed
 
     def _script_engine(self, context: RunContext) -> OmsScriptEngine:
         return OmsScriptEngine(clock=self.clock, registry=self.registry, context=context)
@@ -430,12 +443,10 @@ class ProcessEngine:
         variables: Mapping[str, Any],
         context: RunContext,
     ) -> BpmnWorkflow:
-        spec_json, subprocesses_json = self._spec_json(definition_id, bpmn_xml)
-        spec = SERIALIZER.from_dict(json.loads(spec_json))
-        subprocess_specs = {
-            name: SERIALIZER.from_dict(s) for name, s in json.loads(subprocesses_json).items()
-        }
-        workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=self._script_engine(context))
+        parsed = self._parsed(definition_id, bpmn_xml)
+        workflow = BpmnWorkflow(
+            parsed.spec, parsed.subprocess_specs, script_engine=self._script_engine(context)
+        )
         for task in workflow.get_tasks(state=TaskState.READY):
             task.data.update(deepcopy(dict(variables)))
         self.advance(workflow)
@@ -444,24 +455,32 @@ class ProcessEngine:
     def load(
         self, definition_id: int, bpmn_xml: str, state: Mapping[str, Any], context: RunContext
     ) -> BpmnWorkflow:
-        spec_json, subprocesses_json = self._spec_json(definition_id, bpmn_xml)
-        document = json.loads(json.dumps(state))
+        """Restore an instance from :meth:`dump`'s document (which is not changed)."""
+        parsed = self._parsed(definition_id, bpmn_xml)
+        document = dict(state)
+        document["subprocesses"] = dict(document.get("subprocesses") or {})
         version = document.pop(SERIALIZER.VERSION_KEY, None)
-        document["spec"] = json.loads(spec_json)
-        document["subprocess_specs"] = json.loads(subprocesses_json)
         if version is not None and version != SERIALIZER.VERSION:
+            # an older serialization: let Spiff migrate it, with the specs as dictionaries
+            document = json.loads(json.dumps(document))
+            document["spec"] = SERIALIZER.to_dict(parsed.spec)
+            document["subprocess_specs"] = {
+                name: SERIALIZER.to_dict(spec) for name, spec in parsed.subprocess_specs.items()
+            }
             document[SERIALIZER.VERSION_KEY] = version
             SERIALIZER.migrate(document)
+            document.pop("spec")
+            document.pop("subprocess_specs")
+        document["spec"] = parsed.spec
+        document["subprocess_specs"] = dict(parsed.subprocess_specs)
         workflow: BpmnWorkflow = SERIALIZER.from_dict(document)
         workflow.script_engine = self._script_engine(context)
         return workflow
 
     @staticmethod
     def dump(workflow: BpmnWorkflow) -> dict[str, Any]:
-        """Spiff's serialization without the (per-version, cached) specs."""
+        """Spiff's serialization, without the (per-version, cached) specs."""
         document: dict[str, Any] = SERIALIZER.to_dict(workflow)
-        document.pop("spec", None)
-        document.pop("subprocess_specs", None)
         document[SERIALIZER.VERSION_KEY] = SERIALIZER.VERSION
         return document
 

@@ -94,6 +94,7 @@ class ProcessService:
         self.activities = activities
         """Register the activities of other areas here (see :mod:`oms.processes.activities`)."""
         self._engine = ProcessEngine(activities, clock)
+        self._definitions: dict[int, ProcessDefinition] = {}
 
     # -- definitions -------------------------------------------------------------------------
 
@@ -472,9 +473,12 @@ class ProcessService:
         )
 
     def _load(self, uow: UnitOfWork, instance: ProcessInstance, context: RunContext) -> Any:
-        definition = uow.processes.get_definition(instance.definition_id)
-        if definition is None:  # pragma: no cover - foreign key
-            raise ProcessDefinitionNotFound(f"definition {instance.definition_id} is missing")
+        definition = self._definitions.get(instance.definition_id)
+        if definition is None:  # versions never change once deployed: keep them
+            definition = uow.processes.get_definition(instance.definition_id)
+            if definition is None:  # pragma: no cover - foreign key
+                raise ProcessDefinitionNotFound(f"definition {instance.definition_id} is missing")
+            self._definitions[definition.id] = definition
         return self._engine.load(definition.id, definition.bpmn_xml, instance.state, context)
 
     def _instance_for_update(self, uow: UnitOfWork, instance_id: str) -> ProcessInstance:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -310,7 +311,7 @@ def _instance_row(instance: ProcessInstance) -> dict[str, Any]:
         "version": instance.version,
         "correlation_key": instance.correlation_key,
         "status": instance.status.value,
-        "state": instance.state,
+        "state": json.dumps(instance.state, separators=(",", ":")),
         "revision": instance.revision,
         "waiting_messages": instance.waiting_messages,
         "active_elements": instance.active_elements,
@@ -328,7 +329,7 @@ def _instance(row: Any) -> ProcessInstance:
         version=row["version"],
         correlation_key=row["correlation_key"],
         status=InstanceStatus(row["status"]),
-        state=row["state"],
+        state=json.loads(row["state"]),
         revision=row["revision"],
         waiting_messages=list(row["waiting_messages"] or []),
         active_elements=list(row["active_elements"] or []),

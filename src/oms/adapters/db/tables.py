@@ -110,7 +110,8 @@ process_instances = Table(
     Column("version", Integer, nullable=False),
     Column("correlation_key", String(200), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("state", JsonDocument, nullable=False),
+    # SpiffWorkflow's JSON as text: its task tree must keep key order, which JSONB does not.
+    Column("state", Text, nullable=False),
     Column("revision", Integer, nullable=False),
     Column("waiting_messages", JsonDocument, nullable=False),
     Column("active_elements", JsonDocument, nullable=False),
