@@ -637,3 +637,33 @@ def test_a_refusal_of_an_activity_reaches_the_caller_and_nothing_is_kept(
 
     assert services.processes.instances_for("ORD-3") == []
     assert services.events.read(types=["process.instance_started"]) == []
+
+
+def test_running_instances_load_while_an_activity_is_missing_and_its_call_says_so(
+    services: Services, settings: Settings, clock: ControlledClock
+) -> None:
+    services.processes.activities.register("remind", lambda call: None, required=("template",))
+    services.processes.deploy(
+        bpmn("pickup_reminder.bpmn").replace(
+            """<spiffworkflow:serviceTaskOperator id="notify">
+          <spiffworkflow:parameters>
+            <spiffworkflow:parameter id="template" type="str" value="'pickup_reminder'" />""",
+            """<spiffworkflow:serviceTaskOperator id="remind">
+          <spiffworkflow:parameters>
+            <spiffworkflow:parameter id="template" type="str" value="'pickup_reminder'" />""",
+        )
+    )
+    instance_id = start_pickup(services)
+    forgetful = build_services(
+        settings, clock=clock, engine=make_engine(settings.resolved_database_url())
+    )
+    try:
+        assert forgetful.processes.instance(instance_id).instance.status is InstanceStatus.RUNNING
+        clock.advance(timedelta(days=2))
+        assert forgetful.processes.run_due_timers().failed == 1
+        view = forgetful.processes.instance(instance_id)
+    finally:
+        forgetful.close()
+    failed = next(t for t in view.timers if t.element_id == "Remind")
+    assert failed.state is TimerState.FAILED
+    assert "activity 'remind' is not registered" in (failed.error or "")

@@ -510,6 +510,10 @@ class ProcessService:
         engine = self._engine
         is_new = instance.revision == 0
         expected_revision = instance.revision
+        # rows can only be open/pending for what the instance waited on when last saved
+        waited_on = {element.get("waits_for", "unknown") for element in instance.active_elements}
+        if "unknown" in waited_on:  # saved before elements said what they wait for
+            waited_on |= {"user", "timer"}
         instance.state = engine.dump(workflow)
         instance.waiting_messages = engine.waiting_messages(workflow)
         instance.active_elements = engine.active_elements(workflow)
@@ -543,8 +547,8 @@ class ProcessService:
             raise ProcessChangedConcurrently(
                 f"process instance '{instance.id}' was changed meanwhile; retry"
             )
-        self._sync_tasks(uow, instance, workflow, entries, is_new=is_new)
-        self._sync_timers(uow, instance, workflow, entries, is_new=is_new)
+        self._sync_tasks(uow, instance, workflow, entries, known_rows="user" in waited_on)
+        self._sync_timers(uow, instance, workflow, entries, known_rows="timer" in waited_on)
         if instance.status is InstanceStatus.COMPLETED:
             entries.append(
                 HistoryEntry(
@@ -560,10 +564,11 @@ class ProcessService:
         workflow: Any,
         entries: list[HistoryEntry],
         *,
-        is_new: bool,
+        known_rows: bool,
     ) -> None:
         now = self._clock.now()
-        known = {} if is_new else {t.spiff_task_id: t for t in uow.processes.tasks_of(instance.id)}
+        rows = uow.processes.tasks_of(instance.id) if known_rows else []
+        known = {t.spiff_task_id: t for t in rows}
         ready = set()
         for open_task in self._engine.open_user_tasks(workflow):
             ready.add(open_task.spiff_task_id)
@@ -624,10 +629,11 @@ class ProcessService:
         workflow: Any,
         entries: list[HistoryEntry],
         *,
-        is_new: bool,
+        known_rows: bool,
     ) -> None:
         now = self._clock.now()
-        known = {} if is_new else {t.spiff_task_id: t for t in uow.processes.timers_of(instance.id)}
+        rows = uow.processes.timers_of(instance.id) if known_rows else []
+        known = {t.spiff_task_id: t for t in rows}
         waiting = set()
         for waiting_timer in self._engine.waiting_timers(workflow):
             waiting.add(waiting_timer.spiff_task_id)

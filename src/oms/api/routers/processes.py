@@ -176,8 +176,9 @@ class HistoryOut(BaseModel):
 class ActiveElementOut(BaseModel):
     element_id: str
     name: str
-    type: str
-    state: str
+    type: str = Field(description="The BPMN element type, e.g. UserTask, BoundaryEvent")
+    state: str = Field(description="ready, waiting or started")
+    waits_for: str = Field(default="", description="user, timer, message or empty")
 
 
 class InstanceSummaryOut(BaseModel):
