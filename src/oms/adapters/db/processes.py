@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from oms.adapters.db.tables import (
     process_definitions,
@@ -19,6 +20,7 @@ from oms.adapters.db.tables import (
 from oms.domain.processes import (
     HistoryEntry,
     InstanceStatus,
+    ProcessChangedConcurrently,
     ProcessDefinition,
     ProcessInstance,
     ProcessTask,
@@ -45,21 +47,27 @@ class SqlProcessRepository:
             select(func.max(process_definitions.c.version)).where(process_definitions.c.key == key)
         ).scalar()
         version = int(current or 0) + 1
-        result = self._connection.execute(
-            insert(process_definitions)
-            .values(
-                key=key,
-                version=version,
-                name=name,
-                bpmn_xml=bpmn_xml,
-                checksum=checksum,
-                deployed_at=at,
-                deployed_by=by,
-            )
-            .returning(process_definitions.c.id)
-        )
+        try:
+            with self._connection.begin_nested():
+                new_id = self._connection.execute(
+                    insert(process_definitions)
+                    .values(
+                        key=key,
+                        version=version,
+                        name=name,
+                        bpmn_xml=bpmn_xml,
+                        checksum=checksum,
+                        deployed_at=at,
+                        deployed_by=by,
+                    )
+                    .returning(process_definitions.c.id)
+                ).scalar_one()
+        except IntegrityError:
+            raise ProcessChangedConcurrently(
+                f"another version of '{key}' was deployed at the same moment; retry"
+            ) from None
         return ProcessDefinition(
-            id=int(result.scalar_one()),
+            id=int(new_id),
             key=key,
             version=version,
             name=name,
