@@ -213,3 +213,40 @@ def test_cli_deploys_lists_and_refuses_broken_files_in_one_line(
     assert listed.returncode == 0, listed.stderr
     assert "order_flow" in listed.stdout
     assert "Order flow" in listed.stdout
+
+
+def test_release_a_task_and_cancel_an_instance_over_http(
+    admin: TestClient, client_for: Callable[..., TestClient]
+) -> None:
+    deploy(admin, "pickup_reminder.bpmn")
+    started = admin.post(
+        "/processes/instances",
+        json={
+            "process_key": "test_pickup",
+            "correlation_key": "ORD-3",
+            "variables": {"location_code": "S1", "customer_email": "c@x.io"},
+        },
+    ).json()
+    store = client_for(Role.STORE_ASSOCIATE, locations=["S1"])
+    task_id = started["open_tasks"][0]["id"]
+    assert store.post(f"/process-tasks/{task_id}/claim").json()["state"] == "claimed"
+    released = store.post(f"/process-tasks/{task_id}/release")
+    assert (released.status_code, released.json()["state"]) == (200, "open")
+
+    assert (
+        store.post(f"/processes/instances/{started['id']}/cancel", json={"reason": "x"}).status_code
+        == 403
+    )
+    cancelled = admin.post(
+        f"/processes/instances/{started['id']}/cancel", json={"reason": "order cancelled"}
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    body = cancelled.json()
+    assert (body["status"], body["open_tasks"], body["active_elements"]) == ("cancelled", [], [])
+    again = admin.post(f"/processes/instances/{started['id']}/cancel", json={"reason": "again"})
+    assert (again.status_code, again.json()["type"]) == (
+        409,
+        "/problems/process-instance-not-running",
+    )
+    unknown = admin.post("/processes/instances/nope/cancel", json={"reason": "x"})
+    assert unknown.status_code == 404

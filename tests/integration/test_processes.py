@@ -16,11 +16,12 @@ from oms.adapters.db.tables import process_definitions, process_instances
 from oms.bootstrap import Services, build_services
 from oms.config import Settings
 from oms.domain.access import SYSTEM, Principal, Role
-from oms.domain.errors import Conflict, Forbidden
+from oms.domain.errors import Conflict, Forbidden, Invalid
 from oms.domain.processes import (
     InstanceStatus,
     MessageNotExpected,
     ProcessDefinitionInvalid,
+    ProcessInstanceNotRunning,
     ProcessNotificationRequested,
     ProcessTaskDataInvalid,
     ProcessTaskNotOpen,
@@ -667,3 +668,52 @@ def test_running_instances_load_while_an_activity_is_missing_and_its_call_says_s
     failed = next(t for t in view.timers if t.element_id == "Remind")
     assert failed.state is TimerState.FAILED
     assert "activity 'remind' is not registered" in (failed.error or "")
+
+
+@pytest.mark.postgres
+def test_cancelling_stops_an_instance_where_it_stands(
+    services: Services, clock: ControlledClock
+) -> None:
+    services.processes.deploy(bpmn("pickup_reminder.bpmn"))
+    instance_id = start_pickup(services)
+    task = services.processes.tasks(SYSTEM)[0]
+
+    with pytest.raises(Invalid):
+        services.processes.cancel(instance_id, reason=" ")
+    services.processes.cancel(instance_id, reason="order cancelled by the customer")
+
+    view = services.processes.instance(instance_id)
+    assert view.instance.status is InstanceStatus.CANCELLED
+    assert [t.state for t in view.tasks] == [TaskState.CANCELLED]
+    assert {t.state for t in view.timers} == {TimerState.CANCELLED}
+    assert view.instance.active_elements == []
+    assert "cancelled" in [h.kind for h in view.history]
+    clock.advance(timedelta(days=8))
+    assert services.processes.run_due_timers().fired == 0
+    assert notifications(services) == ["ready_for_pickup"]
+    with pytest.raises(ProcessTaskNotOpen):
+        services.processes.complete(task.id, SYSTEM, {"pickup_code": "1"})
+    with pytest.raises(ProcessInstanceNotRunning):
+        services.processes.cancel(instance_id, reason="again")
+    with pytest.raises(MessageNotExpected):
+        services.processes.correlate("checked_in", "ORD-1", {})
+    cancelled = services.events.read(types=["process.instance_cancelled"])
+    assert [e.data["reason"] for e in cancelled] == ["order cancelled by the customer"]
+
+
+def test_a_claimed_task_can_be_given_back(services: Services) -> None:
+    services.processes.deploy(bpmn("pickup_reminder.bpmn"))
+    start_pickup(services)
+    first, second = (
+        associate("S1"),
+        Principal(
+            key_id="second", name="b", role=Role.STORE_ASSOCIATE, location_codes=frozenset({"S1"})
+        ),
+    )
+    task = services.processes.claim(services.processes.tasks(first)[0].id, first)
+
+    with pytest.raises(ProcessTaskNotOpen):
+        services.processes.release(task.id, second)
+    released = services.processes.release(task.id, first)
+    assert (released.state, released.claimed_by) == (TaskState.OPEN, None)
+    assert services.processes.claim(task.id, second).claimed_by == second.actor

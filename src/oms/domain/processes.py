@@ -15,6 +15,7 @@ from oms.domain.events import DomainEvent
 class InstanceStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
+    CANCELLED = "cancelled"
 
 
 class TaskState(StrEnum):
@@ -140,6 +141,11 @@ class ProcessTaskDataInvalid(Invalid):
     title = "The data given to complete the task is not valid"
 
 
+class ProcessInstanceNotRunning(Conflict):
+    slug = "process-instance-not-running"
+    title = "The process instance has completed or was cancelled"
+
+
 class ProcessChangedConcurrently(Conflict):
     slug = "process-changed-concurrently"
     title = "The process instance was changed by someone else meanwhile; retry"
@@ -192,6 +198,19 @@ class ProcessInstanceCompleted(DomainEvent):
     instance_id: str
     process_key: str
     correlation_key: str
+
+    @property
+    def subject(self) -> str:
+        return f"process-instances/{self.instance_id}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessInstanceCancelled(DomainEvent):
+    type: ClassVar[str] = "process.instance_cancelled"
+    instance_id: str
+    process_key: str
+    correlation_key: str
+    reason: str
 
     @property
     def subject(self) -> str:

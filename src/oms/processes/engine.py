@@ -641,6 +641,11 @@ class ProcessEngine:
     def fire_due_timers(self, workflow: BpmnWorkflow) -> None:
         self.advance(workflow)
 
+    @staticmethod
+    def cancel(workflow: BpmnWorkflow) -> None:
+        """Stop the instance where it stands: every unfinished task is cancelled."""
+        workflow.cancel()
+
 
 def _tasks(workflow: BpmnWorkflow, mask: int) -> list[Task]:
     """The tasks in any of the states of ``mask``, subprocesses included, in creation order.

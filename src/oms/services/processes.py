@@ -32,8 +32,10 @@ from oms.domain.processes import (
     ProcessDefinitionDeployed,
     ProcessDefinitionNotFound,
     ProcessInstance,
+    ProcessInstanceCancelled,
     ProcessInstanceCompleted,
     ProcessInstanceNotFound,
+    ProcessInstanceNotRunning,
     ProcessInstanceStarted,
     ProcessTask,
     ProcessTaskCompleted,
@@ -250,6 +252,39 @@ class ProcessService:
             uow.commit()
         return delivered
 
+    def cancel_in(self, uow: UnitOfWork, instance_id: str, *, reason: str) -> ProcessInstance:
+        """Stop a running instance where it stands (e.g. its order was cancelled), in ``uow``:
+        its open tasks and pending timers are cancelled; no further activity runs."""
+        if not reason.strip():
+            raise Invalid("cancelling a process needs a reason")
+        instance = self._instance_for_update(uow, instance_id)
+        context = self._context(uow, instance)
+        workflow = self._load(uow, instance, context)
+        self._engine.cancel(workflow)
+        cancelled = HistoryEntry(
+            instance_id=instance.id,
+            at=self._clock.now(),
+            kind="cancelled",
+            element_id=None,
+            detail={"reason": reason},
+        )
+        self._persist(uow, instance, workflow, context, history=[cancelled], cancelling=True)
+        uow.record(
+            ProcessInstanceCancelled(
+                instance_id=instance.id,
+                process_key=instance.process_key,
+                correlation_key=instance.correlation_key,
+                reason=reason,
+            )
+        )
+        return instance
+
+    def cancel(self, instance_id: str, *, reason: str) -> ProcessInstance:
+        with self._uow() as uow:
+            instance = self.cancel_in(uow, instance_id, reason=reason)
+            uow.commit()
+        return instance
+
     # -- reading -----------------------------------------------------------------------------
 
     def instance(self, instance_id: str) -> InstanceView:
@@ -322,6 +357,37 @@ class ProcessService:
                         kind="task_claimed",
                         element_id=task.element_id,
                         detail={"task_id": task.id, "by": principal.actor},
+                    )
+                ]
+            )
+            uow.commit()
+        return task
+
+    def release(self, task_id: str, principal: Principal) -> ProcessTask:
+        """Give a claimed task back to the location's list (its claimer, or an admin key)."""
+        with self._uow() as uow:
+            task = self._task_for_update(uow, task_id, principal)
+            if task.state is TaskState.OPEN:
+                return task
+            mine = task.claimed_by == principal.actor or principal.role in (
+                Role.ADMIN,
+                Role.INTEGRATION,
+            )
+            if task.state is not TaskState.CLAIMED or not mine:
+                raise ProcessTaskNotOpen(_not_open(task), state=task.state.value)
+            released_from = task.claimed_by
+            task.state = TaskState.OPEN
+            task.claimed_by = None
+            task.claimed_at = None
+            uow.processes.save_task(task)
+            uow.processes.add_history(
+                [
+                    HistoryEntry(
+                        instance_id=task.instance_id,
+                        at=self._clock.now(),
+                        kind="task_released",
+                        element_id=task.element_id,
+                        detail={"task_id": task.id, "by": principal.actor, "from": released_from},
                     )
                 ]
             )
@@ -486,7 +552,10 @@ class ProcessService:
         if instance is None:
             raise ProcessInstanceNotFound(f"no process instance '{instance_id}'")
         if instance.status is not InstanceStatus.RUNNING:
-            raise ProcessTaskNotOpen(f"process instance '{instance_id}' has completed")
+            raise ProcessInstanceNotRunning(
+                f"process instance '{instance_id}' is {instance.status.value}",
+                instance_status=instance.status.value,
+            )
         return instance
 
     def _task_for_update(self, uow: UnitOfWork, task_id: str, principal: Principal) -> ProcessTask:
@@ -504,6 +573,7 @@ class ProcessService:
         context: RunContext,
         *,
         history: list[HistoryEntry],
+        cancelling: bool = False,
     ) -> None:
         """Write the instance's new state, its task list and timers, in ``uow``."""
         now = self._clock.now()
@@ -531,7 +601,10 @@ class ProcessService:
             for step in context.steps
         )
         context.steps.clear()
-        if workflow.completed:
+        if cancelling:
+            instance.status = InstanceStatus.CANCELLED
+            instance.completed_at = now
+        elif workflow.completed:
             instance.status = InstanceStatus.COMPLETED
             instance.completed_at = now
             uow.record(
@@ -548,7 +621,14 @@ class ProcessService:
                 f"process instance '{instance.id}' was changed meanwhile; retry"
             )
         self._sync_tasks(uow, instance, workflow, entries, known_rows="user" in waited_on)
-        self._sync_timers(uow, instance, workflow, entries, known_rows="timer" in waited_on)
+        self._sync_timers(
+            uow,
+            instance,
+            workflow,
+            entries,
+            known_rows="timer" in waited_on,
+            cancelling=cancelling,
+        )
         if instance.status is InstanceStatus.COMPLETED:
             entries.append(
                 HistoryEntry(
@@ -630,6 +710,7 @@ class ProcessService:
         entries: list[HistoryEntry],
         *,
         known_rows: bool,
+        cancelling: bool,
     ) -> None:
         now = self._clock.now()
         rows = uow.processes.timers_of(instance.id) if known_rows else []
@@ -661,7 +742,8 @@ class ProcessService:
         for timer in known.values():
             if timer.state is TimerState.PENDING and timer.spiff_task_id not in waiting:
                 # gone from the process: it fired along with other work, or its task moved on
-                state = TimerState.FIRED if timer.due_at <= now else TimerState.CANCELLED
+                fired = timer.due_at <= now and not cancelling
+                state = TimerState.FIRED if fired else TimerState.CANCELLED
                 uow.processes.set_timer_state(
                     timer.id,
                     expected=TimerState.PENDING,

@@ -84,6 +84,10 @@ class StartIn(BaseModel):
     variables: dict[str, Any] = Field(default_factory=dict)
 
 
+class CancelIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=500, examples=["order cancelled by customer"])
+
+
 class MessageIn(BaseModel):
     message_name: str = Field(min_length=1, max_length=100, examples=["checked_in"])
     correlation_key: str = Field(min_length=1, max_length=200, examples=["ORD-1001"])
@@ -349,6 +353,18 @@ def get_instance(instance_id: str, services: ServicesDep, _: Reader) -> Instance
 
 
 @router.post(
+    "/processes/instances/{instance_id}/cancel",
+    responses={**NOT_FOUND, **CONFLICT},
+    summary="Stop a running instance where it stands (open tasks and timers are cancelled)",
+)
+def cancel_instance(
+    instance_id: str, body: CancelIn, services: ServicesDep, _: Writer
+) -> InstanceOut:
+    services.processes.cancel(instance_id, reason=body.reason)
+    return InstanceOut.of_view(services.processes.instance(instance_id))
+
+
+@router.post(
     "/processes/messages",
     responses=CONFLICT,
     summary="Correlate a message (shipped, checked_in, received...) to waiting instances",
@@ -388,6 +404,15 @@ def get_task(task_id: str, services: ServicesDep, principal: Reader) -> TaskOut:
 )
 def claim_task(task_id: str, services: ServicesDep, principal: Worker) -> TaskOut:
     return TaskOut.of(services.processes.claim(task_id, principal))
+
+
+@router.post(
+    "/process-tasks/{task_id}/release",
+    responses={**NOT_FOUND, **CONFLICT},
+    summary="Give a claimed task back to the list",
+)
+def release_task(task_id: str, services: ServicesDep, principal: Worker) -> TaskOut:
+    return TaskOut.of(services.processes.release(task_id, principal))
 
 
 @router.post(
