@@ -717,3 +717,29 @@ def test_a_claimed_task_can_be_given_back(services: Services) -> None:
     released = services.processes.release(task.id, first)
     assert (released.state, released.claimed_by) == (TaskState.OPEN, None)
     assert services.processes.claim(task.id, second).claimed_by == second.actor
+
+
+@pytest.mark.postgres
+def test_an_early_message_is_kept_and_delivered_once_when_the_instance_waits_for_it(
+    services: Services,
+) -> None:
+    services.processes.deploy(bpmn("pickup_reminder.bpmn"))
+    instance_id = start_pickup(services, "ORD-1")
+
+    kept = services.processes.correlate("checked_in", "ORD-1", {"bay": 7}, buffer=True)
+    assert kept == []
+    assert services.processes.instance(instance_id).instance.status is InstanceStatus.RUNNING
+
+    task = services.processes.tasks(SYSTEM)[0]
+    services.processes.complete(task.id, SYSTEM, {"pickup_code": "1"})
+
+    view = services.processes.instance(instance_id)
+    assert view.instance.status is InstanceStatus.COMPLETED
+    assert view.variables["check_in"] == {"bay": 7}
+    received = [h for h in view.history if h.kind == "message_received"]
+    assert [h.detail["message"] for h in received] == ["checked_in"]
+
+    second = start_pickup(services, "ORD-1")
+    other = services.processes.tasks(SYSTEM)[0]
+    services.processes.complete(other.id, SYSTEM, {"pickup_code": "2"})
+    assert services.processes.instance(second).instance.waiting_messages == ["checked_in"]

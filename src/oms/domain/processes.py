@@ -96,6 +96,17 @@ class ProcessTimer:
 
 
 @dataclass(frozen=True)
+class BufferedMessage:
+    """A message that arrived before its instance waited for it; delivered when it does."""
+
+    id: str
+    message_name: str
+    correlation_key: str
+    payload: dict[str, Any]
+    received_at: datetime
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
     instance_id: str
     at: datetime

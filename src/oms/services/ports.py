@@ -11,6 +11,7 @@ from typing import Any, Protocol, Self
 from oms.domain.access import Role
 from oms.domain.events import DomainEvent
 from oms.domain.processes import (
+    BufferedMessage,
     HistoryEntry,
     ProcessDefinition,
     ProcessInstance,
@@ -199,6 +200,16 @@ class ProcessRepository(Protocol):
     def claim_due_timer(self, *, now: datetime, skip: Sequence[str] = ()) -> ProcessTimer | None:
         """The earliest pending timer due by ``now``, locked (SKIP LOCKED on PostgreSQL)."""
         ...
+
+    def buffer_message(self, message: BufferedMessage) -> None: ...
+
+    def buffered_messages(
+        self, correlation_key: str, message_names: Sequence[str]
+    ) -> list[BufferedMessage]:
+        """Unconsumed messages for this key and these names, oldest first, locked."""
+        ...
+
+    def consume_message(self, message_id: str, *, instance_id: str, at: datetime) -> bool: ...
 
     def add_history(self, entries: Sequence[HistoryEntry]) -> None: ...
 

@@ -24,6 +24,7 @@ from typing import Any
 from oms.domain.access import Principal, Role
 from oms.domain.errors import DomainError, Forbidden, Invalid
 from oms.domain.processes import (
+    BufferedMessage,
     HistoryEntry,
     InstanceStatus,
     MessageNotExpected,
@@ -205,10 +206,15 @@ class ProcessService:
         message_name: str,
         correlation_key: str,
         payload: Mapping[str, Any] | None = None,
+        *,
+        buffer: bool = False,
     ) -> list[str]:
         """Deliver a message to the running instances with this key that wait for it.
 
-        Returns the ids of the instances that took it; raises :class:`MessageNotExpected` if none.
+        Returns the ids of the instances that took it. When none waits: with ``buffer`` the
+        message is kept and delivered as soon as an instance with this key waits for it (events
+        that arrive early: a customer checking in before the order is picked), and ``[]`` is
+        returned; without, :class:`MessageNotExpected` is raised.
         """
         delivered = []
         for instance in uow.processes.running_instances(correlation_key):
@@ -227,6 +233,17 @@ class ProcessService:
             )
             self._persist(uow, instance, workflow, context, history=[received])
             delivered.append(instance.id)
+        if not delivered and buffer:
+            uow.processes.buffer_message(
+                BufferedMessage(
+                    id=self._ids.new_id(),
+                    message_name=message_name,
+                    correlation_key=correlation_key,
+                    payload=dict(payload or {}),
+                    received_at=self._clock.now(),
+                )
+            )
+            return []
         if not delivered:
             raise MessageNotExpected(
                 f"no running process with correlation key '{correlation_key}' is waiting for "
@@ -245,10 +262,17 @@ class ProcessService:
         return instance
 
     def correlate(
-        self, message_name: str, correlation_key: str, payload: Mapping[str, Any] | None = None
+        self,
+        message_name: str,
+        correlation_key: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        buffer: bool = False,
     ) -> list[str]:
         with self._uow() as uow:
-            delivered = self.correlate_in(uow, message_name, correlation_key, payload)
+            delivered = self.correlate_in(
+                uow, message_name, correlation_key, payload, buffer=buffer
+            )
             uow.commit()
         return delivered
 
@@ -578,6 +602,9 @@ class ProcessService:
         """Write the instance's new state, its task list and timers, in ``uow``."""
         now = self._clock.now()
         engine = self._engine
+        entries = list(history)
+        if not cancelling:
+            self._deliver_buffered(uow, instance, workflow, entries)
         is_new = instance.revision == 0
         expected_revision = instance.revision
         # rows can only be open/pending for what the instance waited on when last saved
@@ -589,7 +616,6 @@ class ProcessService:
         instance.active_elements = engine.active_elements(workflow)
         instance.updated_at = now
         instance.revision += 1
-        entries = list(history)
         entries.extend(
             HistoryEntry(
                 instance_id=instance.id,
@@ -636,6 +662,42 @@ class ProcessService:
                 )
             )
         uow.processes.add_history(entries)
+
+    def _deliver_buffered(
+        self,
+        uow: UnitOfWork,
+        instance: ProcessInstance,
+        workflow: Any,
+        entries: list[HistoryEntry],
+    ) -> None:
+        """Hand the instance the messages that arrived for its key before it waited for them."""
+        for _ in range(1000):
+            if workflow.completed:
+                return
+            waiting = self._engine.waiting_messages(workflow)
+            if not waiting:
+                return
+            pending = uow.processes.buffered_messages(instance.correlation_key, waiting)
+            if not pending:
+                return
+            message = pending[0]
+            now = self._clock.now()
+            if not uow.processes.consume_message(message.id, instance_id=instance.id, at=now):
+                return
+            self._engine.deliver_message(workflow, message.message_name, message.payload)
+            entries.append(
+                HistoryEntry(
+                    instance_id=instance.id,
+                    at=now,
+                    kind="message_received",
+                    element_id=None,
+                    detail={
+                        "message": message.message_name,
+                        "payload": message.payload,
+                        "received_at": message.received_at.isoformat(),
+                    },
+                )
+            )
 
     def _sync_tasks(
         self,

@@ -14,10 +14,12 @@ from oms.adapters.db.tables import (
     process_definitions,
     process_history,
     process_instances,
+    process_messages,
     process_tasks,
     process_timers,
 )
 from oms.domain.processes import (
+    BufferedMessage,
     HistoryEntry,
     InstanceStatus,
     ProcessChangedConcurrently,
@@ -260,6 +262,52 @@ class SqlProcessRepository:
             query = query.with_for_update(skip_locked=True)
         row = self._connection.execute(query).first()
         return _timer(row._mapping) if row else None
+
+    # -- buffered messages -----------------------------------------------------------------
+
+    def buffer_message(self, message: BufferedMessage) -> None:
+        self._connection.execute(
+            insert(process_messages).values(
+                id=message.id,
+                message_name=message.message_name,
+                correlation_key=message.correlation_key,
+                payload=message.payload,
+                received_at=message.received_at,
+            )
+        )
+
+    def buffered_messages(
+        self, correlation_key: str, message_names: Sequence[str]
+    ) -> list[BufferedMessage]:
+        query = (
+            select(process_messages)
+            .where(
+                process_messages.c.correlation_key == correlation_key,
+                process_messages.c.message_name.in_(list(message_names)),
+                process_messages.c.consumed_at.is_(None),
+            )
+            .order_by(process_messages.c.received_at, process_messages.c.id)
+        )
+        if self._postgres:
+            query = query.with_for_update()
+        return [
+            BufferedMessage(
+                id=m["id"],
+                message_name=m["message_name"],
+                correlation_key=m["correlation_key"],
+                payload=m["payload"],
+                received_at=m["received_at"],
+            )
+            for m in (row._mapping for row in self._connection.execute(query))
+        ]
+
+    def consume_message(self, message_id: str, *, instance_id: str, at: datetime) -> bool:
+        result = self._connection.execute(
+            update(process_messages)
+            .where(process_messages.c.id == message_id, process_messages.c.consumed_at.is_(None))
+            .values(consumed_at=at, consumed_by=instance_id)
+        )
+        return result.rowcount == 1
 
     # -- history ---------------------------------------------------------------------------
 

@@ -165,6 +165,25 @@ process_timers = Table(
     ),
 )
 
+process_messages = Table(
+    "process_messages",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("message_name", String(100), nullable=False),
+    Column("correlation_key", String(200), nullable=False),
+    Column("payload", JsonDocument, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("consumed_at", UtcDateTime),
+    Column("consumed_by", String(36)),
+    Index(
+        "ix_process_messages_waiting",
+        "correlation_key",
+        "message_name",
+        postgresql_where=text("consumed_at IS NULL"),
+        sqlite_where=text("consumed_at IS NULL"),
+    ),
+)
+
 process_history = Table(
     "process_history",
     metadata,
@@ -189,6 +208,7 @@ __all__ = [
     "process_definitions",
     "process_history",
     "process_instances",
+    "process_messages",
     "process_tasks",
     "process_timers",
 ]

@@ -92,10 +92,16 @@ class MessageIn(BaseModel):
     message_name: str = Field(min_length=1, max_length=100, examples=["checked_in"])
     correlation_key: str = Field(min_length=1, max_length=200, examples=["ORD-1001"])
     payload: dict[str, Any] = Field(default_factory=dict)
+    buffer: bool = Field(
+        default=False,
+        description="If no instance waits for it yet, keep it and deliver it when one does "
+        "(instead of a 409)",
+    )
 
 
 class MessageOut(BaseModel):
     delivered_to: list[str] = Field(description="Ids of the instances that took the message")
+    buffered: bool = Field(description="True when kept for an instance that does not wait yet")
 
 
 class TaskOut(BaseModel):
@@ -370,8 +376,10 @@ def cancel_instance(
     summary="Correlate a message (shipped, checked_in, received...) to waiting instances",
 )
 def correlate_message(body: MessageIn, services: ServicesDep, _: Writer) -> MessageOut:
-    delivered = services.processes.correlate(body.message_name, body.correlation_key, body.payload)
-    return MessageOut(delivered_to=delivered)
+    delivered = services.processes.correlate(
+        body.message_name, body.correlation_key, body.payload, buffer=body.buffer
+    )
+    return MessageOut(delivered_to=delivered, buffered=not delivered)
 
 
 # --- associate tasks --------------------------------------------------------------------------

@@ -1,8 +1,8 @@
-"""processes: definitions, instances, tasks, timers, history
+"""processes: definitions, instances, tasks, timers, messages, history
 
 Revision ID: 0005
 Revises: 0001
-Create Date: 2026-11-29 20:54:10.771229
+Create Date: 2026-11-29 21:04:44.620590
 """
 
 from collections.abc import Sequence
@@ -40,6 +40,30 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_process_definitions")),
         sa.UniqueConstraint("key", "version", name="uq_process_definitions_key_version"),
     )
+    op.create_table(
+        "process_messages",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("message_name", sa.String(length=100), nullable=False),
+        sa.Column("correlation_key", sa.String(length=200), nullable=False),
+        sa.Column(
+            "payload",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("received_at", oms.adapters.db.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("consumed_at", oms.adapters.db.types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("consumed_by", sa.String(length=36), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_process_messages")),
+    )
+    with op.batch_alter_table("process_messages", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_process_messages_waiting",
+            ["correlation_key", "message_name"],
+            unique=False,
+            postgresql_where=sa.text("consumed_at IS NULL"),
+            sqlite_where=sa.text("consumed_at IS NULL"),
+        )
+
     op.create_table(
         "process_instances",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -206,5 +230,13 @@ def downgrade() -> None:
         batch_op.drop_index("ix_process_instances_correlation")
 
     op.drop_table("process_instances")
+    with op.batch_alter_table("process_messages", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_process_messages_waiting",
+            postgresql_where=sa.text("consumed_at IS NULL"),
+            sqlite_where=sa.text("consumed_at IS NULL"),
+        )
+
+    op.drop_table("process_messages")
     op.drop_table("process_definitions")
     # ### end Alembic commands ###
