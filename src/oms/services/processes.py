@@ -670,11 +670,20 @@ class ProcessService:
         workflow: Any,
         entries: list[HistoryEntry],
     ) -> None:
-        """Hand the instance the messages that arrived for its key before it waited for them."""
+        """Hand the instance the messages that arrived for its key before it waited for them.
+
+        Only messages it has newly come to wait for are looked up: a message is kept only when
+        no instance with its key waited for it, so none can be kept for what it waited on before.
+        """
+        waited_before = set(instance.waiting_messages)
         for _ in range(1000):
             if workflow.completed:
                 return
-            waiting = self._engine.waiting_messages(workflow)
+            waiting = [
+                name
+                for name in self._engine.waiting_messages(workflow)
+                if name not in waited_before
+            ]
             if not waiting:
                 return
             pending = uow.processes.buffered_messages(instance.correlation_key, waiting)
