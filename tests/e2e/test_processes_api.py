@@ -250,3 +250,28 @@ def test_release_a_task_and_cancel_an_instance_over_http(
     )
     unknown = admin.post("/processes/instances/nope/cancel", json={"reason": "x"})
     assert unknown.status_code == 404
+
+
+def test_associates_see_only_instances_with_work_at_their_locations(
+    admin: TestClient, client_for: Callable[..., TestClient]
+) -> None:
+    deploy(admin, "pickup_reminder.bpmn")
+    ids = {}
+    for order, location in (("ORD-1", "S1"), ("ORD-2", "S2")):
+        ids[order] = admin.post(
+            "/processes/instances",
+            json={
+                "process_key": "test_pickup",
+                "correlation_key": order,
+                "variables": {"location_code": location, "customer_email": "c@x.io"},
+            },
+        ).json()["id"]
+    store = client_for(Role.STORE_ASSOCIATE, locations=["S1"])
+
+    assert store.get(f"/processes/instances/{ids['ORD-1']}").status_code == 200
+    assert store.get(f"/processes/instances/{ids['ORD-2']}").status_code == 403
+    listed = store.get("/processes/instances", params={"correlation_key": "ORD-2"})
+    assert (listed.status_code, listed.json()) == (200, [])
+    care = client_for(Role.CARE_AGENT)
+    assert care.get(f"/processes/instances/{ids['ORD-2']}").status_code == 200
+    assert care.get("/process-tasks").json()["items"] == []

@@ -177,6 +177,7 @@ class ProcessRepository(Protocol):
         self,
         *,
         location_codes: Sequence[str] | None,
+        candidate_roles: Sequence[str] | None = None,
         states: Sequence[TaskState],
         limit: int,
     ) -> list[ProcessTask]: ...

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from oms.domain.access import Principal, Role
+from oms.domain.access import SYSTEM, Principal, Role
 from oms.domain.errors import DomainError, Forbidden, Invalid
 from oms.domain.processes import (
     BufferedMessage,
@@ -311,23 +311,36 @@ class ProcessService:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def instance(self, instance_id: str) -> InstanceView:
+    def instance(self, instance_id: str, principal: Principal = SYSTEM) -> InstanceView:
+        """Where an instance stands. A store associate sees only instances with a task at one
+        of their locations."""
         with self._uow(read_only=True) as uow:
             instance = uow.processes.get_instance(instance_id)
             if instance is None:
                 raise ProcessInstanceNotFound(f"no process instance '{instance_id}'")
+            tasks = uow.processes.tasks_of(instance_id)
+            _may_see(principal, instance, tasks, raising=True)
             workflow = self._load(uow, instance, self._context(uow, instance))
             return InstanceView(
                 instance=instance,
-                tasks=uow.processes.tasks_of(instance_id),
+                tasks=tasks,
                 timers=uow.processes.timers_of(instance_id),
                 history=uow.processes.history(instance_id),
                 variables=self._engine.variables(workflow),
             )
 
-    def instances_for(self, correlation_key: str) -> list[ProcessInstance]:
+    def instances_for(
+        self, correlation_key: str, principal: Principal = SYSTEM
+    ) -> list[ProcessInstance]:
         with self._uow(read_only=True) as uow:
-            return uow.processes.instances_for(correlation_key)
+            found = uow.processes.instances_for(correlation_key)
+            if not principal.is_location_bound:
+                return found
+            return [
+                instance
+                for instance in found
+                if _may_see(principal, instance, uow.processes.tasks_of(instance.id), raising=False)
+            ]
 
     # -- associate tasks ---------------------------------------------------------------------
 
@@ -350,8 +363,11 @@ class ProcessService:
             codes = sorted(principal.location_codes)
         else:
             codes = None
+        roles = None if principal.role in (Role.ADMIN, Role.INTEGRATION) else [principal.role]
         with self._uow(read_only=True) as uow:
-            found = uow.processes.list_tasks(location_codes=codes, states=states, limit=limit)
+            found = uow.processes.list_tasks(
+                location_codes=codes, candidate_roles=roles, states=states, limit=limit
+            )
         return [task for task in found if _may_work_on(principal, task, raising=False)]
 
     def task(self, task_id: str, principal: Principal) -> ProcessTask:
@@ -851,6 +867,20 @@ def _may_work_on(principal: Principal, task: ProcessTask, *, raising: bool) -> b
             principal.require_location(task.location_code or "(none)")
         return False
     return True
+
+
+def _may_see(
+    principal: Principal, instance: ProcessInstance, tasks: list[ProcessTask], *, raising: bool
+) -> bool:
+    if not principal.is_location_bound:
+        return True
+    if any(t.location_code and principal.can_access_location(t.location_code) for t in tasks):
+        return True
+    if raising:
+        raise Forbidden(
+            f"process instance '{instance.id}' has no task at {sorted(principal.location_codes)}"
+        )
+    return False
 
 
 def _not_open(task: ProcessTask) -> str:

@@ -187,6 +187,7 @@ class SqlProcessRepository:
         self,
         *,
         location_codes: Sequence[str] | None,
+        candidate_roles: Sequence[str] | None = None,
         states: Sequence[TaskState],
         limit: int,
     ) -> list[ProcessTask]:
@@ -198,6 +199,8 @@ class SqlProcessRepository:
         )
         if location_codes is not None:
             query = query.where(process_tasks.c.location_code.in_(list(location_codes)))
+        if candidate_roles is not None:
+            query = query.where(process_tasks.c.candidate_role.in_(list(candidate_roles)))
         return [_task(row._mapping) for row in self._connection.execute(query)]
 
     # -- timers ----------------------------------------------------------------------------

@@ -343,10 +343,11 @@ def start_instance(body: StartIn, services: ServicesDep, _: Writer) -> InstanceO
 @router.get("/processes/instances", summary="Instances about one thing (e.g. an order)")
 def list_instances(
     services: ServicesDep,
-    _: Reader,
+    principal: Reader,
     correlation_key: Annotated[str, Query(min_length=1, description="e.g. the order id")],
 ) -> list[InstanceSummaryOut]:
-    return [InstanceSummaryOut.of(i) for i in services.processes.instances_for(correlation_key)]
+    found = services.processes.instances_for(correlation_key, principal)
+    return [InstanceSummaryOut.of(i) for i in found]
 
 
 @router.get(
@@ -354,8 +355,8 @@ def list_instances(
     responses=NOT_FOUND,
     summary="Where an instance stands: active elements, open tasks, timers, history",
 )
-def get_instance(instance_id: str, services: ServicesDep, _: Reader) -> InstanceOut:
-    return InstanceOut.of_view(services.processes.instance(instance_id))
+def get_instance(instance_id: str, services: ServicesDep, principal: Reader) -> InstanceOut:
+    return InstanceOut.of_view(services.processes.instance(instance_id, principal))
 
 
 @router.post(
