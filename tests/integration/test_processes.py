@@ -18,6 +18,7 @@ from oms.config import Settings
 from oms.domain.access import SYSTEM, Principal, Role
 from oms.domain.errors import Conflict, Forbidden, Invalid
 from oms.domain.processes import (
+    ActivityFailed,
     InstanceStatus,
     MessageNotExpected,
     ProcessDefinitionInvalid,
@@ -743,3 +744,16 @@ def test_an_early_message_is_kept_and_delivered_once_when_the_instance_waits_for
     other = services.processes.tasks(SYSTEM)[0]
     services.processes.complete(other.id, SYSTEM, {"pickup_code": "2"})
     assert services.processes.instance(second).instance.waiting_messages == ["checked_in"]
+
+
+def test_a_missing_process_variable_is_named_and_nothing_is_started(services: Services) -> None:
+    services.processes.deploy(bpmn("pickup_reminder.bpmn"))
+
+    with pytest.raises(ActivityFailed) as failed:
+        services.processes.start(
+            "test_pickup", correlation_key="ORD-8", variables={"location_code": "S1"}
+        )
+
+    assert failed.value.extensions["element_id"] == "NotifyReady"
+    assert "no variable 'customer_email'" in failed.value.detail
+    assert services.processes.instances_for("ORD-8") == []

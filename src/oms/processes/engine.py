@@ -663,11 +663,13 @@ def _visible(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _failure(error: SpiffWorkflowException) -> DomainError:
-    cause = error.__cause__ or getattr(error, "exception", None)
+    cause = error.__cause__ or error.__context__
     if isinstance(cause, DomainError):
         return cause
     task = getattr(error, "task", None)
     element_id = getattr(getattr(task, "task_spec", None), "bpmn_id", None)
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    message = str(error).splitlines()[0].strip() if str(error) else type(error).__name__
+    if cause is not None and str(cause) and str(cause) not in message:
+        message = f"{message.rstrip('. ')}: {str(cause).splitlines()[0]}"
     where = f"element '{element_id}': " if element_id else ""
     return ActivityFailed(where + message, element_id=element_id)
