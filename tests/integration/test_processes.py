@@ -21,6 +21,7 @@ from oms.domain.processes import (
     ActivityFailed,
     InstanceStatus,
     MessageNotExpected,
+    ProcessChangedConcurrently,
     ProcessDefinitionInvalid,
     ProcessInstanceNotRunning,
     ProcessNotificationRequested,
@@ -757,3 +758,46 @@ def test_a_missing_process_variable_is_named_and_nothing_is_started(services: Se
     assert failed.value.extensions["element_id"] == "NotifyReady"
     assert "no variable 'customer_email'" in failed.value.detail
     assert services.processes.instances_for("ORD-8") == []
+
+
+@pytest.mark.postgres
+def test_two_associates_completing_the_same_task_at_once_complete_it_once(
+    services: Services, settings: Settings, clock: ControlledClock
+) -> None:
+    services.processes.deploy(bpmn("pickup_reminder.bpmn"))
+    instance_id = start_pickup(services)
+    task = services.processes.tasks(SYSTEM)[0]
+    devices = [
+        build_services(settings, clock=clock, engine=make_engine(settings.resolved_database_url()))
+        for _ in range(4)
+    ]
+    outcomes: list[str] = []
+    barrier = threading.Barrier(len(devices))
+
+    def complete(device: Services, number: int) -> None:
+        person = Principal(
+            key_id=f"p{number}",
+            name="p",
+            role=Role.STORE_ASSOCIATE,
+            location_codes=frozenset({"S1"}),
+        )
+        barrier.wait()
+        try:
+            device.processes.complete(task.id, person, {"pickup_code": str(number)})
+            outcomes.append("completed")
+        except (ProcessTaskNotOpen, ProcessChangedConcurrently) as refused:
+            outcomes.append(type(refused).__name__)
+
+    threads = [threading.Thread(target=complete, args=(d, n)) for n, d in enumerate(devices)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for device in devices:
+        device.close()
+
+    assert sorted(outcomes).count("completed") == 1
+    assert len(outcomes) == 4
+    view = services.processes.instance(instance_id)
+    assert [h.kind for h in view.history].count("task_completed") == 1
+    assert view.instance.waiting_messages == ["checked_in"]
