@@ -25,6 +25,7 @@ from oms.services.invoices import InvoiceService
 from oms.services.notifications import NotificationService
 from oms.services.payments import PaymentService
 from oms.services.ports import Clock, Ids
+from oms.services.processes import ProcessService
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Services:
     notifications: NotificationService = field(init=False)
     payment_gateway: SandboxGateway = field(init=False)
     _gateway_engine: Engine | None = field(init=False, default=None)
+    processes: ProcessService = field(init=False)
 
     def __post_init__(self) -> None:
         self.access = AccessService(self.uow, clock=self.clock, ids=self.ids)
@@ -48,6 +50,7 @@ class Services:
             self.uow, clock=self.clock, ttl=timedelta(hours=self.settings.idempotency_ttl_hours)
         )
         self.events = EventService(self.uow)
+        self.processes = ProcessService(self.uow, clock=self.clock, ids=self.ids)
         self.payment_gateway = SandboxGateway(self._sandbox_engine(), clock=self.clock)
         self.payments = PaymentService(
             self.uow,

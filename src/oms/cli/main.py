@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import click
@@ -32,6 +33,8 @@ notify_app = typer.Typer(help="Customer notifications (email).", no_args_is_help
 payments_app = typer.Typer(help="Payments and invoices.", no_args_is_help=True)
 app.add_typer(notify_app, name="notifications")
 app.add_typer(payments_app, name="payments")
+process_app = typer.Typer(help="BPMN processes.", no_args_is_help=True)
+app.add_typer(process_app, name="process")
 
 console = Console()
 
@@ -211,6 +214,53 @@ def payments_invoice(
             print(json.dumps(services.invoices.get(invoice_id).document, indent=2))
     finally:
         services.close()
+
+
+@process_app.command("deploy")
+def process_deploy(
+    file: Annotated[Path, typer.Argument(help="A BPMN 2.0 file (.bpmn) with one process")],
+) -> None:
+    """Validate a BPMN file and deploy it as the newest version of its process."""
+    bpmn_xml = file.read_text(encoding="utf-8")
+    services = services_from_env()
+    try:
+        deployment = services.processes.deploy(bpmn_xml, deployed_by=f"cli:{file.name}")
+    finally:
+        services.close()
+    definition = deployment.definition
+    if deployment.created:
+        console.print(
+            f"deployed {definition.key} version {definition.version} ({definition.name})",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"unchanged: {definition.key} version {definition.version} has this content already",
+            highlight=False,
+        )
+
+
+@process_app.command("list")
+def process_list(
+    key: Annotated[str | None, typer.Option(help="Only this process")] = None,
+) -> None:
+    """List deployed process definitions and their versions."""
+    services = services_from_env()
+    try:
+        definitions = services.processes.definitions(key)
+    finally:
+        services.close()
+    table = Table("key", "version", "name", "deployed", "by", "checksum")
+    for definition in definitions:
+        table.add_row(
+            definition.key,
+            str(definition.version),
+            definition.name,
+            definition.deployed_at.isoformat(timespec="seconds"),
+            definition.deployed_by,
+            definition.checksum[:12],
+        )
+    console.print(table)
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:

@@ -13,6 +13,16 @@ from oms.domain.access import Role
 from oms.domain.events import DomainEvent
 from oms.domain.notifications import ContactPreferences
 from oms.domain.payments import Money, Tender, TenderPolicy
+from oms.domain.processes import (
+    BufferedMessage,
+    HistoryEntry,
+    ProcessDefinition,
+    ProcessInstance,
+    ProcessTask,
+    ProcessTimer,
+    TaskState,
+    TimerState,
+)
 
 
 class Clock(Protocol):
@@ -125,6 +135,91 @@ class OutboxRepository(Protocol):
     def mark_published(self, positions: Sequence[int], *, at: datetime) -> None: ...
 
 
+class ProcessRepository(Protocol):
+    """Process definitions, instances, associate tasks, timers and history."""
+
+    def add_definition(
+        self, *, key: str, name: str, bpmn_xml: str, checksum: str, at: datetime, by: str
+    ) -> ProcessDefinition:
+        """Store the next version of ``key``."""
+        ...
+
+    def get_definition(self, definition_id: int) -> ProcessDefinition | None: ...
+
+    def latest_definition(self, key: str) -> ProcessDefinition | None: ...
+
+    def definition_version(self, key: str, version: int) -> ProcessDefinition | None: ...
+
+    def list_definitions(self, key: str | None = None) -> list[ProcessDefinition]: ...
+
+    def add_instance(self, instance: ProcessInstance) -> None: ...
+
+    def get_instance(self, instance_id: str, *, for_update: bool = False) -> ProcessInstance | None:
+        """``for_update`` locks the row (PostgreSQL) until the unit of work ends."""
+        ...
+
+    def running_instances(self, correlation_key: str) -> list[ProcessInstance]:
+        """Running instances with this correlation key, locked for update."""
+        ...
+
+    def instances_for(self, correlation_key: str) -> list[ProcessInstance]: ...
+
+    def save_instance(self, instance: ProcessInstance, *, expected_revision: int) -> bool:
+        """Write the instance if its revision is still ``expected_revision``; False if not."""
+        ...
+
+    def add_task(self, task: ProcessTask) -> None: ...
+
+    def get_task(self, task_id: str, *, for_update: bool = False) -> ProcessTask | None: ...
+
+    def save_task(self, task: ProcessTask) -> None: ...
+
+    def tasks_of(self, instance_id: str) -> list[ProcessTask]: ...
+
+    def list_tasks(
+        self,
+        *,
+        location_codes: Sequence[str] | None,
+        candidate_roles: Sequence[str] | None = None,
+        states: Sequence[TaskState],
+        limit: int,
+    ) -> list[ProcessTask]: ...
+
+    def add_timer(self, timer: ProcessTimer) -> None: ...
+
+    def timers_of(self, instance_id: str) -> list[ProcessTimer]: ...
+
+    def set_timer_state(
+        self,
+        timer_id: str,
+        *,
+        expected: TimerState,
+        state: TimerState,
+        at: datetime | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Conditional update: True only for the caller that moved it from ``expected``."""
+        ...
+
+    def claim_due_timer(self, *, now: datetime, skip: Sequence[str] = ()) -> ProcessTimer | None:
+        """The earliest pending timer due by ``now``, locked (SKIP LOCKED on PostgreSQL)."""
+        ...
+
+    def buffer_message(self, message: BufferedMessage) -> None: ...
+
+    def buffered_messages(
+        self, correlation_key: str, message_names: Sequence[str]
+    ) -> list[BufferedMessage]:
+        """Unconsumed messages for this key and these names, oldest first, locked."""
+        ...
+
+    def consume_message(self, message_id: str, *, instance_id: str, at: datetime) -> bool: ...
+
+    def add_history(self, entries: Sequence[HistoryEntry]) -> None: ...
+
+    def history(self, instance_id: str) -> list[HistoryEntry]: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Events recorded with :meth:`record` reach the outbox in the same commit."""
 
@@ -145,6 +240,9 @@ class UnitOfWork(Protocol):
 
     @property
     def notifications(self) -> NotificationRepository: ...
+
+    @property
+    def processes(self) -> ProcessRepository: ...
 
     def __enter__(self) -> Self: ...
 

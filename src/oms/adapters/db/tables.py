@@ -232,6 +232,117 @@ notification_deliveries = Table(
     Index("ix_notification_deliveries_due", "status", "next_attempt_at"),
 )
 
+# --- processes --------------------------------------------------------------------------------
+
+process_definitions = Table(
+    "process_definitions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("key", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("bpmn_xml", Text, nullable=False),
+    Column("checksum", String(64), nullable=False),
+    Column("deployed_at", UtcDateTime, nullable=False),
+    Column("deployed_by", String(200), nullable=False),
+    UniqueConstraint("key", "version", name="uq_process_definitions_key_version"),
+)
+
+process_instances = Table(
+    "process_instances",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("definition_id", BigId, ForeignKey("process_definitions.id"), nullable=False),
+    Column("process_key", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("correlation_key", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    # SpiffWorkflow's JSON as text: its task tree must keep key order, which JSONB does not.
+    Column("state", Text, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("waiting_messages", JsonDocument, nullable=False),
+    Column("active_elements", JsonDocument, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("completed_at", UtcDateTime),
+    Index("ix_process_instances_correlation", "correlation_key", "status"),
+)
+
+process_tasks = Table(
+    "process_tasks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("instance_id", String(36), ForeignKey("process_instances.id"), nullable=False),
+    Column("spiff_task_id", String(36), nullable=False),
+    Column("element_id", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("location_code", String(64)),
+    Column("candidate_role", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("required_fields", JsonDocument, nullable=False),
+    Column("data", JsonDocument, nullable=False),
+    Column("result", JsonDocument),
+    Column("claimed_by", String(200)),
+    Column("completed_by", String(200)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("claimed_at", UtcDateTime),
+    Column("completed_at", UtcDateTime),
+    UniqueConstraint("instance_id", "spiff_task_id", name="uq_process_tasks_instance_spiff_task"),
+    Index("ix_process_tasks_location_state", "location_code", "state"),
+)
+
+process_timers = Table(
+    "process_timers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("instance_id", String(36), ForeignKey("process_instances.id"), nullable=False),
+    Column("spiff_task_id", String(36), nullable=False),
+    Column("element_id", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("due_at", UtcDateTime, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("fired_at", UtcDateTime),
+    Column("error", Text),
+    UniqueConstraint("instance_id", "spiff_task_id", name="uq_process_timers_instance_spiff_task"),
+    Index(
+        "ix_process_timers_pending_due",
+        "due_at",
+        postgresql_where=text("state = 'pending'"),
+        sqlite_where=text("state = 'pending'"),
+    ),
+)
+
+process_messages = Table(
+    "process_messages",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("message_name", String(100), nullable=False),
+    Column("correlation_key", String(200), nullable=False),
+    Column("payload", JsonDocument, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("consumed_at", UtcDateTime),
+    Column("consumed_by", String(36)),
+    Index(
+        "ix_process_messages_waiting",
+        "correlation_key",
+        "message_name",
+        postgresql_where=text("consumed_at IS NULL"),
+        sqlite_where=text("consumed_at IS NULL"),
+    ),
+)
+
+process_history = Table(
+    "process_history",
+    metadata,
+    Column("position", BigId, primary_key=True, autoincrement=True),
+    Column("instance_id", String(36), ForeignKey("process_instances.id"), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("element_id", String(200)),
+    Column("detail", JsonDocument, nullable=False),
+    Index("ix_process_history_instance", "instance_id", "position"),
+)
+
 __all__ = [
     "BigId",
     "ForeignKey",
@@ -249,6 +360,12 @@ __all__ = [
     "payment_orders",
     "payment_tenders",
     "payment_transactions",
+    "process_definitions",
+    "process_history",
+    "process_instances",
+    "process_messages",
+    "process_tasks",
+    "process_timers",
     "sandbox_gateway_payments",
     "sandbox_gateway_requests",
 ]

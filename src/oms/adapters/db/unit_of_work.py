@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, RootTransaction
 from oms.adapters.db.engine import READ_ONLY
 from oms.adapters.db.notifications import SqlNotificationRepository
 from oms.adapters.db.payments import SqlInvoiceRepository, SqlPaymentRepository
+from oms.adapters.db.processes import SqlProcessRepository
 from oms.adapters.db.repositories import (
     SqlApiKeyRepository,
     SqlIdempotencyRepository,
@@ -122,3 +123,7 @@ class SqlUnitOfWork:
     @cached_property
     def notifications(self) -> SqlNotificationRepository:
         return SqlNotificationRepository(self.connection)
+
+    @cached_property
+    def processes(self) -> SqlProcessRepository:
+        return SqlProcessRepository(self.connection)
