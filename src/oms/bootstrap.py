@@ -11,12 +11,14 @@ from oms.adapters.clock import RandomIds, SystemClock
 from oms.adapters.db import migrate
 from oms.adapters.db.engine import is_sqlite, make_engine
 from oms.adapters.db.unit_of_work import SqlUnitOfWork
+from oms.adapters.webhook_http import HttpWebhookSender
 from oms.config import Settings
 from oms.domain.errors import SchemaOutOfDate
 from oms.services.access import AccessService
 from oms.services.events import EventService
 from oms.services.idempotency import IdempotencyService
 from oms.services.ports import Clock, Ids
+from oms.services.webhooks import WebhookPolicy, WebhookService
 
 
 @dataclass
@@ -28,6 +30,7 @@ class Services:
     access: AccessService = field(init=False)
     idempotency: IdempotencyService = field(init=False)
     events: EventService = field(init=False)
+    webhooks: WebhookService = field(init=False)
 
     def __post_init__(self) -> None:
         self.access = AccessService(self.uow, clock=self.clock, ids=self.ids)
@@ -35,6 +38,14 @@ class Services:
             self.uow, clock=self.clock, ttl=timedelta(hours=self.settings.idempotency_ttl_hours)
         )
         self.events = EventService(self.uow)
+        self._webhook_sender = HttpWebhookSender()
+        self.webhooks = WebhookService(
+            self.uow,
+            clock=self.clock,
+            ids=self.ids,
+            sender=self._webhook_sender,
+            policy=webhook_policy(self.settings),
+        )
 
     def uow(self, *, read_only: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(
@@ -46,7 +57,18 @@ class Services:
         )
 
     def close(self) -> None:
+        self._webhook_sender.close()
         self.engine.dispose()
+
+
+def webhook_policy(settings: Settings) -> WebhookPolicy:
+    return WebhookPolicy(
+        max_attempts=settings.webhook_max_attempts,
+        retry_base=timedelta(seconds=settings.webhook_retry_base_seconds),
+        retry_cap=timedelta(seconds=settings.webhook_retry_max_seconds),
+        timeout_seconds=settings.webhook_timeout_seconds,
+        batch_size=settings.webhook_batch_size,
+    )
 
 
 def build_services(

@@ -195,6 +195,27 @@ def demo(
         _serve(settings, host, port)
 
 
+@app.command()
+def worker(
+    once: Annotated[
+        bool, typer.Option("--once", help="One pass (relay until empty, each job once), then exit")
+    ] = False,
+) -> None:
+    """Relay committed events (NATS JetStream when OMS_NATS_URL is set; webhooks always) and run
+    the periodic jobs, until SIGTERM or SIGINT."""
+    import asyncio
+
+    from oms.observability import configure_logging
+    from oms.worker import Worker
+
+    services = services_from_env()
+    configure_logging(services.settings.log_level)
+    try:
+        asyncio.run(Worker(services).run(once=once))
+    finally:
+        services.close()
+
+
 def _exit_code_of(error: BaseException) -> int | None:
     code = getattr(error, "exit_code", None)
     return code if isinstance(code, int) else None

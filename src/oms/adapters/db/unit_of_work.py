@@ -9,6 +9,7 @@ from typing import Self
 from sqlalchemy import Connection, Engine, RootTransaction
 
 from oms.adapters.db.engine import READ_ONLY
+from oms.adapters.db.events import SqlEventDeliveryRepository, SqlWebhookRepository
 from oms.adapters.db.repositories import (
     SqlApiKeyRepository,
     SqlIdempotencyRepository,
@@ -108,3 +109,11 @@ class SqlUnitOfWork:
     @cached_property
     def outbox(self) -> SqlOutboxRepository:
         return SqlOutboxRepository(self.connection)
+
+    @cached_property
+    def event_deliveries(self) -> SqlEventDeliveryRepository:
+        return SqlEventDeliveryRepository(self.connection)
+
+    @cached_property
+    def webhooks(self) -> SqlWebhookRepository:
+        return SqlWebhookRepository(self.connection)

@@ -1,0 +1,209 @@
+"""``oms worker``: the outbox relay plus periodic jobs, until SIGTERM or SIGINT.
+
+Several workers may run at once: the relay claims outbox rows with row locks (SQLite: the
+write lock), and every job must claim its own work with row locks or conditional updates.
+
+Adding a job (other areas do this here, in the registry below)::
+
+    @periodic_job("inventory.release_expired_reservations", every_seconds=30)
+    def release_expired_reservations(services: Services) -> object:
+        return services.inventory.release_expired_reservations()
+
+``every_seconds=None`` runs the job once per poll (``OMS_WORKER_POLL_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from oms.adapters.outbox_relay import NatsPublisher, OutboxRelay
+from oms.bootstrap import Services
+
+log = logging.getLogger("oms.worker")
+
+JobFunction = Callable[[Services], object]
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    name: str
+    run: JobFunction
+    every_seconds: float | None = None
+    """None: every poll of the worker."""
+
+
+class JobRegistry:
+    def __init__(self) -> None:
+        self._jobs: dict[str, PeriodicJob] = {}
+
+    def add(self, job: PeriodicJob) -> PeriodicJob:
+        if job.name in self._jobs:
+            raise ValueError(f"a periodic job '{job.name}' is registered already")
+        if job.every_seconds is not None and job.every_seconds <= 0:
+            raise ValueError("a job's interval must be positive")
+        self._jobs[job.name] = job
+        return job
+
+    def __iter__(self) -> Iterator[PeriodicJob]:
+        return iter(list(self._jobs.values()))
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def names(self) -> list[str]:
+        return list(self._jobs)
+
+
+JOBS = JobRegistry()
+
+
+def periodic_job(
+    name: str, *, every_seconds: float | None = None, registry: JobRegistry = JOBS
+) -> Callable[[JobFunction], JobFunction]:
+    def register(function: JobFunction) -> JobFunction:
+        registry.add(PeriodicJob(name=name, run=function, every_seconds=every_seconds))
+        return function
+
+    return register
+
+
+# --- the registry: one entry per job, grouped by area -------------------------------------------
+
+
+@periodic_job("webhooks.deliver_due")
+def deliver_webhooks(services: Services) -> object:
+    return services.webhooks.deliver_due()
+
+
+@periodic_job("idempotency.purge_expired", every_seconds=3600)
+def purge_idempotency_records(services: Services) -> object:
+    return services.idempotency.purge_expired()
+
+
+# --- the loop -----------------------------------------------------------------------------------
+
+
+class Worker:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        jobs: JobRegistry = JOBS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.services = services
+        self.jobs = jobs
+        self._monotonic = monotonic
+        self._stop: asyncio.Event | None = None
+        self._last_run: dict[str, float] = {}
+
+    @property
+    def poll_seconds(self) -> float:
+        return self.services.settings.worker_poll_seconds
+
+    def stop(self) -> None:
+        if self._stop is not None and not self._stop.is_set():
+            log.info("worker stopping")
+            self._stop.set()
+
+    def stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    def _publisher(self) -> NatsPublisher | None:
+        settings = self.services.settings
+        if not settings.nats_url:
+            return None
+        return NatsPublisher(
+            url=settings.nats_url,
+            stream=settings.nats_stream,
+            subject_prefix=settings.nats_subject_prefix,
+            duplicate_window_seconds=settings.nats_duplicate_window_seconds,
+            clock=self.services.clock,
+            publish_delay_seconds=settings.relay_publish_delay_seconds,
+        )
+
+    async def run(self, *, once: bool = False, handle_signals: bool = True) -> None:
+        """Poll until stopped; ``once`` makes one pass (relay until empty, each job once)."""
+        self._stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, self.stop)
+        publisher = self._publisher()
+        relay = OutboxRelay(
+            self.services.uow,
+            clock=self.services.clock,
+            ids=self.services.ids,
+            publisher=publisher,
+            batch_size=self.services.settings.relay_batch_size,
+        )
+        log.info(
+            "worker started",
+            extra={
+                "nats": publisher.url if publisher else None,
+                "stream": publisher.stream if publisher else None,
+                "jobs": self.jobs.names(),
+                "poll_seconds": self.poll_seconds,
+            },
+        )
+        try:
+            while not self.stopping():
+                await self._relay(relay)
+                await self._run_due_jobs()
+                if once:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.poll_seconds)
+        finally:
+            if publisher is not None:
+                await publisher.close()
+            if handle_signals:
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(signum)
+            log.info("worker stopped")
+
+    async def _relay(self, relay: OutboxRelay) -> None:
+        publisher = relay.publisher
+        try:
+            if publisher is not None and not publisher.connected:
+                await publisher.connect()
+            await relay.drain(stopping=self.stopping)
+        except Exception:
+            # The batch rolled back: its events stay in the outbox for the next poll.
+            log.exception("outbox relay failed; retrying at the next poll")
+            if publisher is not None and not publisher.connected:
+                await publisher.close()
+
+    async def _run_due_jobs(self) -> None:
+        for job in self.jobs:
+            if self.stopping():
+                return
+            now = self._monotonic()
+            last = self._last_run.get(job.name)
+            if (
+                job.every_seconds is not None
+                and last is not None
+                and now - last < job.every_seconds
+            ):
+                continue
+            self._last_run[job.name] = now
+            started = time.perf_counter()
+            try:
+                result = await asyncio.to_thread(job.run, self.services)
+            except Exception:
+                log.exception("periodic job failed", extra={"job": job.name})
+                continue
+            log.debug(
+                "periodic job ran",
+                extra={
+                    "job": job.name,
+                    "result": result,
+                    "duration_ms": round((time.perf_counter() - started) * 1000),
+                },
+            )
