@@ -165,8 +165,11 @@ def retry_delay(failed_attempts: int, *, base: timedelta, cap: timedelta) -> tim
     """Exponential backoff: ``base`` after the first failure, then doubling, ``cap`` at most."""
     if failed_attempts < 1:
         raise ValueError("retry_delay is for after a failed attempt")
-    exponent = min(failed_attempts - 1, 62)
-    delay: timedelta = base * (2**exponent)
+    delay = base
+    for _ in range(failed_attempts - 1):
+        if delay >= cap:
+            break
+        delay *= 2
     return min(delay, cap)
 
 
