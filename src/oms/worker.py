@@ -19,8 +19,9 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from oms.adapters.outbox_relay import NatsPublisher, OutboxRelay
 from oms.bootstrap import Services
@@ -102,6 +103,8 @@ class Worker:
         self._monotonic = monotonic
         self._stop: asyncio.Event | None = None
         self._last_run: dict[str, float] = {}
+        self.relay_error: str | None = None
+        """Why the last relay pass failed (None when it succeeded)."""
 
     @property
     def poll_seconds(self) -> float:
@@ -171,14 +174,38 @@ class Worker:
     async def _relay(self, relay: OutboxRelay) -> None:
         publisher = relay.publisher
         try:
-            if publisher is not None and not publisher.connected:
-                await publisher.connect()
+            connecting = publisher is not None and not publisher.connected
+            if connecting and publisher and not await self._unless_stopped(publisher.connect()):
+                return  # stopped while connecting
             await relay.drain(stopping=self.stopping)
-        except Exception:
+            self.relay_error = None
+        except Exception as error:
             # The batch rolled back: its events stay in the outbox for the next poll.
-            log.exception("outbox relay failed; retrying at the next poll")
+            self.relay_error = str(error) or type(error).__name__
+            log.warning(
+                "outbox relay failed; retrying at the next poll",
+                extra={"error": repr(error)},
+                exc_info=not isinstance(error, ConnectionError | TimeoutError),
+            )
             if publisher is not None and not publisher.connected:
                 await publisher.close()
+
+    async def _unless_stopped(self, work: Coroutine[Any, Any, object]) -> bool:
+        """Run ``work`` unless a stop comes first (then cancel it); True when it finished."""
+        assert self._stop is not None
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return False
+        task.result()
+        return True
 
     async def _run_due_jobs(self) -> None:
         for job in self.jobs:

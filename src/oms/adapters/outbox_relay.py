@@ -62,13 +62,35 @@ class NatsPublisher:
         return self._connection is not None and bool(self._connection.is_connected)
 
     async def connect(self) -> None:
-        self._connection = await nats.connect(
-            self.url,
-            name="oms-relay",
-            connect_timeout=self._timeout,
-            allow_reconnect=True,
-            max_reconnect_attempts=-1,
-        )
+        """Connect and ensure the stream; gives up after the timeout (the caller retries)."""
+
+        async def on_error(error: Exception) -> None:
+            log.warning("NATS connection problem", extra={"error": repr(error)})
+
+        async def on_disconnected() -> None:
+            log.warning("NATS disconnected", extra={"url": self.url})
+
+        async def on_reconnected() -> None:
+            log.info("NATS reconnected", extra={"url": self.url})
+
+        try:
+            self._connection = await asyncio.wait_for(
+                nats.connect(
+                    self.url,
+                    name="oms-relay",
+                    connect_timeout=self._timeout,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    error_cb=on_error,
+                    disconnected_cb=on_disconnected,
+                    reconnected_cb=on_reconnected,
+                ),
+                self._timeout,
+            )
+        except TimeoutError:
+            raise ConnectionError(
+                f"NATS at {self.url} did not answer within {self._timeout:g}s"
+            ) from None
         self._jetstream = self._connection.jetstream(timeout=self._timeout)
         try:
             await self.ensure_stream()

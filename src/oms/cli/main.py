@@ -210,10 +210,13 @@ def worker(
 
     services = services_from_env()
     configure_logging(services.settings.log_level)
+    runner = Worker(services)
     try:
-        asyncio.run(Worker(services).run(once=once))
+        asyncio.run(runner.run(once=once))
     finally:
         services.close()
+    if once and runner.relay_error:
+        raise CliError(f"events were not relayed: {runner.relay_error}")
 
 
 def _exit_code_of(error: BaseException) -> int | None:

@@ -247,7 +247,7 @@ class WebhookService:
                 raise DeliveryAlreadyWaiting(
                     f"delivery '{delivery_id}' is {current.status.value}: it will be sent "
                     "without a replay",
-                    status=current.status.value,
+                    delivery_status=current.status.value,
                 )
             delivery = uow.webhooks.get_delivery(delivery_id)
             uow.commit()
