@@ -68,6 +68,7 @@ def webhook_policy(settings: Settings) -> WebhookPolicy:
         retry_cap=timedelta(seconds=settings.webhook_retry_max_seconds),
         timeout_seconds=settings.webhook_timeout_seconds,
         batch_size=settings.webhook_batch_size,
+        concurrency=settings.webhook_concurrency,
     )
 
 

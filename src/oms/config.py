@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     webhook_retry_max_seconds: float = Field(default=6 * 3600, gt=0)
     webhook_timeout_seconds: float = Field(default=10, gt=0, le=300)
     webhook_batch_size: int = Field(default=50, ge=1, le=1000)
+    webhook_concurrency: int = Field(default=8, ge=1, le=64)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -79,7 +79,14 @@ def periodic_job(
 
 @periodic_job("webhooks.deliver_due")
 def deliver_webhooks(services: Services) -> object:
-    return services.webhooks.deliver_due()
+    """Attempt the due deliveries, batch after batch while batches come back full."""
+    attempted = 0
+    for _ in range(20):
+        run = services.webhooks.deliver_due()
+        attempted += run.attempted
+        if run.attempted < services.webhooks.policy.batch_size:
+            break
+    return attempted
 
 
 @periodic_job("idempotency.purge_expired", every_seconds=3600)
@@ -156,13 +163,15 @@ class Worker:
             },
         )
         try:
-            while not self.stopping():
+            if once:
                 await self._relay(relay)
                 await self._run_due_jobs()
-                if once:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self.poll_seconds)
+            else:
+                # Two loops, so that a slow webhook endpoint never holds up the relay.
+                await asyncio.gather(
+                    self._every_poll(lambda: self._relay(relay)),
+                    self._every_poll(self._run_due_jobs),
+                )
         finally:
             if publisher is not None:
                 await publisher.close()
@@ -170,6 +179,13 @@ class Worker:
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(signum)
             log.info("worker stopped")
+
+    async def _every_poll(self, step: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        assert self._stop is not None
+        while not self.stopping():
+            await step()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.poll_seconds)
 
     async def _relay(self, relay: OutboxRelay) -> None:
         publisher = relay.publisher

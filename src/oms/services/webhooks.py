@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -54,6 +55,8 @@ class WebhookPolicy:
     retry_cap: timedelta = timedelta(hours=6)
     timeout_seconds: float = 10.0
     batch_size: int = 50
+    concurrency: int = 8
+    """How many requests one worker has in flight at once."""
 
     @property
     def lease(self) -> timedelta:
@@ -279,8 +282,12 @@ class WebhookService:
             )
             uow.commit()
         run = DeliveryRun()
-        for item in due:
-            status = self._attempt(item)
+        if len(due) > 1 and self.policy.concurrency > 1:
+            with ThreadPoolExecutor(min(self.policy.concurrency, len(due))) as pool:
+                statuses = list(pool.map(self._attempt, due))
+        else:
+            statuses = [self._attempt(item) for item in due]
+        for status in statuses:
             run = DeliveryRun(
                 attempted=run.attempted + 1,
                 succeeded=run.succeeded + (status is DeliveryStatus.SUCCEEDED),
