@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from sqlalchemy import delete, func, select, update
 from oms.adapters.db.tables import event_deliveries, outbox_events
 from oms.adapters.outbox_relay import NatsPublisher, OutboxRelay
 from oms.bootstrap import Services
+from oms.domain.access import Role
+from oms.services.ports import StoredApiKey
 from tests.conftest import IN_CI
 from tests.events_support import OrderCreated, StockAdjusted, commit_events, event_ids
 
@@ -120,6 +123,18 @@ def stream() -> Iterator[Stream]:
     asyncio.run(remove())
 
 
+def a_key(name: str) -> StoredApiKey:
+    return StoredApiKey(
+        key_id=name[:8],
+        name=name,
+        role=Role.INTEGRATION,
+        location_codes=frozenset(),
+        secret_hash="0" * 64,
+        created_at=datetime(2026, 1, 5, tzinfo=UTC),
+        revoked_at=None,
+    )
+
+
 def relay_to_nats(services: Services, stream: Stream, *, batch_size: int = 5) -> int:
     async def run() -> int:
         publisher = stream.publisher(services)
@@ -161,13 +176,18 @@ def duplicate_acks(services: Services) -> int:
 def test_committed_events_reach_the_stream_once_and_rolled_back_ones_never(
     services: Services, stream: Stream
 ) -> None:
-    commit_events(services, *(OrderCreated(order_number=f"ORD-{n}") for n in range(7)))
-    with services.uow() as uow:  # rolled back explicitly
+    with services.uow() as uow:  # a change and its events, in one transaction
+        uow.api_keys.add(a_key("committed"))
+        uow.record(*(OrderCreated(order_number=f"ORD-{n}") for n in range(7)))
+        uow.commit()
+    with services.uow() as uow:  # rolled back explicitly: neither the change nor the event
+        uow.api_keys.add(a_key("rolled-back"))
         uow.record(OrderCreated(order_number="ROLLED-BACK-1"))
         uow.rollback()
     with pytest.raises(RuntimeError), services.uow() as uow:  # an error before the commit
         uow.record(OrderCreated(order_number="ROLLED-BACK-2"))
         raise RuntimeError("the change failed")
+    assert [k.name for k in services.access.list_keys()] == ["committed"]
     commit_events(services, StockAdjusted(sku="LAMP-01", quantity=-2))
     ids = event_ids(services)
     assert len(ids) == 8
