@@ -68,7 +68,8 @@ class NatsPublisher:
             log.warning("NATS connection problem", extra={"error": repr(error)})
 
         async def on_disconnected() -> None:
-            log.warning("NATS disconnected", extra={"url": self.url})
+            if self._connection is not None:  # not when we close it ourselves
+                log.warning("NATS disconnected", extra={"url": self.url})
 
         async def on_reconnected() -> None:
             log.info("NATS reconnected", extra={"url": self.url})
@@ -151,13 +152,12 @@ class NatsPublisher:
         }
 
     async def close(self) -> None:
-        if self._connection is not None:
+        connection, self._connection, self._jetstream = self._connection, None, None
+        if connection is not None:
             try:
-                await self._connection.drain()
+                await connection.drain()
             except Exception:  # closing anyway: a drain can fail on a broken connection
-                await self._connection.close()
-        self._connection = None
-        self._jetstream = None
+                await connection.close()
 
 
 class OutboxRelay:
