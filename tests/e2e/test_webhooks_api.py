@@ -63,6 +63,11 @@ def test_subscription_crud_shows_the_secret_once(admin: TestClient) -> None:
     assert (changed.json()["event_types"], changed.json()["active"]) == (["order.created"], False)
     assert changed.json()["url"] == "https://erp.example.com/hooks"
 
+    rotated = admin.post(f"/webhooks/subscriptions/{sid}/secret")
+    assert rotated.status_code == 200
+    assert rotated.json()["secret"].startswith("whsec_")
+    assert rotated.json()["secret"] != created["secret"]
+
     assert admin.delete(f"/webhooks/subscriptions/{sid}").status_code == 204
     missing = admin.get(f"/webhooks/subscriptions/{sid}")
     assert missing.status_code == 404

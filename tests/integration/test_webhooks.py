@@ -17,6 +17,7 @@ from oms.adapters.clock import ControlledClock
 from oms.bootstrap import Services, build_services
 from oms.config import Settings
 from oms.domain.webhooks import DeliveryAlreadyWaiting, DeliveryStatus, SubscriptionNotFound
+from oms.services.ports import WebhookAttempt
 from tests.events_support import (
     OrderCreated,
     StockAdjusted,
@@ -246,3 +247,55 @@ def test_concurrent_workers_never_send_the_same_attempt_twice(
     assert sum(results) == 40
     ids = [r.headers["webhook-id"] for r in receiver.received]
     assert sorted(ids) == sorted(event_ids(hooks))
+
+
+@pytest.mark.postgres
+def test_a_rotated_secret_signs_from_then_on_and_deleting_a_subscription_mid_attempt_is_safe(
+    hooks: Services,
+) -> None:
+    with webhook_receiver([]) as receiver:
+        created = hooks.webhooks.create_subscription(
+            name="rotating", url=receiver.url, event_types=["*"], created_by="t"
+        )
+        rotated = hooks.webhooks.rotate_secret(created.subscription.subscription_id)
+        assert rotated.secret != created.secret
+        commit_events(hooks, OrderCreated(order_number="ORD-R"))
+        relay(hooks)
+        hooks.webhooks.deliver_due()
+    [request] = receiver.received
+    assert verify(rotated.secret, request.headers, request.body)
+    assert not verify(created.secret, request.headers, request.body)
+
+    # A subscription deleted while one of its deliveries is out: the attempt is just dropped.
+    with webhook_receiver([]) as receiver:
+        sid = hooks.webhooks.create_subscription(
+            name="short-lived", url=receiver.url, event_types=["*"], created_by="t"
+        ).subscription.subscription_id
+        commit_events(hooks, OrderCreated(order_number="ORD-D"))
+        relay(hooks)
+        now = hooks.clock.now()
+        with hooks.uow() as uow:
+            claimed = uow.webhooks.claim_due(
+                now=now, limit=5, lease_token="lease-1", leased_until=now + timedelta(minutes=1)
+            )
+            uow.commit()
+        [due] = [c for c in claimed if c.delivery.subscription_id == sid]
+        hooks.webhooks.delete_subscription(sid)
+        with hooks.uow() as uow:
+            attempt = WebhookAttempt(
+                delivery_id=due.delivery.delivery_id,
+                number=1,
+                started_at=now,
+                duration_ms=3,
+                response_status=200,
+                error=None,
+                succeeded=True,
+            )
+            held = uow.webhooks.finish_attempt(
+                attempt,
+                lease_token="lease-1",
+                status=DeliveryStatus.SUCCEEDED,
+                next_attempt_at=None,
+            )
+            uow.commit()
+        assert held is False

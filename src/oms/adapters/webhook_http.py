@@ -24,7 +24,7 @@ class HttpWebhookSender:
             response = self._client.post(url, content=body, headers=dict(headers), timeout=timeout)
         except httpx.TimeoutException:
             return WebhookResponse(None, f"timed out after {timeout:g}s", _ms(started))
-        except httpx.HTTPError as error:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as error:
             return WebhookResponse(None, f"{type(error).__name__}: {error}", _ms(started))
         return WebhookResponse(
             status_code=response.status_code,

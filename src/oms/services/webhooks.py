@@ -205,6 +205,17 @@ class WebhookService:
             uow.commit()
         return changed
 
+    def rotate_secret(self, subscription_id: str) -> CreatedSubscription:
+        """A new signing secret (shown once); requests signed from now on use it."""
+        secret = make_secret(self._random_bytes(32))
+        with self._uow() as uow:
+            current = _subscription_or_404(uow, subscription_id)
+            changed = replace(current, secret=secret, updated_at=self._clock.now())
+            uow.webhooks.update_subscription(changed)
+            uow.commit()
+        log.info("webhook secret rotated", extra={"subscription_id": subscription_id})
+        return CreatedSubscription(subscription=changed, secret=secret)
+
     def delete_subscription(self, subscription_id: str) -> None:
         """Remove a subscription with its deliveries and their attempts."""
         with self._uow() as uow:

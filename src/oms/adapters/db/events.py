@@ -260,17 +260,6 @@ class SqlWebhookRepository:
         next_attempt_at: datetime | None,
     ) -> bool:
         d = webhook_deliveries.c
-        self._connection.execute(
-            insert(webhook_attempts).values(
-                delivery_id=attempt.delivery_id,
-                number=attempt.number,
-                started_at=attempt.started_at,
-                duration_ms=attempt.duration_ms,
-                response_status=attempt.response_status,
-                error=attempt.error,
-                succeeded=attempt.succeeded,
-            )
-        )
         values: dict[str, Any] = {
             "status": status.value,
             "next_attempt_at": next_attempt_at,
@@ -292,7 +281,21 @@ class SqlWebhookRepository:
             .where(d.delivery_id == attempt.delivery_id, d.lease_token == lease_token)
             .values(**values)
         )
-        return result.rowcount == 1
+        held = result.rowcount == 1
+        if not held and self.get_delivery(attempt.delivery_id) is None:
+            return False  # the subscription (and its deliveries) was deleted meanwhile
+        self._connection.execute(
+            insert(webhook_attempts).values(
+                delivery_id=attempt.delivery_id,
+                number=attempt.number,
+                started_at=attempt.started_at,
+                duration_ms=attempt.duration_ms,
+                response_status=attempt.response_status,
+                error=attempt.error,
+                succeeded=attempt.succeeded,
+            )
+        )
+        return held
 
     def replay(self, delivery_id: str, *, at: datetime) -> bool:
         d = webhook_deliveries.c

@@ -190,6 +190,20 @@ def change_subscription(
     return SubscriptionOut.of(changed)
 
 
+@router.post(
+    "/subscriptions/{subscription_id}/secret",
+    responses=NOT_FOUND,
+    summary="Replace the signing secret (the new one is shown once)",
+)
+def rotate_secret(
+    subscription_id: str, services: ServicesDep, _: Manager
+) -> CreatedSubscriptionOut:
+    rotated = services.webhooks.rotate_secret(subscription_id)
+    return CreatedSubscriptionOut(
+        **SubscriptionOut.of(rotated.subscription).model_dump(), secret=rotated.secret
+    )
+
+
 @router.delete(
     "/subscriptions/{subscription_id}",
     status_code=204,
