@@ -135,9 +135,11 @@ def a_key(name: str) -> StoredApiKey:
     )
 
 
-def relay_to_nats(services: Services, stream: Stream, *, batch_size: int = 5) -> int:
+def relay_to_nats(
+    services: Services, stream: Stream, *, batch_size: int = 5, delay: float = 0.0
+) -> int:
     async def run() -> int:
-        publisher = stream.publisher(services)
+        publisher = stream.publisher(services, publish_delay_seconds=delay)
         await publisher.connect()
         try:
             relay = OutboxRelay(
@@ -230,6 +232,31 @@ def test_republishing_after_a_crash_before_the_commit_is_dropped_by_jetstream(
 
     assert len(stream.messages()) == 6
     assert duplicate_acks(services) == 6
+
+
+@pytest.mark.postgres
+def test_two_relays_at_once_share_the_outbox_and_never_publish_an_event_twice(
+    services: Services, stream: Stream
+) -> None:
+    commit_events(services, *(OrderCreated(order_number=f"ORD-{n}") for n in range(30)))
+    relayed: list[int] = []
+
+    def run_relay() -> None:
+        relayed.append(relay_to_nats(services, stream, batch_size=3, delay=0.01))
+
+    relays = [threading.Thread(target=run_relay) for _ in range(2)]
+    for thread in relays:
+        thread.start()
+    for thread in relays:
+        thread.join()
+
+    assert sum(relayed) == 30
+    if services.engine.dialect.name == "postgresql":  # SKIP LOCKED: both got work at once
+        assert min(relayed) > 0
+    assert duplicate_acks(services) == 0  # no event was handed to JetStream twice
+    assert sorted(m.headers["Nats-Msg-Id"] for m in stream.messages()) == sorted(
+        event_ids(services)
+    )
 
 
 class WorkerProcess:
