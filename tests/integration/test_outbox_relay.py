@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,13 @@ NATS_URL = os.environ.get("OMS_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
 async def _jetstream_problem() -> str | None:
+    async def quiet(error: Exception) -> None:
+        pass
+
     try:
-        connection = await nats.connect(
-            NATS_URL, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0
+        connection = await asyncio.wait_for(
+            nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False, error_cb=quiet),
+            timeout=3,
         )
     except Exception as error:
         return f"NATS at {NATS_URL} unreachable: {error!r}"
@@ -51,6 +56,12 @@ async def _jetstream_problem() -> str | None:
     finally:
         await connection.close()
     return None
+
+
+@cache
+def nats_problem() -> str | None:
+    """None when the NATS server with JetStream answers (asked once per session), else why not."""
+    return asyncio.run(_jetstream_problem())
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,7 @@ class Stream:
 
 @pytest.fixture
 def stream() -> Iterator[Stream]:
-    problem = asyncio.run(_jetstream_problem())
+    problem = nats_problem()
     if problem:
         if IN_CI:
             pytest.fail(f"{problem} (CI=true: NATS tests must run)", pytrace=False)
