@@ -139,3 +139,18 @@ def test_the_last_allowed_failure_dead_letters() -> None:
         DeliveryStatus.DEAD_LETTERED,
         None,
     )
+
+
+@given(
+    st.integers(min_value=1, max_value=200),
+    st.integers(min_value=1, max_value=3600),
+    st.integers(min_value=1, max_value=86_400),
+)
+def test_backoff_never_shrinks_and_never_passes_the_cap(
+    failures: int, base_seconds: int, cap_seconds: int
+) -> None:
+    base, cap = timedelta(seconds=base_seconds), timedelta(seconds=cap_seconds)
+    this = retry_delay(failures, base=base, cap=cap)
+    following = retry_delay(failures + 1, base=base, cap=cap)
+    assert this <= following <= cap
+    assert this == min(base * 2 ** (failures - 1), cap) if failures < 40 else this == cap
