@@ -15,6 +15,7 @@ from oms.adapters.db.unit_of_work import SqlUnitOfWork
 from oms.adapters.gateways.payments_sandbox import SandboxGateway
 from oms.adapters.gateways.smtp import SmtpEmailSender
 from oms.adapters.rendering import JinjaDocumentRenderer, JinjaEmailTemplates
+from oms.adapters.webhook_http import HttpWebhookSender
 from oms.config import Settings
 from oms.domain.errors import SchemaOutOfDate
 from oms.domain.payments import SplitTenderOrder, TenderPolicy
@@ -26,6 +27,7 @@ from oms.services.notifications import NotificationService
 from oms.services.payments import PaymentService
 from oms.services.ports import Clock, Ids
 from oms.services.processes import ProcessService
+from oms.services.webhooks import WebhookPolicy, WebhookService
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Services:
     payment_gateway: SandboxGateway = field(init=False)
     _gateway_engine: Engine | None = field(init=False, default=None)
     processes: ProcessService = field(init=False)
+    webhooks: WebhookService = field(init=False)
 
     def __post_init__(self) -> None:
         self.access = AccessService(self.uow, clock=self.clock, ids=self.ids)
@@ -51,6 +54,14 @@ class Services:
         )
         self.events = EventService(self.uow)
         self.processes = ProcessService(self.uow, clock=self.clock, ids=self.ids)
+        self._webhook_sender = HttpWebhookSender()
+        self.webhooks = WebhookService(
+            self.uow,
+            clock=self.clock,
+            ids=self.ids,
+            sender=self._webhook_sender,
+            policy=webhook_policy(self.settings),
+        )
         self.payment_gateway = SandboxGateway(self._sandbox_engine(), clock=self.clock)
         self.payments = PaymentService(
             self.uow,
@@ -106,9 +117,21 @@ class Services:
         )
 
     def close(self) -> None:
+        self._webhook_sender.close()
         self.engine.dispose()
         if self._gateway_engine is not None:
             self._gateway_engine.dispose()
+
+
+def webhook_policy(settings: Settings) -> WebhookPolicy:
+    return WebhookPolicy(
+        max_attempts=settings.webhook_max_attempts,
+        retry_base=timedelta(seconds=settings.webhook_retry_base_seconds),
+        retry_cap=timedelta(seconds=settings.webhook_retry_max_seconds),
+        timeout_seconds=settings.webhook_timeout_seconds,
+        batch_size=settings.webhook_batch_size,
+        concurrency=settings.webhook_concurrency,
+    )
 
 
 def build_services(

@@ -41,6 +41,24 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = Field(default=24, ge=1)
     relay_batch_size: int = Field(default=100, ge=1, le=10_000)
     worker_poll_seconds: float = Field(default=0.5, gt=0)
+    # --- events: relay and webhooks ---
+    nats_duplicate_window_seconds: float = Field(
+        default=600,
+        gt=0,
+        description="JetStream de-duplication window of a stream the relay creates: a relay "
+        "restarted within it never publishes an event twice.",
+    )
+    relay_publish_delay_seconds: float = Field(
+        default=0, ge=0, description="Test hook: pause after each published event."
+    )
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    webhook_retry_base_seconds: float = Field(
+        default=30, gt=0, description="Wait after the first failure; doubles after each."
+    )
+    webhook_retry_max_seconds: float = Field(default=6 * 3600, gt=0)
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    webhook_batch_size: int = Field(default=50, ge=1, le=1000)
+    webhook_concurrency: int = Field(default=8, ge=1, le=64)
 
     # payments
     payment_gateway: Literal["sandbox"] = Field(

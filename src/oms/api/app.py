@@ -18,6 +18,7 @@ from oms.api.routers import (
     payments,
     problems,
     processes,
+    webhooks,
 )
 from oms.bootstrap import Services, build_services, prepare_schema
 from oms.config import Settings
@@ -62,6 +63,6 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     install_error_handlers(app)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    for module in (health, access, events, payments, notifications, processes, problems):
+    for module in (health, access, events, webhooks, payments, notifications, processes, problems):
         app.include_router(module.router)
     return app

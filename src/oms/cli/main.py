@@ -316,6 +316,30 @@ def demo(
         _serve(settings, host, port)
 
 
+@app.command()
+def worker(
+    once: Annotated[
+        bool, typer.Option("--once", help="One pass (relay until empty, each job once), then exit")
+    ] = False,
+) -> None:
+    """Relay committed events (NATS JetStream when OMS_NATS_URL is set; webhooks always) and run
+    the periodic jobs, until SIGTERM or SIGINT."""
+    import asyncio
+
+    from oms.observability import configure_logging
+    from oms.worker import Worker
+
+    services = services_from_env()
+    configure_logging(services.settings.log_level)
+    runner = Worker(services)
+    try:
+        asyncio.run(runner.run(once=once))
+    finally:
+        services.close()
+    if once and runner.relay_error:
+        raise CliError(f"events were not relayed: {runner.relay_error}")
+
+
 def _exit_code_of(error: BaseException) -> int | None:
     code = getattr(error, "exit_code", None)
     return code if isinstance(code, int) else None

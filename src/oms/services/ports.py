@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -23,6 +23,7 @@ from oms.domain.processes import (
     TaskState,
     TimerState,
 )
+from oms.domain.webhooks import DeliveryStatus
 
 
 class Clock(Protocol):
@@ -220,6 +221,150 @@ class ProcessRepository(Protocol):
     def history(self, instance_id: str) -> list[HistoryEntry]: ...
 
 
+@dataclass(frozen=True)
+class EventDelivery:
+    """An event handed to a broker: channel ``nats``, the stream, its sequence there."""
+
+    event_id: str
+    channel: str
+    target: str
+    sequence: int | None
+    duplicate: bool
+    delivered_at: datetime
+
+
+class EventDeliveryRepository(Protocol):
+    def add(self, deliveries: Sequence[EventDelivery]) -> None: ...
+
+    def for_event(self, event_id: str) -> list[EventDelivery]: ...
+
+
+@dataclass(frozen=True)
+class WebhookSubscription:
+    subscription_id: str
+    name: str
+    url: str
+    event_types: tuple[str, ...]
+    secret: str
+    active: bool
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One event for one subscription. ``round_attempts`` counts attempts since the last replay
+    (the retry budget); ``attempt_count`` counts all of them."""
+
+    delivery_id: str
+    subscription_id: str
+    event_id: str
+    event_position: int
+    event_type: str
+    status: DeliveryStatus
+    attempt_count: int
+    round_attempts: int
+    replays: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+    last_attempt_at: datetime | None = None
+    last_response_status: int | None = None
+    last_error: str | None = None
+    succeeded_at: datetime | None = None
+    dead_lettered_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WebhookAttempt:
+    delivery_id: str
+    number: int
+    started_at: datetime
+    duration_ms: int
+    response_status: int | None
+    error: str | None
+    succeeded: bool
+
+
+@dataclass(frozen=True)
+class DueWebhook:
+    """A delivery claimed (leased) for one attempt, with what it takes to send it."""
+
+    delivery: WebhookDelivery
+    lease_token: str
+    url: str
+    secret: str
+    event: OutboxEvent
+
+
+class WebhookRepository(Protocol):
+    def add_subscription(self, subscription: WebhookSubscription) -> None: ...
+
+    def get_subscription(self, subscription_id: str) -> WebhookSubscription | None: ...
+
+    def list_subscriptions(self) -> list[WebhookSubscription]: ...
+
+    def update_subscription(self, subscription: WebhookSubscription) -> None: ...
+
+    def delete_subscription(self, subscription_id: str) -> bool: ...
+
+    def active_subscriptions(self) -> list[WebhookSubscription]: ...
+
+    def add_deliveries(self, deliveries: Sequence[WebhookDelivery]) -> None: ...
+
+    def get_delivery(self, delivery_id: str) -> WebhookDelivery | None: ...
+
+    def list_deliveries(
+        self,
+        subscription_id: str,
+        *,
+        status: DeliveryStatus | None,
+        after_position: int,
+        limit: int,
+    ) -> list[WebhookDelivery]: ...
+
+    def attempts(self, delivery_id: str) -> list[WebhookAttempt]: ...
+
+    def claim_due(
+        self, *, now: datetime, limit: int, lease_token: str, leased_until: datetime
+    ) -> list[DueWebhook]:
+        """Lease the deliveries due at ``now`` (of active subscriptions) that no one else holds."""
+        ...
+
+    def finish_attempt(
+        self,
+        attempt: WebhookAttempt,
+        *,
+        lease_token: str,
+        status: DeliveryStatus,
+        next_attempt_at: datetime | None,
+    ) -> bool:
+        """Record the attempt; update the delivery only if this lease still holds it."""
+        ...
+
+    def replay(self, delivery_id: str, *, at: datetime) -> bool:
+        """Schedule a delivery that is not waiting (succeeded or dead-lettered) once more."""
+        ...
+
+    def replay_dead_letters(self, subscription_id: str, *, at: datetime) -> int: ...
+
+
+@dataclass(frozen=True)
+class WebhookResponse:
+    """What came back from one webhook request: a status code, or an error (timeout, refused)."""
+
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    body_excerpt: str = ""
+
+
+class WebhookSender(Protocol):
+    def send(
+        self, url: str, *, headers: Mapping[str, str], body: bytes, timeout: float
+    ) -> WebhookResponse: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Events recorded with :meth:`record` reach the outbox in the same commit."""
 
@@ -243,6 +388,12 @@ class UnitOfWork(Protocol):
 
     @property
     def processes(self) -> ProcessRepository: ...
+
+    @property
+    def event_deliveries(self) -> EventDeliveryRepository: ...
+
+    @property
+    def webhooks(self) -> WebhookRepository: ...
 
     def __enter__(self) -> Self: ...
 

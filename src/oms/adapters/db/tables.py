@@ -343,6 +343,84 @@ process_history = Table(
     Index("ix_process_history_instance", "instance_id", "position"),
 )
 
+# --- event deliveries and webhooks ------------------------------------------------------------
+
+event_deliveries = Table(
+    # One row per event handed to a broker (channel 'nats'): where it went and its stream sequence.
+    "event_deliveries",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("channel", String(16), primary_key=True),
+    Column("target", String(200), nullable=False),
+    Column("sequence", BigInteger),
+    Column("duplicate", Boolean, nullable=False),
+    Column("delivered_at", UtcDateTime, nullable=False),
+)
+
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("subscription_id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("event_types", JsonDocument, nullable=False),
+    Column("secret", String(100), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_by", String(300), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("delivery_id", String(36), primary_key=True),
+    Column(
+        "subscription_id",
+        String(36),
+        ForeignKey("webhook_subscriptions.subscription_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("event_id", String(64), nullable=False),
+    Column("event_position", BigInteger, nullable=False),
+    Column("event_type", String(100), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempt_count", Integer, nullable=False),
+    Column("round_attempts", Integer, nullable=False),
+    Column("replays", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime),
+    Column("lease_token", String(64)),
+    Column("leased_until", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_attempt_at", UtcDateTime),
+    Column("last_response_status", Integer),
+    Column("last_error", Text),
+    Column("succeeded_at", UtcDateTime),
+    Column("dead_lettered_at", UtcDateTime),
+    UniqueConstraint("event_id", "subscription_id"),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_subscription", "subscription_id", "created_at"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("attempt_id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "delivery_id",
+        String(36),
+        ForeignKey("webhook_deliveries.delivery_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("number", Integer, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Column("response_status", Integer),
+    Column("error", Text),
+    Column("succeeded", Boolean, nullable=False),
+    Index("ix_webhook_attempts_delivery", "delivery_id", "number"),
+)
+
 __all__ = [
     "BigId",
     "ForeignKey",
@@ -350,6 +428,7 @@ __all__ = [
     "UniqueConstraint",
     "api_keys",
     "contact_preferences",
+    "event_deliveries",
     "idempotency_records",
     "invoices",
     "metadata",
@@ -368,4 +447,7 @@ __all__ = [
     "process_timers",
     "sandbox_gateway_payments",
     "sandbox_gateway_requests",
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhook_subscriptions",
 ]

@@ -9,6 +9,7 @@ from typing import Self
 from sqlalchemy import Connection, Engine, RootTransaction
 
 from oms.adapters.db.engine import READ_ONLY
+from oms.adapters.db.events import SqlEventDeliveryRepository, SqlWebhookRepository
 from oms.adapters.db.notifications import SqlNotificationRepository
 from oms.adapters.db.payments import SqlInvoiceRepository, SqlPaymentRepository
 from oms.adapters.db.processes import SqlProcessRepository
@@ -127,3 +128,11 @@ class SqlUnitOfWork:
     @cached_property
     def processes(self) -> SqlProcessRepository:
         return SqlProcessRepository(self.connection)
+
+    @cached_property
+    def event_deliveries(self) -> SqlEventDeliveryRepository:
+        return SqlEventDeliveryRepository(self.connection)
+
+    @cached_property
+    def webhooks(self) -> SqlWebhookRepository:
+        return SqlWebhookRepository(self.connection)
