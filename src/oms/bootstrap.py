@@ -13,9 +13,11 @@ from oms.adapters.db.engine import is_sqlite, make_engine
 from oms.adapters.db.unit_of_work import SqlUnitOfWork
 from oms.config import Settings
 from oms.domain.errors import SchemaOutOfDate
+from oms.queries.orders import OrderQueries
 from oms.services.access import AccessService
 from oms.services.events import EventService
 from oms.services.idempotency import IdempotencyService
+from oms.services.orders import OrderService
 from oms.services.ports import Clock, Ids
 
 
@@ -28,6 +30,8 @@ class Services:
     access: AccessService = field(init=False)
     idempotency: IdempotencyService = field(init=False)
     events: EventService = field(init=False)
+    orders: OrderService = field(init=False)
+    order_queries: OrderQueries = field(init=False)
 
     def __post_init__(self) -> None:
         self.access = AccessService(self.uow, clock=self.clock, ids=self.ids)
@@ -35,6 +39,8 @@ class Services:
             self.uow, clock=self.clock, ttl=timedelta(hours=self.settings.idempotency_ttl_hours)
         )
         self.events = EventService(self.uow)
+        self.orders = OrderService(self.uow, clock=self.clock, ids=self.ids)
+        self.order_queries = OrderQueries(self.engine)
 
     def uow(self, *, read_only: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(

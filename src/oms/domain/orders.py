@@ -174,6 +174,13 @@ class OrderChangeRefused(Conflict):
     title = "The order can no longer be changed this way"
 
 
+class OrderChangedConcurrently(Conflict):
+    """Another request changed the order first; read it again and retry."""
+
+    slug = "order-changed-concurrently"
+    title = "The order was changed by another request"
+
+
 class OrderOnHold(Conflict):
     slug = "order-on-hold"
     title = "The order is on hold"

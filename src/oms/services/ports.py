@@ -10,6 +10,7 @@ from typing import Any, Protocol, Self
 
 from oms.domain.access import Role
 from oms.domain.events import DomainEvent
+from oms.domain.orders import Order
 
 
 class Clock(Protocol):
@@ -122,6 +123,46 @@ class OutboxRepository(Protocol):
     def mark_published(self, positions: Sequence[int], *, at: datetime) -> None: ...
 
 
+# --- orders -------------------------------------------------------------------------------------
+
+
+class DuplicateChannelReference(Exception):
+    """Another transaction stored an order with the same channel reference first."""
+
+
+@dataclass(frozen=True)
+class WaitingLine:
+    """Backordered units of one order line, listed first come first served."""
+
+    order_id: str
+    line_no: int
+    quantity: int
+    created_at: datetime
+
+
+class OrderRepository(Protocol):
+    def add(self, order: Order, *, at: datetime) -> None:
+        """Insert a new order; DuplicateChannelReference when another has its channel reference
+        (the unit of work must then be rolled back)."""
+        ...
+
+    def save(self, order: Order, *, at: datetime) -> None:
+        """Write back a loaded order; OrderChangedConcurrently if its version moved on."""
+        ...
+
+    def get(self, order_id: str, *, for_update: bool = False) -> Order | None: ...
+
+    def id_for_channel_reference(self, channel: str, channel_reference: str) -> str | None: ...
+
+    def id_for_number(self, order_number: str) -> str | None: ...
+
+    def waiting_lines(self, sku: str, *, limit: int = 1000) -> list[WaitingLine]:
+        """Backordered units of ``sku``, oldest order first."""
+        ...
+
+    def waiting_quantities(self, skus: Sequence[str]) -> dict[str, int]: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Events recorded with :meth:`record` reach the outbox in the same commit."""
 
@@ -133,6 +174,9 @@ class UnitOfWork(Protocol):
 
     @property
     def outbox(self) -> OutboxRepository: ...
+
+    @property
+    def orders(self) -> OrderRepository: ...
 
     def __enter__(self) -> Self: ...
 

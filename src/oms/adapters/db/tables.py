@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
+    CheckConstraint,
     Column,
+    Date,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -20,7 +24,7 @@ from sqlalchemy import (
     text,
 )
 
-from oms.adapters.db.types import JsonDocument, UtcDateTime
+from oms.adapters.db.types import JsonDocument, Money, UtcDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -85,6 +89,133 @@ outbox_events = Table(
     Index("ix_outbox_events_type_position", "type", "position"),
 )
 
+# --- orders -----------------------------------------------------------------------------------
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("order_number", String(32), nullable=False, unique=True),
+    Column("channel", String(16), nullable=False),
+    Column("channel_reference", String(200), nullable=False),
+    Column("customer_id", String(100)),
+    Column("customer_name", String(200)),
+    Column("customer_email", String(254)),
+    Column("customer_phone", String(40)),
+    Column("currency", String(3), nullable=False),
+    Column("subtotal", Money, nullable=False),
+    Column("discount_total", Money, nullable=False),
+    Column("tax_total", Money, nullable=False),
+    Column("shipping_charge", Money, nullable=False),
+    Column("total", Money, nullable=False),
+    # Derived from the line quantities at every save, kept here for search only.
+    Column("status", String(40), nullable=False),
+    Column("on_hold", Boolean, nullable=False),
+    Column("payments", JsonDocument, nullable=False),
+    Column("notes", Text),
+    Column("tags", JsonDocument, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("version", Integer, nullable=False),
+    # A retried capture finds the order by the channel's own reference: never a duplicate.
+    UniqueConstraint("channel", "channel_reference", name="uq_orders_channel_reference"),
+    Index("ix_orders_created", "created_at", "order_id"),
+    Index("ix_orders_status_created", "status", "created_at"),
+    Index("ix_orders_customer_email", "customer_email"),
+    Index("ix_orders_customer_phone", "customer_phone"),
+)
+
+order_lines = Table(
+    "order_lines",
+    metadata,
+    Column("order_id", ForeignKey("orders.order_id"), primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+    Column("sku", String(64), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price", Money, nullable=False),
+    Column("discount", Money, nullable=False),
+    Column("tax", Money, nullable=False),
+    Column("delivery_method", String(24), nullable=False),
+    Column("ship_address", JsonDocument),
+    Column("pickup_location_code", String(64)),
+    Column("requested_on", Date),
+    Column("gift", Boolean, nullable=False),
+    Column("gift_message", Text),
+    Column("promised_on", Date),
+    Column("status", String(40), nullable=False),
+    CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+    Index("ix_order_lines_sku", "sku"),
+)
+
+order_line_quantities = Table(
+    "order_line_quantities",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+    Column("state", String(24), primary_key=True),
+    # '' for states not tied to a location (open, backordered, cancelled, returned).
+    Column("location_code", String(64), primary_key=True),
+    Column("quantity", Integer, nullable=False),
+    CheckConstraint("quantity > 0", name="quantity_positive"),
+    ForeignKeyConstraint(
+        ["order_id", "line_no"],
+        ["order_lines.order_id", "order_lines.line_no"],
+        name="fk_order_line_quantities_line",
+    ),
+    Index("ix_order_line_quantities_state", "state", "order_id"),
+    Index("ix_order_line_quantities_location", "location_code", "order_id"),
+)
+
+order_holds = Table(
+    "order_holds",
+    metadata,
+    Column("hold_id", String(64), primary_key=True),
+    Column("order_id", ForeignKey("orders.order_id"), nullable=False, index=True),
+    Column("type", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("placed_by", String(200), nullable=False),
+    Column("placed_at", UtcDateTime, nullable=False),
+    Column("released_by", String(200)),
+    Column("released_at", UtcDateTime),
+    Column("release_reason", Text),
+)
+
+order_cancel_requests = Table(
+    "order_cancel_requests",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("order_id", ForeignKey("orders.order_id"), nullable=False, index=True),
+    Column("line_no", Integer, nullable=False),
+    Column("location_code", String(64), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("requested_by", String(200), nullable=False),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("decided_by", String(200)),
+    Column("decided_at", UtcDateTime),
+    Column("decision_reason", Text),
+    Index("ix_order_cancel_requests_location", "location_code", "status"),
+)
+
+order_timeline = Table(
+    "order_timeline",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("order_id", ForeignKey("orders.order_id"), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("reason", Text),
+    Column("line_no", Integer),
+    Column("old", JsonDocument),
+    Column("new", JsonDocument),
+    Index("ix_order_timeline_order", "order_id", "id"),
+)
+
+# GET /orders/{id} lists the order's events from the outbox by subject ("orders/<id>").
+Index("ix_outbox_events_subject", outbox_events.c.subject, outbox_events.c.position)
+
 __all__ = [
     "BigId",
     "ForeignKey",
@@ -93,5 +224,11 @@ __all__ = [
     "api_keys",
     "idempotency_records",
     "metadata",
+    "order_cancel_requests",
+    "order_holds",
+    "order_line_quantities",
+    "order_lines",
+    "order_timeline",
+    "orders",
     "outbox_events",
 ]
