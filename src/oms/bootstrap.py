@@ -17,6 +17,7 @@ from oms.queries.orders import OrderQueries
 from oms.services.access import AccessService
 from oms.services.events import EventService
 from oms.services.idempotency import IdempotencyService
+from oms.services.inventory import InventoryService
 from oms.services.orders import OrderService
 from oms.services.ports import Clock, Ids
 
@@ -30,6 +31,8 @@ class Services:
     access: AccessService = field(init=False)
     idempotency: IdempotencyService = field(init=False)
     events: EventService = field(init=False)
+    inventory: InventoryService = field(init=False)
+
     orders: OrderService = field(init=False)
     order_queries: OrderQueries = field(init=False)
 
@@ -39,6 +42,8 @@ class Services:
             self.uow, clock=self.clock, ttl=timedelta(hours=self.settings.idempotency_ttl_hours)
         )
         self.events = EventService(self.uow)
+        self.inventory = InventoryService(self.uow, clock=self.clock, ids=self.ids)
+
         self.orders = OrderService(self.uow, clock=self.clock, ids=self.ids)
         self.order_queries = OrderQueries(self.engine)
 

@@ -291,6 +291,7 @@ class PaymentReference:
     method: str
     token: str
     amount: Decimal | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True)
@@ -703,6 +704,7 @@ class Totals:
     tax: Decimal | None = None
     shipping: Decimal | None = None
     total: Decimal | None = None
+    currency: str | None = None
 
 
 def line_problems(request: LineRequest, currency: str, pointer: str) -> FieldErrors:
@@ -794,6 +796,20 @@ class Order:
                 found.append(field_error(f"#/payments/{index}/token", "required"))
             if payment.amount is not None and payment.amount < 0:
                 found.append(field_error(f"#/payments/{index}/amount", "must not be negative"))
+            if payment.currency is not None and payment.currency != currency:
+                found.append(
+                    field_error(
+                        f"#/payments/{index}/currency",
+                        f"{payment.currency} does not match the order's currency {currency}",
+                    )
+                )
+        if totals is not None and totals.currency is not None and totals.currency != currency:
+            found.append(
+                field_error(
+                    "#/totals/currency",
+                    f"{totals.currency} does not match the order's currency {currency}",
+                )
+            )
         if not (customer.email or customer.phone or customer.customer_id):
             found.append(field_error("#/customer", "give an id, an email or a phone"))
         order = cls(
@@ -1033,6 +1049,14 @@ class Order:
         self.events.append(OrderAllocated(**self._ids(), allocations=[allocation]))
         if line.quantity_in(Q.BACKORDERED) == 0:
             self._promise(line, None, actor=actor, at=at)
+
+    def repromise(
+        self, line_no: int, promised_on: date | None, *, actor: str, at: datetime
+    ) -> None:
+        """A new expected date for the line's waiting units (supply moved)."""
+        line = self.line(line_no)
+        if line.quantity_in(Q.BACKORDERED):
+            self._promise(line, promised_on, actor=actor, at=at)
 
     def _promise(
         self, line: OrderLine, promised_on: date | None, *, actor: str, at: datetime

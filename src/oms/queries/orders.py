@@ -179,7 +179,7 @@ class OrderQueries:
         )
         with self._engine.connect() as connection:
             rows = connection.execute(query).all()
-        items = [OrderSummary(*row) for row in rows[:limit]]
+        items = [OrderSummary(**row._mapping) for row in rows[:limit]]
         next_cursor = (
             _encode_cursor(items[-1].created_at, items[-1].order_id) if len(rows) > limit else None
         )
@@ -189,7 +189,7 @@ class OrderQueries:
         """The order's timeline (oldest first) and its committed events (in commit order)."""
         with self._engine.connect() as connection:
             timeline = [
-                TimelineRow(*row)
+                TimelineRow(**row._mapping)
                 for row in connection.execute(
                     select(
                         order_timeline.c.at,
@@ -205,7 +205,7 @@ class OrderQueries:
                 )
             ]
             events = [
-                EventRow(*row)
+                EventRow(**row._mapping)
                 for row in connection.execute(
                     select(
                         outbox_events.c.position,

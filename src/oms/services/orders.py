@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from oms.domain.access import SYSTEM, Principal
 from oms.domain.events import to_json_value
-from oms.domain.inventory import InsufficientStock, StockLine
+from oms.domain.inventory import NO_BUFFER, InsufficientStock, StockLine
 from oms.domain.items import Item
 from oms.domain.locations import Capability, Location, LocationStatus, LocationType, haversine_km
 from oms.domain.orders import (
@@ -99,6 +99,8 @@ class SourcingPlan:
     """(line number, location code, quantity)"""
     backorders: list[tuple[int, int, date | None]]
     """(line number, quantity, expected date from future supply or None)"""
+    allocation_channel: str | None = None
+    """The channel whose buffer allocation must enforce (None: it has none)."""
 
     def stock_lines(self, lines: Mapping[int, OrderLine]) -> list[StockLine]:
         totals: dict[tuple[str, str], int] = {}
@@ -174,20 +176,31 @@ def source_lines(
     locations: Sequence[Location],
     at: datetime,
     already_waiting: Mapping[str, int] | None = None,
+    first_come_first_served: bool = False,
 ) -> SourcingPlan:
     """The simple rule until the sourcing engine takes over: each line from the nearest location
     that can serve it for its delivery method and has the units available to promise (split over
     the next nearest when none has them all), the rest backordered with the date future supply
-    covers it (after ``already_waiting`` units of earlier orders). Lines are served in the order
-    given, on one ATP snapshot."""
+    covers it (after ``already_waiting`` units of earlier orders). All lines are planned on one
+    ATP snapshot: strictly in the order given when ``first_come_first_served``, otherwise lines
+    with fewer possible locations first (a pickup line before a ship line)."""
     if not lines:
-        return SourcingPlan([], [])
+        return SourcingPlan([], [], None)
     options = {line.line_no: candidates(line, items.get(line.sku), locations) for line, _ in lines}
     codes = sorted({location.code for found in options.values() for location in found})
     skus = sorted({line.sku for line, _ in lines})
-    available: dict[str, dict[str, int]] = (
-        uow.inventory.atp(skus, at=at, location_codes=codes, channel=channel) if codes else {}
-    )
+    # One buffer lookup: ATP is read raw and the channel's buffer applied here; allocation
+    # enforces the buffer again (atomically) only when the channel has one.
+    buffer = uow.inventory.channel_buffer(channel) if channel else NO_BUFFER
+    buffered = buffer.percent > 0 or buffer.units > 0
+    raw = uow.inventory.atp(skus, at=at, location_codes=codes) if codes else {}
+    available = {
+        sku: {code: buffer.apply(units) for code, units in by_location.items()}
+        for sku, by_location in raw.items()
+    }
+    if not first_come_first_served:
+        # lines that only one store can serve (pickup) choose before lines that many can
+        lines = sorted(lines, key=lambda pair: len(options[pair[0].line_no]))
     allocations: list[tuple[int, str, int]] = []
     short: list[tuple[OrderLine, int]] = []
     for line, quantity in lines:
@@ -233,7 +246,7 @@ def source_lines(
                     break
             waiting[line.sku] = need
             backorders.append((line.line_no, quantity, expected_on))
-    return SourcingPlan(allocations, backorders)
+    return SourcingPlan(allocations, backorders, channel if buffered else None)
 
 
 # --- the service ----------------------------------------------------------------------------------
@@ -371,7 +384,7 @@ class OrderService:
         channel: str | None = None,
     ) -> SourcingPlan:
         if not lines:
-            return SourcingPlan([], [])
+            return SourcingPlan([], [], None)
         plan = source_lines(
             uow,
             lines,
@@ -383,10 +396,7 @@ class OrderService:
         stock = plan.stock_lines({line.line_no: line for line in order.lines})
         if stock:
             uow.inventory.allocate(
-                stock,
-                at=at,
-                channel=channel or order.channel.value,
-                reason=f"order {order.order_number}",
+                stock, at=at, channel=plan.allocation_channel, reason=f"order {order.order_number}"
             )
         order.apply_sourcing(
             allocations=plan.allocations, backorders=plan.backorders, actor=actor, at=at
@@ -480,7 +490,7 @@ class OrderService:
         stock = plan.stock_lines({line.line_no: line for line in order.lines})
         if stock:
             uow.inventory.allocate(
-                stock, at=at, channel=order.channel.value, reason=f"order {order.order_number}"
+                stock, at=at, channel=plan.allocation_channel, reason=f"order {order.order_number}"
             )
         order.apply_sourcing(
             allocations=plan.allocations, backorders=plan.backorders, actor=actor, at=at
@@ -866,6 +876,7 @@ class OrderService:
                 locations=locations,
                 at=at,
                 already_waiting={},
+                first_come_first_served=True,
             )
             allocations: list[dict[str, Any]] = []
             stock: dict[tuple[str, str], int] = {}

@@ -222,6 +222,7 @@ class SqlOrderRepository:
                     "method": payment.method,
                     "token": payment.token,
                     "amount": str(payment.amount) if payment.amount is not None else None,
+                    "currency": payment.currency,
                 }
                 for payment in order.payments
             ],
@@ -367,6 +368,7 @@ class SqlOrderRepository:
                     method=payment["method"],
                     token=payment["token"],
                     amount=Decimal(payment["amount"]) if payment.get("amount") else None,
+                    currency=payment.get("currency"),
                 )
                 for payment in row["payments"]
             ],

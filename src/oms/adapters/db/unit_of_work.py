@@ -9,6 +9,11 @@ from typing import Self
 from sqlalchemy import Connection, Engine, RootTransaction
 
 from oms.adapters.db.engine import READ_ONLY
+from oms.adapters.db.inventory import (
+    SqlInventoryRepository,
+    SqlItemRepository,
+    SqlLocationRepository,
+)
 from oms.adapters.db.orders import SqlOrderRepository
 from oms.adapters.db.repositories import (
     SqlApiKeyRepository,
@@ -109,6 +114,18 @@ class SqlUnitOfWork:
     @cached_property
     def outbox(self) -> SqlOutboxRepository:
         return SqlOutboxRepository(self.connection)
+
+    @cached_property
+    def locations(self) -> SqlLocationRepository:
+        return SqlLocationRepository(self.connection)
+
+    @cached_property
+    def items(self) -> SqlItemRepository:
+        return SqlItemRepository(self.connection)
+
+    @cached_property
+    def inventory(self) -> SqlInventoryRepository:
+        return SqlInventoryRepository(self.connection, record=self.record)
 
     @cached_property
     def orders(self) -> SqlOrderRepository:

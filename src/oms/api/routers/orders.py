@@ -119,6 +119,7 @@ class PaymentIn(Strict):
         max_length=200, description="The payment service's token, never a card number"
     )
     amount: Decimal | None = None
+    currency: str | None = Field(default=None, max_length=3)
 
 
 class TotalsIn(Strict):
@@ -127,6 +128,7 @@ class TotalsIn(Strict):
     tax: Decimal | None = None
     shipping: Decimal | None = None
     total: Decimal | None = None
+    currency: str | None = Field(default=None, max_length=3)
 
 
 class OrderIn(Strict):
@@ -345,7 +347,8 @@ class OrderOut(BaseModel):
             notes=order.notes,
             tags=order.tags,
             payments=[
-                {"method": p.method, "token": p.token, "amount": p.amount} for p in order.payments
+                {"method": p.method, "token": p.token, "amount": p.amount, "currency": p.currency}
+                for p in order.payments
             ],
             lines=[LineOut.of(line) for line in order.lines],
             holds=[HoldOut.of(hold) for hold in order.holds],
