@@ -85,6 +85,7 @@ def statuses(order: dict[str, Any]) -> list[str]:
     return [line["status"] for line in order["lines"]]
 
 
+@pytest.mark.postgres
 def test_every_channel_captures_and_a_retry_returns_the_same_order(integration: TestClient) -> None:
     prefixes = {"web": "W-", "app": "A-", "store": "S-", "call_center": "C-", "marketplace": "M-"}
     for channel, prefix in prefixes.items():
@@ -105,6 +106,7 @@ def test_every_channel_captures_and_a_retry_returns_the_same_order(integration: 
     assert len(integration.get("/orders", params={"email": "ann@example.com"}).json()["items"]) == 5
 
 
+@pytest.mark.postgres
 def test_a_mixed_delivery_order_walks_its_quantity_states(
     integration: TestClient, client_for: Callable[..., TestClient]
 ) -> None:

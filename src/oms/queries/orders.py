@@ -6,21 +6,92 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, or_, select
-
-from oms.adapters.db.tables import (
-    order_line_quantities,
-    order_lines,
-    order_timeline,
-    orders,
-    outbox_events,
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Engine,
+    Integer,
+    String,
+    and_,
+    column,
+    exists,
+    or_,
+    select,
+    table,
 )
+
 from oms.domain.errors import Invalid
 from oms.domain.orders import Channel
+
+# The read side names the columns it reads (the schema of record is adapters/db/tables.py;
+# the layers keep queries and adapters apart).
+orders = table(
+    "orders",
+    column("order_id", String),
+    column("order_number", String),
+    column("channel", String),
+    column("channel_reference", String),
+    column("customer_name", String),
+    column("customer_email", String),
+    column("customer_phone", String),
+    column("status", String),
+    column("on_hold", Boolean),
+    column("currency", String),
+    column("total", String),
+    column("created_at", DateTime(timezone=True)),
+)
+order_lines = table(
+    "order_lines",
+    column("order_id", String),
+    column("pickup_location_code", String),
+)
+order_line_quantities = table(
+    "order_line_quantities",
+    column("order_id", String),
+    column("location_code", String),
+)
+order_timeline = table(
+    "order_timeline",
+    column("id", Integer),
+    column("order_id", String),
+    column("at", DateTime(timezone=True)),
+    column("actor", String),
+    column("action", String),
+    column("reason", String),
+    column("line_no", Integer),
+    column("old", JSON),
+    column("new", JSON),
+)
+outbox_events = table(
+    "outbox_events",
+    column("position", Integer),
+    column("event_id", String),
+    column("type", String),
+    column("subject", String),
+    column("time", DateTime(timezone=True)),
+    column("data", JSON),
+)
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite hands back naive UTC datetimes, PostgreSQL aware ones."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _bound(value: datetime) -> datetime:
+    """Compare in UTC: SQLite stores the UTC wall time as text."""
+    if value.tzinfo is None:
+        raise Invalid(
+            "dates need a time zone",
+            errors=[{"pointer": "query:created_from", "detail": "add a UTC offset, e.g. Z"}],
+        )
+    return value.astimezone(UTC)
+
 
 MAX_PAGE = 200
 
@@ -161,15 +232,15 @@ class OrderQueries:
                 )
             )
         if filters.created_from:
-            conditions.append(orders.c.created_at >= filters.created_from)
+            conditions.append(orders.c.created_at >= _bound(filters.created_from))
         if filters.created_to:
-            conditions.append(orders.c.created_at < filters.created_to)
+            conditions.append(orders.c.created_at < _bound(filters.created_to))
         if cursor:
             created_at, order_id = _decode_cursor(cursor)
             conditions.append(
                 or_(
-                    orders.c.created_at < created_at,
-                    and_(orders.c.created_at == created_at, orders.c.order_id < order_id),
+                    orders.c.created_at < _bound(created_at),
+                    and_(orders.c.created_at == _bound(created_at), orders.c.order_id < order_id),
                 )
             )
         query = (
@@ -179,7 +250,16 @@ class OrderQueries:
         )
         with self._engine.connect() as connection:
             rows = connection.execute(query).all()
-        items = [OrderSummary(**row._mapping) for row in rows[:limit]]
+        items = [
+            OrderSummary(
+                **{
+                    **row._mapping,
+                    "total": Decimal(str(row.total)),
+                    "created_at": _utc(row.created_at),
+                }
+            )
+            for row in rows[:limit]
+        ]
         next_cursor = (
             _encode_cursor(items[-1].created_at, items[-1].order_id) if len(rows) > limit else None
         )
@@ -189,7 +269,7 @@ class OrderQueries:
         """The order's timeline (oldest first) and its committed events (in commit order)."""
         with self._engine.connect() as connection:
             timeline = [
-                TimelineRow(**row._mapping)
+                TimelineRow(**{**row._mapping, "at": _utc(row.at)})
                 for row in connection.execute(
                     select(
                         order_timeline.c.at,
@@ -205,7 +285,7 @@ class OrderQueries:
                 )
             ]
             events = [
-                EventRow(**row._mapping)
+                EventRow(**{**row._mapping, "time": _utc(row.time)})
                 for row in connection.execute(
                     select(
                         outbox_events.c.position,
