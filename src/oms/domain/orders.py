@@ -9,6 +9,7 @@ domain events; the services persist both in one transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -383,7 +384,7 @@ def card_number_pointers(value: Any, pointer: str = "#") -> list[str]:
     """JSON pointers of every string (or key) in a nested document that carries a card number."""
     found: list[str] = []
     if isinstance(value, str):
-        if looks_like_card_number(value):
+        if len(value) >= 13 and looks_like_card_number(value):
             found.append(pointer)
     elif isinstance(value, Mapping):
         for key, item in value.items():
@@ -393,6 +394,9 @@ def card_number_pointers(value: Any, pointer: str = "#") -> list[str]:
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             found.extend(card_number_pointers(item, f"{pointer}/{index}"))
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for item in dataclasses.fields(value):
+            found.extend(card_number_pointers(getattr(value, item.name), f"{pointer}/{item.name}"))
     return found
 
 

@@ -18,7 +18,6 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from oms.domain.access import SYSTEM, Principal
-from oms.domain.events import to_json_value
 from oms.domain.inventory import NO_BUFFER, InsufficientStock, StockLine
 from oms.domain.items import Item
 from oms.domain.locations import Capability, Location, LocationStatus, LocationType, haversine_km
@@ -279,10 +278,6 @@ def parse_channel(value: str) -> Channel:
         ) from None
 
 
-def _command_document(command: CaptureOrder) -> Any:
-    return to_json_value(dataclasses.asdict(command))
-
-
 class OrderService:
     def __init__(self, uow: UnitOfWorkFactory, *, clock: Clock, ids: Ids) -> None:
         self._uow = uow
@@ -295,7 +290,7 @@ class OrderService:
         """Validate, source, allocate and store a new order, or return the order the channel
         reference already names."""
         channel = parse_channel(command.channel)
-        pointers = card_number_pointers(_command_document(command))
+        pointers = card_number_pointers(command)
         if pointers:
             raise CardNumberRejected(
                 "the request carries a payment card number: send the payment service's token",
@@ -706,7 +701,7 @@ class OrderService:
         """A new line, sourced like a captured one (it may wait as a backorder)."""
 
         def work(uow: UnitOfWork, order: Order, at: datetime) -> Order:
-            if card_number_pointers(to_json_value(dataclasses.asdict(line))):
+            if card_number_pointers(line):
                 raise CardNumberRejected("the line carries a payment card number")
             items = uow.items.get_many([line.sku])
             by_code = uow.locations.get_many([line.delivery.pickup_location_code or ""])
