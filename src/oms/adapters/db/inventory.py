@@ -1270,15 +1270,20 @@ class SqlInventoryRepository:
         # Claim every message first: a replay (same source and message id) changes nothing.
         fresh: list[DeltaLine] = []
         for delta in deltas:
-            claimed = self._connection.execute(
-                insert_ignoring_conflicts(self._connection, feed_messages).values(
-                    source=delta.source,
-                    message_id=delta.message_id,
-                    kind=delta.kind.value,
-                    outcome="applied",
-                    received_at=at,
-                )
-            ).rowcount
+            claimed = (
+                self._connection.execute(
+                    insert_ignoring_conflicts(self._connection, feed_messages)
+                    .values(
+                        source=delta.source,
+                        message_id=delta.message_id,
+                        kind=delta.kind.value,
+                        outcome="applied",
+                        received_at=at,
+                    )
+                    .returning(feed_messages.c.message_id)
+                ).first()
+                is not None
+            )
             if claimed:
                 fresh.append(delta)
             else:
