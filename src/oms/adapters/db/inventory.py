@@ -566,7 +566,7 @@ class SqlInventoryRepository:
             raise LocationUnavailable(
                 f"location {key.location_code} is {key.location_status} and fulfills nothing",
                 location=key.location_code,
-                status=key.location_status,
+                location_status=key.location_status,
             )
         condition = (
             quantity <= _AVAILABLE
@@ -969,7 +969,7 @@ class SqlInventoryRepository:
             raise ReservationNotActive(
                 f"reservation '{reservation_id}' is {status.value}",
                 reservation_id=reservation_id,
-                status=status.value,
+                reservation_status=status.value,
             )
         return found
 
@@ -996,7 +996,7 @@ class SqlInventoryRepository:
                 raise ReservationNotActive(
                     f"reservation '{reservation_id}' expired while being confirmed",
                     reservation_id=reservation_id,
-                    status=ReservationStatus.EXPIRED.value,
+                    reservation_status=ReservationStatus.EXPIRED.value,
                 )
         self._set_status(reservation_id, ReservationStatus.CONFIRMED, at)
         return confirmed
