@@ -78,6 +78,7 @@ from oms.services.ports import (
     UnitOfWorkFactory,
 )
 from oms.services.records import (
+    FieldErrors,
     _Collector,
     item_from_record,
     location_from_record,
@@ -437,7 +438,8 @@ class InventoryService:
         now = self._clock.now()
         default_as_of = as_of or now
         parsed: list[tuple[datetime, SnapshotLine]] = []
-        bad: list[dict[str, Any]] = []
+        checked: list[tuple[int, str | None, str | None, FieldErrors]] = []
+        seen: dict[tuple[str, str, datetime], int] = {}
         for number, record in enumerate(records, start=1):
             c = _Collector(record)
             sku = c.text("sku", required=True)
@@ -451,27 +453,27 @@ class InventoryService:
             row_as_of = c.timestamp("as_of", default=default_as_of) or default_as_of
             if row_as_of > now + timedelta(minutes=5):
                 c.errors.append({"pointer": "#/as_of", "detail": "in the future"})
-            if c.errors:
-                bad.append({"row": number, "errors": c.errors})
-                continue
-            assert sku is not None and code is not None and on_hand is not None
-            parsed.append((row_as_of, SnapshotLine(sku, code, on_hand, blocked)))
-        seen: dict[tuple[str, str, datetime], int] = {}
-        for number, (row_as_of, line) in enumerate(parsed if not bad else [], start=1):
-            key = (line.sku, line.location_code, row_as_of)
-            if key in seen:
-                bad.append(
-                    {
-                        "row": number,
-                        "errors": [{"pointer": "#", "detail": f"same position as row {seen[key]}"}],
-                    }
-                )
-            seen[key] = number
+            if sku is not None and code is not None:
+                key = (sku, code, row_as_of)
+                if key in seen:
+                    c.errors.append({"pointer": "#", "detail": f"same position as row {seen[key]}"})
+                seen.setdefault(key, number)
+            checked.append((number, sku, code, c.errors))
+            if not c.errors and sku is not None and code is not None and on_hand is not None:
+                parsed.append((row_as_of, SnapshotLine(sku, code, on_hand, blocked)))
         with self._uow() as uow:
-            if not bad:
-                bad.extend(_unknown_references(uow, [line for _, line in parsed]))
+            known_skus = set(uow.items.get_many([sku for _, sku, _, _ in checked if sku]))
+            known_codes = set(uow.locations.get_many([code for _, _, code, _ in checked if code]))
+            bad: list[dict[str, Any]] = []
+            for number, sku, code, errors in checked:
+                if sku is not None and sku not in known_skus:
+                    errors.append({"pointer": "#/sku", "detail": f"unknown SKU '{sku}'"})
+                if code is not None and code not in known_codes:
+                    errors.append({"pointer": "#/location", "detail": f"unknown location '{code}'"})
+                if errors:
+                    bad.append({"row": number, "errors": errors})
             if bad:
-                raise _rejected("stock", len(records), sorted(bad, key=lambda r: r["row"]))
+                raise _rejected("stock", len(records), bad)
             summary = self._apply_stock(uow, parsed, source, sequence, progress, chunk_size)
             uow.commit()
         return ImportSummary(
@@ -934,25 +936,6 @@ def _check_snapshot_lines(lines: Sequence[SnapshotLine]) -> None:
         seen.add((line.sku, line.location_code))
     if errors:
         raise Invalid("the snapshot is not valid", errors=errors)
-
-
-def _unknown_references(uow: UnitOfWork, lines: Sequence[SnapshotLine]) -> list[dict[str, Any]]:
-    skus = sorted({line.sku for line in lines})
-    codes = sorted({line.location_code for line in lines})
-    known_skus = set(uow.items.get_many(skus))
-    known_codes = set(uow.locations.get_many(codes))
-    bad = []
-    for number, line in enumerate(lines, start=1):
-        errors = []
-        if line.sku not in known_skus:
-            errors.append({"pointer": "#/sku", "detail": f"unknown SKU '{line.sku}'"})
-        if line.location_code not in known_codes:
-            errors.append(
-                {"pointer": "#/location", "detail": f"unknown location '{line.location_code}'"}
-            )
-        if errors:
-            bad.append({"row": number, "errors": errors})
-    return bad
 
 
 def _reject_duplicates(
