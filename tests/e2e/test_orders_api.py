@@ -3,7 +3,11 @@ hand-computed statuses, problems for refused and invalid requests, history and s
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -313,3 +317,55 @@ def test_search_pages_with_a_cursor(integration: TestClient) -> None:
     assert len(set(references)) == 5 and third["next_cursor"] is None
     broken = integration.get("/orders", params={"cursor": "not-a-cursor"})
     assert broken.status_code == 422
+
+
+def _oms(services: Services, tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "OMS_DATABASE_URL": services.settings.resolved_database_url(),
+        "OMS_DATA_DIR": str(tmp_path),
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("oms")), "order", *arguments],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_cli_shows_cancels_and_refuses_in_one_line(
+    shop: Services, integration: TestClient, tmp_path: Path
+) -> None:
+    order = integration.post("/orders", json=body("CLI-1", [ship_line("SHADE-02", 2, "12.50")]))
+    number = order.json()["order_number"]
+
+    shown = _oms(shop, tmp_path, "show", number)
+    assert shown.returncode == 0, shown.stderr
+    assert number in shown.stdout and "2 allocated@S1" in shown.stdout
+
+    cancelled = _oms(
+        shop,
+        tmp_path,
+        "cancel",
+        number,
+        "--reason",
+        "customer called",
+        "--line",
+        "1",
+        "--quantity",
+        "1",
+    )
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "cancelled 1 unit(s)" in cancelled.stdout
+
+    refused = _oms(
+        shop, tmp_path, "cancel", number, "--reason", "again", "--line", "1", "--quantity", "5"
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.strip().count("\n") == 0
+    assert "only 1 of 1 unit(s) can still be cancelled" in refused.stderr
+    found = _oms(shop, tmp_path, "search", "--reference", "CLI-1")
+    assert number in found.stdout and "partially_allocated" not in found.stdout

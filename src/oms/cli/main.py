@@ -30,6 +30,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
 inventory_app = typer.Typer(help="Locations, items and stock.", no_args_is_help=True)
 app.add_typer(inventory_app, name="inventory")
+order_app = typer.Typer(help="Orders: find, show, cancel, hold, backorders.", no_args_is_help=True)
+app.add_typer(order_app, name="order")
 
 console = Console()
 
@@ -245,6 +247,146 @@ def inventory_release_expired() -> None:
     finally:
         services.close()
     console.print(f"released {freed} expired reservation(s)")
+
+
+@order_app.command("show")
+def order_show(order: Annotated[str, typer.Argument(help="Order id or number")]) -> None:
+    """Show an order: lines with their quantities, holds and the timeline."""
+    services = services_from_env()
+    try:
+        found = services.orders.get(order)
+        timeline, _events = services.order_queries.history(found.order_id)
+    finally:
+        services.close()
+    hold = " (on hold)" if found.on_hold else ""
+    console.print(
+        f"{found.order_number}  {found.channel}:{found.channel_reference}  {found.status}{hold}  "
+        f"{found.total} {found.currency}",
+        highlight=False,
+    )
+    table = Table("line", "sku", "qty", "delivery", "status", "quantities", "promised")
+    for line in found.lines:
+        table.add_row(
+            str(line.line_no),
+            line.sku,
+            str(line.quantity),
+            line.delivery.method.value,
+            line.status,
+            ", ".join(
+                f"{quantity} {state.value}" + (f"@{location}" if location else "")
+                for (state, location), quantity in sorted(line.buckets.items(), key=str)
+            ),
+            line.promised_on.isoformat() if line.promised_on else "",
+        )
+    console.print(table)
+    for entry in timeline:
+        reason = f" ({entry.reason})" if entry.reason else ""
+        line_part = f" line {entry.line_no}" if entry.line_no else ""
+        console.print(
+            f"{entry.at.isoformat(timespec='seconds')}  {entry.action}{line_part}{reason}  "
+            f"by {entry.actor}",
+            highlight=False,
+        )
+
+
+@order_app.command("search")
+def order_search(
+    email: Annotated[str | None, typer.Option(help="Customer email")] = None,
+    phone: Annotated[str | None, typer.Option(help="Customer phone")] = None,
+    reference: Annotated[str | None, typer.Option(help="The channel's reference")] = None,
+    status: Annotated[str | None, typer.Option(help="Derived status, e.g. backordered")] = None,
+    channel: Annotated[str | None, typer.Option(help="web, app, store, ...")] = None,
+    location: Annotated[str | None, typer.Option(help="Held or fulfilled at")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
+) -> None:
+    """Find orders, newest first."""
+    from oms.queries.orders import OrderSearch
+
+    services = services_from_env()
+    try:
+        page = services.order_queries.search(
+            OrderSearch(
+                email=email,
+                phone=phone,
+                channel_reference=reference,
+                status=status,
+                channel=channel,
+                location_code=location,
+            ),
+            limit=limit,
+        )
+    finally:
+        services.close()
+    table = Table("order", "channel", "reference", "customer", "status", "total", "created")
+    for item in page.items:
+        table.add_row(
+            item.order_number,
+            item.channel,
+            item.channel_reference,
+            item.customer_email or item.customer_phone or "",
+            item.status + (" (hold)" if item.on_hold else ""),
+            f"{item.total} {item.currency}",
+            item.created_at.isoformat(timespec="seconds"),
+        )
+    console.print(table)
+
+
+@order_app.command("cancel")
+def order_cancel(
+    order: Annotated[str, typer.Argument(help="Order id or number")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the timeline)")],
+    line: Annotated[int | None, typer.Option(help="Only this line")] = None,
+    quantity: Annotated[int | None, typer.Option(help="Only this many units of the line")] = None,
+) -> None:
+    """Cancel an order, a line or part of one (released units become cancel requests)."""
+    services = services_from_env()
+    try:
+        result = services.orders.cancel(order, reason=reason, line_no=line, quantity=quantity)
+    finally:
+        services.close()
+    console.print(f"cancelled {result.cancelled} unit(s)", highlight=False)
+    for request in result.requests:
+        console.print(
+            f"cancel request {request.request_id}: {request.quantity} unit(s) of line "
+            f"{request.line_no} at {request.location_code} await the location",
+            highlight=False,
+        )
+
+
+@order_app.command("hold")
+def order_hold(
+    order: Annotated[str, typer.Argument(help="Order id or number")],
+    hold_type: Annotated[str, typer.Argument(help="fraud, payment or manual")],
+    reason: Annotated[str, typer.Option(help="Why")],
+    release: Annotated[bool, typer.Option("--release", help="Release the hold instead")] = False,
+) -> None:
+    """Place (or release) a hold on an order."""
+    services = services_from_env()
+    try:
+        if release:
+            services.orders.release_hold(order, hold_type, reason=reason)
+        else:
+            services.orders.place_hold(order, hold_type, reason=reason)
+    finally:
+        services.close()
+    console.print(f"{hold_type} hold {'released' if release else 'placed'}", highlight=False)
+
+
+@order_app.command("allocate-backorders")
+def order_allocate_backorders(sku: str) -> None:
+    """Allocate the waiting lines of a SKU, oldest order first (after supply arrived)."""
+    services = services_from_env()
+    try:
+        allocated = services.orders.allocate_backorders(sku)
+    finally:
+        services.close()
+    for item in allocated:
+        console.print(
+            f"{item['order_number']} line {item['line_no']}: {item['quantity']} at "
+            f"{item['location_code']}",
+            highlight=False,
+        )
+    console.print(f"{len(allocated)} allocation(s)")
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:
