@@ -409,3 +409,80 @@ def test_quantity_is_conserved_whatever_moves_are_tried(
         assert sum(line.buckets.values()) == quantity
         assert all(value > 0 for value in line.buckets.values())
     assert sum(line.by_state().values()) == quantity
+
+
+OPERATIONS = ["source", "release", "cancel", "decide", "quantity", "progress", "add", "redeliver"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_order_changes_conserve_every_line_quantity(data: st.DataObject) -> None:
+    """Whatever sequence of changes is tried, each line's buckets add up to its quantity and no
+    bucket is empty or negative; cancelled and returned units never come back."""
+    order = an_order(LineRequest("LAMP", 4, Decimal("1.00"), SHIP))
+    finished: dict[int, tuple[int, int]] = {}
+    new_ids = (f"r{n}" for n in range(10_000))
+    for _ in range(data.draw(st.integers(min_value=1, max_value=25))):
+        operation = data.draw(st.sampled_from(OPERATIONS))
+        line_no = data.draw(st.integers(min_value=1, max_value=len(order.lines)))
+        line = order.line(line_no)
+        amount = data.draw(st.integers(min_value=1, max_value=5))
+        location = data.draw(st.sampled_from(["DC1", "S1"]))
+        try:
+            if operation == "source" and line.quantity_in(Q.OPEN):
+                take = min(amount, line.quantity_in(Q.OPEN))
+                order.apply_sourcing(
+                    allocations=[(line_no, location, take)], backorders=[], actor="t", at=AT
+                )
+            elif operation == "release":
+                order.release(actor="t", at=AT)
+            elif operation == "cancel":
+                order.cancel(
+                    actor="t",
+                    reason="r",
+                    at=AT,
+                    new_request_id=new_ids,
+                    line_no=line_no,
+                    quantity=amount,
+                )
+            elif operation == "decide" and order.cancel_requests:
+                request = data.draw(st.sampled_from(order.cancel_requests))
+                if data.draw(st.booleans()):
+                    order.confirm_cancel_request(request.request_id, actor="t", at=AT)
+                else:
+                    order.refuse_cancel_request(request.request_id, actor="t", reason="no", at=AT)
+            elif operation == "quantity":
+                order.change_quantity(line_no, amount, actor="t", reason=None, at=AT)
+            elif operation == "progress":
+                source = data.draw(st.sampled_from(list(QuantityState)))
+                target = data.draw(st.sampled_from(sorted(TRANSITIONS[source]) or [Q.OPEN]))
+                order.move_quantity(
+                    line_no,
+                    amount,
+                    source=source,
+                    target=target,
+                    location_code=location,
+                    actor="t",
+                    at=AT,
+                )
+            elif operation == "add":
+                order.add_line(
+                    LineRequest("SHADE", amount, Decimal("2.00"), SHIP),
+                    actor="t",
+                    reason=None,
+                    at=AT,
+                )
+            elif operation == "redeliver":
+                order.change_delivery(
+                    [line_no], PICKUP_S1, change="delivery_changed", actor="t", reason=None, at=AT
+                )
+        except (OrderChangeRefused, QuantityTransitionRefused, InvalidOrder, OrderOnHold):
+            pass
+        for each in order.lines:
+            assert sum(each.buckets.values()) == each.quantity
+            assert all(value > 0 for value in each.buckets.values())
+        for each in order.lines:
+            final = (each.quantity_in(Q.CANCELLED), each.quantity_in(Q.RETURNED))
+            before = finished.get(each.line_no, (0, 0))
+            assert final[0] >= before[0] and final[1] >= before[1]  # final states stay final
+            finished[each.line_no] = final
