@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from oms.domain.access import SYSTEM, Principal
 from oms.domain.inventory import NO_BUFFER, InsufficientStock, StockLine
@@ -248,6 +248,23 @@ def source_lines(
     return SourcingPlan(allocations, backorders, channel if buffered else None)
 
 
+class LineSourcing(Protocol):
+    """The signature of :func:`source_lines`; a sourcing engine offering it can replace it."""
+
+    def __call__(
+        self,
+        uow: UnitOfWork,
+        lines: Sequence[tuple[OrderLine, int]],
+        *,
+        channel: str | None,
+        items: Mapping[str, Item],
+        locations: Sequence[Location],
+        at: datetime,
+        already_waiting: Mapping[str, int] | None = None,
+        first_come_first_served: bool = False,
+    ) -> SourcingPlan: ...
+
+
 # --- the service ----------------------------------------------------------------------------------
 
 
@@ -279,10 +296,19 @@ def parse_channel(value: str) -> Channel:
 
 
 class OrderService:
-    def __init__(self, uow: UnitOfWorkFactory, *, clock: Clock, ids: Ids) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        *,
+        clock: Clock,
+        ids: Ids,
+        sourcing: LineSourcing | None = None,
+    ) -> None:
         self._uow = uow
         self._clock = clock
         self._ids = ids
+        self._source_lines: LineSourcing = sourcing or source_lines
+        """Where sourcing decisions come from: the sourcing engine plugs in here."""
 
     # -- capture ---------------------------------------------------------------------------------
 
@@ -380,7 +406,7 @@ class OrderService:
     ) -> SourcingPlan:
         if not lines:
             return SourcingPlan([], [], None)
-        plan = source_lines(
+        plan = self._source_lines(
             uow,
             lines,
             channel=channel or order.channel.value,
@@ -467,7 +493,7 @@ class OrderService:
             return
         items = uow.items.get_many(sorted({line.sku for line, _ in wanted}))
         locations = uow.locations.list()
-        plan = source_lines(
+        plan = self._source_lines(
             uow, wanted, channel=order.channel.value, items=items, locations=locations, at=at
         )
         if waiting_before is not None:
@@ -863,7 +889,7 @@ class OrderService:
                 owners.append((order, line))
             items = uow.items.get_many([sku])
             locations = uow.locations.list()
-            plan = source_lines(
+            plan = self._source_lines(
                 uow,
                 wanted,
                 channel=None,
