@@ -5,7 +5,8 @@ location that can serve the line" rule), allocates with conditional updates, per
 and writes its events to the outbox, in one transaction: ``services.orders.capture``. The same
 run times a hand-written raw-SQL transaction doing the same writes (order, lines, line
 quantities, three conditional stock updates, an outbox row): what the database itself allows.
-Both run with 1 and with 8 client processes, on SQLite and on PostgreSQL.
+Both run with 1 and with 8 client processes, on SQLite and on PostgreSQL; then ``oms serve``
+takes 3-line orders over HTTP from 8 concurrent clients.
 
     python benchmarks/orders.py --size small [--database-url postgresql://...]
 
@@ -22,6 +23,7 @@ import multiprocessing
 import os
 import platform
 import sqlite3
+import sys
 import tempfile
 import time
 import uuid
@@ -50,6 +52,7 @@ SIZES: dict[str, dict[str, int]] = {
     "large": {"single": 5000, "each_of_8": 1250, "skus": 1000},
 }
 PROCESS_COUNTS = (1, 8)
+HTTP_CLIENTS = 8
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/oms_orders_bench"
 ADDRESS = Address(
     name="Bench Customer",
@@ -319,6 +322,108 @@ def raw_worker(url: str, worker: int, count: int, skus: int, barrier: Any, out: 
     out.put({"latencies": latencies, "driver_seconds": 0.0})
 
 
+def http_measure(url: str, clients: int, per_client: int, skus: int) -> dict[str, Any]:
+    """``oms serve`` (one uvicorn process) and ``clients`` concurrent HTTP clients."""
+    import socket
+    import subprocess
+    import threading
+
+    import httpx
+
+    services = build_services(Settings(database_url=url))
+    secret = services.access.create_key(name="bench", role="integration").secret
+    services.close()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "OMS_DATABASE_URL": url, "OMS_LOG_LEVEL": "WARNING"}
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("oms")), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the HTTP server did not start")
+            time.sleep(0.2)
+        latencies: list[float] = []
+        failures: list[str] = []
+        lock = threading.Lock()
+        start = threading.Barrier(clients + 1)
+
+        def client(worker: int) -> None:
+            with httpx.Client(base_url=base, headers={"X-API-Key": secret}, timeout=60) as http:
+                http.post("/orders", json=_order_json(worker, -1, skus))
+                start.wait()
+                for number in range(per_client):
+                    began = time.perf_counter()
+                    response = http.post("/orders", json=_order_json(worker, number, skus))
+                    took = time.perf_counter() - began
+                    with lock:
+                        latencies.append(took)
+                        if response.status_code != 201:
+                            failures.append(f"{response.status_code}: {response.text[:200]}")
+
+        threads = [threading.Thread(target=client, args=(100 + i,)) for i in range(clients)]
+        for thread in threads:
+            thread.start()
+        start.wait()
+        began = time.perf_counter()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - began
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    if failures:
+        raise RuntimeError(f"{len(failures)} HTTP captures failed, e.g. {failures[0]}")
+    return {
+        "clients": clients,
+        "orders": len(latencies),
+        "seconds": round(elapsed, 3),
+        "orders_per_second": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+    }
+
+
+def _order_json(worker: int, number: int, skus: int) -> dict[str, Any]:
+    order = _order(worker, number, skus)
+    address = {
+        "name": ADDRESS.name,
+        "line1": ADDRESS.line1,
+        "city": ADDRESS.city,
+        "postal_code": ADDRESS.postal_code,
+        "country": ADDRESS.country,
+        "latitude": ADDRESS.latitude,
+        "longitude": ADDRESS.longitude,
+    }
+    return {
+        "channel": order.channel,
+        "channel_reference": order.channel_reference,
+        "customer": {"customer_id": order.customer.customer_id, "email": order.customer.email},
+        "currency": order.currency,
+        "lines": [
+            {
+                "sku": line.sku,
+                "quantity": line.quantity,
+                "unit_price": str(line.unit_price),
+                "delivery": {"method": "ship", "address": address},
+            }
+            for line in order.lines
+        ],
+    }
+
+
 # --- running ------------------------------------------------------------------------------------
 
 
@@ -391,6 +496,7 @@ def run(size: str, database_url: str | None) -> dict[str, Any]:
                 "raw_sql": ceiling,
                 "ratio": round(capture["orders_per_second"] / ceiling["orders_per_second"], 3),
             }
+        per_database["http"] = http_measure(url, HTTP_CLIENTS, plan["each_of_8"], plan["skus"])
         results["databases"][name] = per_database
     results["machine"] = {
         "python": platform.python_version(),
@@ -410,7 +516,9 @@ def print_table(results: dict[str, Any]) -> None:
     print(header)
     print("-" * len(header))
     for database, runs in results["databases"].items():
-        for figures in runs.values():
+        for name, figures in runs.items():
+            if name == "http":
+                continue
             capture, raw = figures["capture"], figures["raw_sql"]
             print(
                 f"{database:<11} {capture['processes']:>5} {capture['orders_per_second']:>10.1f} "
@@ -418,6 +526,14 @@ def print_table(results: dict[str, Any]) -> None:
                 f"{capture['driver_share']:>9.0%} {raw['orders_per_second']:>10.1f} "
                 f"{raw['p50_ms']:>8.2f} {figures['ratio']:>6.0%}"
             )
+    print()
+    print(f"over HTTP (one 'oms serve' process, {HTTP_CLIENTS} concurrent clients)")
+    for database, runs in results["databases"].items():
+        http = runs["http"]
+        print(
+            f"{database:<11} {http['orders_per_second']:>8.1f} orders/s  "
+            f"p50 {http['p50_ms']:.2f} ms  p99 {http['p99_ms']:.2f} ms  ({http['orders']} orders)"
+        )
     for note in results["notes"]:
         print(f"note: {note}")
 
