@@ -865,8 +865,8 @@ class SqlInventoryRepository:
     ) -> Reservation:
         buffer = self.channel_buffer(channel)
         ordered = self._ordered(lines)
-        for key, quantity in ordered:
-            self._take(key, quantity, column="reserved", at=at, buffer=buffer, reason="reserved")
+        # The hold's rows first, the stock last: the position row stays locked (PostgreSQL)
+        # for as short a time as possible. A refusal rolls the whole unit of work back.
         self._connection.execute(
             insert(reservations).values(
                 id=reservation_id,
@@ -892,6 +892,8 @@ class SqlInventoryRepository:
                 for key, quantity in ordered
             ],
         )
+        for key, quantity in ordered:
+            self._take(key, quantity, column="reserved", at=at, buffer=buffer, reason="reserved")
         return Reservation(
             id=reservation_id,
             reference=reference,
