@@ -239,12 +239,6 @@ def raw_worker(url: str, worker: int, count: int, skus: int, barrier: Any, out: 
         total = sum(line.unit_price * line.quantity for line in order.lines)
         if sqlite:
             cursor.execute("BEGIN IMMEDIATE")
-        for _offset, line in sorted(enumerate(order.lines), key=lambda pair: item_ids[pair[1].sku]):
-            cursor.execute(
-                allocate, (line.quantity, stamp, item_ids[line.sku], location_id, line.quantity)
-            )
-            if cursor.rowcount != 1:
-                raise RuntimeError("out of stock in the raw benchmark")
         cursor.execute(
             insert_order,
             (
@@ -295,6 +289,12 @@ def raw_worker(url: str, worker: int, count: int, skus: int, barrier: Any, out: 
                 for index, line in enumerate(order.lines)
             ],
         )
+        for _offset, line in sorted(enumerate(order.lines), key=lambda pair: item_ids[pair[1].sku]):
+            cursor.execute(
+                allocate, (line.quantity, stamp, item_ids[line.sku], location_id, line.quantity)
+            )
+            if cursor.rowcount != 1:
+                raise RuntimeError("out of stock in the raw benchmark")
         cursor.execute(
             insert_event,
             (

@@ -215,6 +215,12 @@ def test_card_numbers_are_found_anywhere() -> None:
     assert looks_like_card_number("card 4111-1111-1111-1111 please")
     assert not looks_like_card_number("4111 1111 1111 1112")  # fails Luhn
     assert not looks_like_card_number("order 12345678")
+    assert looks_like_card_number("3782 822463 10005")  # American Express grouping
+    assert looks_like_card_number("6011111111111117")
+    # numbers that pass Luhn but are no card: wrong grouping, or no card brand's prefix
+    assert not looks_like_card_number("REF-4111-11-1111111111")  # digits of a test Visa
+    assert not looks_like_card_number("ORDER-2024-11-29-12345")
+    assert not looks_like_card_number("1234567812345670")
     document = {"notes": "pay with 5555555555554444", "payments": [{"token": "tok_123"}]}
     assert card_number_pointers(document) == ["#/notes"]
 

@@ -356,7 +356,26 @@ class Cancellation:
 
 # --- card numbers -----------------------------------------------------------------------------
 
-_DIGIT_RUN = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+_CARD_SHAPES = re.compile(
+    r"(?<![\d-])(?:"
+    r"\d{13,19}"  # written without separators
+    r"|\d{4}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?"  # 4-4-4-4, 4-4-4-4-3
+    r"|\d{4}([ -])\d{6}\2\d{4,5}"  # 4-6-5 (American Express), 4-6-4 (Diners)
+    r")(?![\d-])"
+)
+"""How people write card numbers; other dash-separated numbers (order references, dates) are
+not card numbers, however their digits add up."""
+
+# Issuer prefixes (IIN ranges) and lengths of the card brands in use.
+_BRANDS: tuple[tuple[re.Pattern[str], frozenset[int]], ...] = (
+    (re.compile(r"4"), frozenset({13, 16, 19})),  # Visa
+    (re.compile(r"5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)"), frozenset({16})),  # Mastercard
+    (re.compile(r"3[47]"), frozenset({15})),  # American Express
+    (re.compile(r"6(?:011|5|4[4-9])"), frozenset({16, 17, 18, 19})),  # Discover
+    (re.compile(r"35(?:2[89]|[3-8]\d)"), frozenset({16, 17, 18, 19})),  # JCB
+    (re.compile(r"3(?:0[0-5]|[689])"), frozenset({14, 15, 16, 17, 18, 19})),  # Diners Club
+    (re.compile(r"62"), frozenset({16, 17, 18, 19})),  # UnionPay
+)
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -372,10 +391,14 @@ def _luhn_ok(digits: str) -> bool:
 
 
 def looks_like_card_number(text: str) -> bool:
-    """True when ``text`` holds 13-19 digits (spaces or dashes allowed) passing the Luhn check."""
-    for match in _DIGIT_RUN.finditer(text):
+    """True when ``text`` holds a payment card number: written the way cards are (all digits, or
+    groups of 4 separated by spaces or dashes), with a card brand's prefix and length, passing
+    the Luhn check."""
+    for match in _CARD_SHAPES.finditer(text):
         digits = re.sub(r"[ -]", "", match.group())
-        if 13 <= len(digits) <= 19 and _luhn_ok(digits):
+        if not _luhn_ok(digits):
+            continue
+        if any(prefix.match(digits) and len(digits) in lengths for prefix, lengths in _BRANDS):
             return True
     return False
 

@@ -370,8 +370,28 @@ class OrderService:
                 tags=command.tags,
                 problems=problems,
             )
-            self._source(uow, order, order.to_source(), items, locations, at=at, actor=actor)
+            plan = self._source_lines(
+                uow,
+                order.to_source(),
+                channel=channel.value,
+                items=items,
+                locations=locations,
+                at=at,
+            )
+            order.apply_sourcing(
+                allocations=plan.allocations, backorders=plan.backorders, actor=actor, at=at
+            )
+            # The order rows go first: a duplicate channel reference fails before any stock is
+            # touched, and the stock rows stay locked only for the allocation and the commit.
             uow.orders.add(order, at=at)
+            stock = plan.stock_lines({line.line_no: line for line in order.lines})
+            if stock:
+                uow.inventory.allocate(
+                    stock,
+                    at=at,
+                    channel=plan.allocation_channel,
+                    reason=f"order {order.order_number}",
+                )
             uow.record(*order.events)
             order.events.clear()
             uow.commit()
@@ -391,38 +411,6 @@ class OrderService:
                 pickup_problems(line.delivery, item, by_code, pointer=f"{pointer}/delivery")
             )
         return found
-
-    def _source(
-        self,
-        uow: UnitOfWork,
-        order: Order,
-        lines: Sequence[tuple[OrderLine, int]],
-        items: Mapping[str, Item],
-        locations: Sequence[Location],
-        *,
-        at: datetime,
-        actor: str,
-        channel: str | None = None,
-    ) -> SourcingPlan:
-        if not lines:
-            return SourcingPlan([], [], None)
-        plan = self._source_lines(
-            uow,
-            lines,
-            channel=channel or order.channel.value,
-            items=items,
-            locations=locations,
-            at=at,
-        )
-        stock = plan.stock_lines({line.line_no: line for line in order.lines})
-        if stock:
-            uow.inventory.allocate(
-                stock, at=at, channel=plan.allocation_channel, reason=f"order {order.order_number}"
-            )
-        order.apply_sourcing(
-            allocations=plan.allocations, backorders=plan.backorders, actor=actor, at=at
-        )
-        return plan
 
     # -- reading ---------------------------------------------------------------------------------
 
