@@ -28,6 +28,7 @@ import os
 import platform
 import pstats
 import random
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -395,6 +396,9 @@ def run(size: str, database_url: str | None, *, http: bool = True) -> dict[str, 
         services, database_url, RESERVATION_SECONDS[size]
     )
     services.close()
+    machine = machine_facts(database_url)
+    if temporary:
+        shutil.rmtree(temporary, ignore_errors=True)
     return {
         "figures": figures,
         "targets": {
@@ -403,7 +407,7 @@ def run(size: str, database_url: str | None, *, http: bool = True) -> dict[str, 
             "reservations_hot_item": {"per_s": ">= 1000"},
         },
         "notes": notes,
-        "database_url": database_url,
+        "machine": machine,
     }
 
 
@@ -450,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         "figures": result["figures"],
         "targets": result["targets"],
         "notes": result["notes"],
-        "machine": machine_facts(result["database_url"]),
+        "machine": result["machine"],
     }
     results = Path(os.environ.get("OMS_BENCH_RESULTS_DIR") or HERE / "results")
     results.mkdir(parents=True, exist_ok=True)
