@@ -19,11 +19,14 @@ from oms.adapters.webhook_http import HttpWebhookSender
 from oms.config import Settings
 from oms.domain.errors import SchemaOutOfDate
 from oms.domain.payments import SplitTenderOrder, TenderPolicy
+from oms.queries.orders import OrderQueries
 from oms.services.access import AccessService
 from oms.services.events import EventService
 from oms.services.idempotency import IdempotencyService
+from oms.services.inventory import InventoryService
 from oms.services.invoices import InvoiceService
 from oms.services.notifications import NotificationService
+from oms.services.orders import OrderService
 from oms.services.payments import PaymentService
 from oms.services.ports import Clock, Ids
 from oms.services.processes import ProcessService
@@ -46,6 +49,9 @@ class Services:
     _gateway_engine: Engine | None = field(init=False, default=None)
     processes: ProcessService = field(init=False)
     webhooks: WebhookService = field(init=False)
+    inventory: InventoryService = field(init=False)
+    orders: OrderService = field(init=False)
+    order_queries: OrderQueries = field(init=False)
 
     def __post_init__(self) -> None:
         self.access = AccessService(self.uow, clock=self.clock, ids=self.ids)
@@ -53,6 +59,9 @@ class Services:
             self.uow, clock=self.clock, ttl=timedelta(hours=self.settings.idempotency_ttl_hours)
         )
         self.events = EventService(self.uow)
+        self.inventory = InventoryService(self.uow, clock=self.clock, ids=self.ids)
+        self.orders = OrderService(self.uow, clock=self.clock, ids=self.ids)
+        self.order_queries = OrderQueries(self.engine)
         self.processes = ProcessService(self.uow, clock=self.clock, ids=self.ids)
         self._webhook_sender = HttpWebhookSender()
         self.webhooks = WebhookService(

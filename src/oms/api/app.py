@@ -14,7 +14,10 @@ from oms.api.routers import (
     access,
     events,
     health,
+    inventory,
+    network,
     notifications,
+    orders,
     payments,
     problems,
     processes,
@@ -63,6 +66,18 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     install_error_handlers(app)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    for module in (health, access, events, webhooks, payments, notifications, processes, problems):
+    for module in (
+        health,
+        access,
+        network,
+        inventory,
+        orders,
+        events,
+        webhooks,
+        payments,
+        notifications,
+        processes,
+        problems,
+    ):
         app.include_router(module.router)
     return app

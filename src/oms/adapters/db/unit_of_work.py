@@ -10,7 +10,13 @@ from sqlalchemy import Connection, Engine, RootTransaction
 
 from oms.adapters.db.engine import READ_ONLY
 from oms.adapters.db.events import SqlEventDeliveryRepository, SqlWebhookRepository
+from oms.adapters.db.inventory import (
+    SqlInventoryRepository,
+    SqlItemRepository,
+    SqlLocationRepository,
+)
 from oms.adapters.db.notifications import SqlNotificationRepository
+from oms.adapters.db.orders import SqlOrderRepository
 from oms.adapters.db.payments import SqlInvoiceRepository, SqlPaymentRepository
 from oms.adapters.db.processes import SqlProcessRepository
 from oms.adapters.db.repositories import (
@@ -136,3 +142,19 @@ class SqlUnitOfWork:
     @cached_property
     def webhooks(self) -> SqlWebhookRepository:
         return SqlWebhookRepository(self.connection)
+
+    @cached_property
+    def locations(self) -> SqlLocationRepository:
+        return SqlLocationRepository(self.connection)
+
+    @cached_property
+    def items(self) -> SqlItemRepository:
+        return SqlItemRepository(self.connection)
+
+    @cached_property
+    def inventory(self) -> SqlInventoryRepository:
+        return SqlInventoryRepository(self.connection, record=self.record)
+
+    @cached_property
+    def orders(self) -> SqlOrderRepository:
+        return SqlOrderRepository(self.connection)
