@@ -851,7 +851,7 @@ class _Builder:
             rank_of[index] = rank
 
         def zipf(rank: int) -> float:
-            return 1.0 / (rank + shape.zipf_offset) ** shape.zipf_exponent
+            return float(1.0 / (rank + shape.zipf_offset) ** shape.zipf_exponent)
 
         harmonic = sum(zipf(rank) for rank in range(1, count + 1))
         dropship_target = max(len(vendors), round(count * shape.dropship_item_share))
