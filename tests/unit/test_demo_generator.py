@@ -330,7 +330,7 @@ def test_unknown_sizes_and_impossible_shapes_are_refused() -> None:
 def test_the_large_size_is_the_benchmark_network() -> None:
     large = SIZES["large"]
     assert large.location_count == 500 and large.items == 20_000
-    assert large.store_range_share == 1.0  # every store ranges every item: ~10M positions
+    assert large.store_range_share == 1.0  # every store ranges every item: ~9M positions
 
 
 @given(st.text(alphabet="0123456789", min_size=12, max_size=12), st.integers(0, 11), st.data())

@@ -262,7 +262,8 @@ SIZES: Final[Mapping[str, RetailerShape]] = {
         store_range_share=0.4,
         days=2,
     ),
-    # 500 locations x 20,000 items: every store ranges the whole catalogue (~10M positions).
+    # 500 locations x 20,000 items; every store ranges the whole catalogue: ~9M positions
+    # (480 stocking locations x ~18,800 items the retailer stocks itself, plus the vendors).
     "large": RetailerShape(
         name="large",
         distribution_centres=8,
