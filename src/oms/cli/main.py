@@ -11,6 +11,7 @@ import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from oms import __version__
 from oms.bootstrap import Services, build_services, prepare_schema
@@ -52,8 +53,16 @@ def main_options(
     """Omni-channel order management system."""
 
 
-def services_from_env() -> Services:
-    return build_services(Settings())
+def services_from_env(*, prepare: bool = True) -> Services:
+    """Services from the environment, with the schema made current (SQLite) or checked."""
+    services = build_services(Settings())
+    if prepare:
+        try:
+            prepare_schema(services.engine)
+        except BaseException:
+            services.close()
+            raise
+    return services
 
 
 @db_app.command("upgrade")
@@ -61,7 +70,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] 
     """Apply database migrations (creates the SQLite file on first use)."""
     from oms.adapters.db import migrate
 
-    services = services_from_env()
+    services = services_from_env(prepare=False)
     try:
         migrate.upgrade(services.engine, revision)
         console.print(f"database at revision {migrate.current_revision(services.engine)}")
@@ -74,7 +83,7 @@ def db_current() -> None:
     """Show the database's schema revision and the one this version needs."""
     from oms.adapters.db import migrate
 
-    services = services_from_env()
+    services = services_from_env(prepare=False)
     try:
         current = migrate.current_revision(services.engine)
         head = migrate.head_revision(services.engine)
@@ -96,7 +105,6 @@ def apikey_create(
     """Create an API key and print its secret (shown this once)."""
     services = services_from_env()
     try:
-        prepare_schema(services.engine)
         created = services.access.create_key(name=name, role=role, location_codes=location or [])
     finally:
         services.close()
@@ -249,6 +257,10 @@ def main() -> None:
         sys.exit(1)
     except CliError as error:
         print(f"oms: {error}", file=sys.stderr)
+        sys.exit(1)
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        print(f"oms: database error: {reason}", file=sys.stderr)
         sys.exit(1)
     except OSError as error:
         where = f": {error.filename}" if error.filename else ""
