@@ -23,6 +23,7 @@ from oms.demo.generator import (
     DATASET_FILES,
     DC,
     DELIVERY_METHODS,
+    NEAR_STORE_KM,
     PICKUP,
     SIZES,
     STORE,
@@ -288,12 +289,14 @@ def test_orders_are_placed_on_the_channels_time_of_day_curve() -> None:
 
 def test_orders_name_real_customers_items_and_able_locations() -> None:
     shop = retailer()
-    customers = {customer.customer_number for customer in shop.customers}
+    customers = {customer.customer_number: customer for customer in shop.customers}
     items = {item.sku: item for item in shop.items}
     locations = {location.code: location for location in shop.locations}
 
     for order in orders():
         assert order.customer_number in customers
+        if order.channel == "store" or order.delivery_method in COLLECTED_AT_LOCATION:
+            assert customers[order.customer_number].home_store_distance_km <= NEAR_STORE_KM
         assert order.placed_at.utcoffset() == timedelta(0)
         assert order.lines and len({line.sku for line in order.lines}) == len(order.lines)
         assert order.total == sum(line.unit_price * line.quantity for line in order.lines)

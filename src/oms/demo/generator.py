@@ -61,6 +61,8 @@ DELIVERY_METHODS: Final = (
 COLLECTED_AT_LOCATION: Final = frozenset(
     {"pickup", "curbside", "reserve_and_collect", "ship_to_store"}
 )
+# A customer this close to their home store (km, from their city's centre) shops there in person.
+NEAR_STORE_KM: Final = 60.0
 WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -382,6 +384,7 @@ class Customer:
     timezone: str
     # The store the customer uses (nearest in their city), and the nearest curbside location.
     home_store_code: str
+    home_store_distance_km: float
     curbside_location_code: str
 
 
@@ -964,8 +967,8 @@ class _Builder:
         cumulative = _weights_cumulative([city.population for city in cities])
         stores = [loc for loc in locations if loc.type == STORE]
         curbside = [loc for loc in locations if CURBSIDE in loc.capabilities]
-        nearest_store: dict[int, str] = {}
-        nearest_curbside: dict[int, str] = {}
+        nearest_store: dict[int, tuple[str, float]] = {}
+        nearest_curbside: dict[int, tuple[str, float]] = {}
         customers: list[Customer] = []
         for number in range(1, self.shape.customers + 1):
             city = cities[bisect.bisect_right(cumulative, rng.random() * cumulative[-1])]
@@ -987,21 +990,21 @@ class _Builder:
                     longitude=longitude,
                     city_geonameid=city.geonameid,
                     timezone=city.timezone,
-                    home_store_code=nearest_store[city.geonameid],
-                    curbside_location_code=nearest_curbside[city.geonameid],
+                    home_store_code=nearest_store[city.geonameid][0],
+                    home_store_distance_km=nearest_store[city.geonameid][1],
+                    curbside_location_code=nearest_curbside[city.geonameid][0],
                 )
             )
         return customers
 
     @staticmethod
-    def _nearest(city: City, candidates: Sequence[Location]) -> str:
-        return min(
-            candidates,
-            key=lambda loc: (
-                distance_km(city.latitude, city.longitude, loc.latitude, loc.longitude),
-                loc.code,
-            ),
-        ).code
+    def _nearest(city: City, candidates: Sequence[Location]) -> tuple[str, float]:
+        """The candidate nearest to the city centre, and how far it is (km, one decimal)."""
+        km, code = min(
+            (distance_km(city.latitude, city.longitude, loc.latitude, loc.longitude), loc.code)
+            for loc in candidates
+        )
+        return code, round(km, 1)
 
     # orders
 
@@ -1035,16 +1038,20 @@ class _Builder:
             name: _weights_cumulative([item.popularity for item in pool])
             for name, pool in pools.items()
         }
+        # Customers who shop in a store or collect there live near one; anyone can have goods sent.
+        near = [c for c in customers if c.home_store_distance_km <= NEAR_STORE_KM] or customers
         zones: dict[str, ZoneInfo] = {}
 
         def pick(cumulative: list[float]) -> int:
             return bisect.bisect_right(cumulative, rng.random() * cumulative[-1])
 
         for number in range(1, shape.orders + 1):
-            customer = customers[rng.randrange(len(customers))]
             channel = channels[pick(channel_cumulative)]
             methods, method_cumulative = method_tables[channel]
             method = methods[pick(method_cumulative)]
+            in_person = channel == "store" or method in COLLECTED_AT_LOCATION
+            shoppers = near if in_person else customers
+            customer = shoppers[rng.randrange(len(shoppers))]
             day = shape.first_day + timedelta(days=rng.randrange(shape.days))
             hour = pick(hour_tables[channel])
             local = datetime.combine(day, time(hour, rng.randrange(60), rng.randrange(60)))
@@ -1260,12 +1267,12 @@ def write_dataset(retailer: Retailer, out_dir: Path) -> dict[str, int]:
         out_dir / "customers.csv",
         ("customer_number", "first_name", "last_name", "email", "phone", "line1", "city",
          "region", "postal_code", "country", "latitude", "longitude", "city_geonameid",
-         "timezone", "home_store_code", "curbside_location_code"),
+         "timezone", "home_store_code", "home_store_distance_km", "curbside_location_code"),
         (
             (c.customer_number, c.first_name, c.last_name, c.email, c.phone, c.address.line1,
              c.address.city, c.address.region, c.address.postal_code, c.address.country,
              c.latitude, c.longitude, c.city_geonameid, c.timezone, c.home_store_code,
-             c.curbside_location_code)
+             c.home_store_distance_km, c.curbside_location_code)
             for c in retailer.customers
         ),
     )  # fmt: skip
