@@ -156,13 +156,19 @@ def test_stores_follow_population_and_dark_stores_serve_no_walk_ins() -> None:
     largest = us_cities()[0]
 
     assert per_city[largest.geonameid] == max(per_city.values())
+    for location in shop.locations:
+        if location.type == DC:
+            assert location.opening_hours == {}  # always open
+        if location.type == VENDOR:
+            assert "sat" not in location.opening_hours and "mon" in location.opening_hours
     for location in stores:
         if location.type == DARK_STORE:
             assert PICKUP not in location.capabilities
             assert CURBSIDE in location.capabilities
         else:
             assert PICKUP in location.capabilities
-            assert location.opening_hours["sun"] is not None
+            assert location.opening_hours["sun"] == (("10:00", "18:00"),)
+            assert location.opening_hours["mon"] == (("09:00", "21:00"),)
 
 
 # --- catalogue and stock ---------------------------------------------------------------------
@@ -175,7 +181,7 @@ def test_items_are_unique_with_valid_gtins_and_sensible_values() -> None:
     assert len({item.gtin for item in items}) == len(items)
     assert all(gtin_is_valid(item.gtin) for item in items)
     assert all(item.price > 0 and item.price.as_tuple().exponent == -2 for item in items)
-    assert all(item.weight_kg > 0 and item.length_cm >= item.width_cm for item in items)
+    assert all(item.weight_grams > 0 and item.length_mm >= item.width_mm for item in items)
     assert any(item.hazmat for item in items) and any(item.ship_alone for item in items)
     assert sum(item.popularity for item in items) == pytest.approx(1.0)
 

@@ -330,10 +330,11 @@ class Location:
     daily_capacity: int
     capacity_unit: str
     handling_cost: Decimal
-    pick_time_minutes: int
+    pick_minutes: int
     cutoff_time: time
-    # Local opening hours per weekday ("mon".."sun"): (opens, closes) as "HH:MM", or None = closed.
-    opening_hours: Mapping[str, tuple[str, str] | None]
+    # Local opening intervals ("HH:MM", "HH:MM") per weekday ("mon".."sun"); a day that is
+    # missing is closed, and no days at all means always open (as the location model reads it).
+    opening_hours: Mapping[str, tuple[tuple[str, str], ...]]
     city_geonameid: int
     city_population: int
     safety_stock_default: int
@@ -345,10 +346,10 @@ class Item:
     gtin: str
     name: str
     category: str
-    weight_kg: Decimal
-    length_cm: Decimal
-    width_cm: Decimal
-    height_cm: Decimal
+    weight_grams: int
+    length_mm: int
+    width_mm: int
+    height_mm: int
     ship_alone: bool
     hazmat: bool
     pickup_allowed: bool
@@ -666,9 +667,13 @@ def _allocate(total: int, weights: Sequence[int]) -> list[int]:
     return seats
 
 
-_STORE_WEEK: Final = {day: ("09:00", "21:00") for day in WEEKDAYS[:6]} | {"sun": ("10:00", "18:00")}
-_ALWAYS_OPEN: Final = dict.fromkeys(WEEKDAYS, ("00:00", "24:00"))
-_OFFICE_WEEK: Final = {day: ("08:00", "18:00") for day in WEEKDAYS[:5]} | {"sat": None, "sun": None}
+Hours = Mapping[str, tuple[tuple[str, str], ...]]
+_STORE_WEEK: Final[Hours] = {day: (("09:00", "21:00"),) for day in WEEKDAYS[:6]} | {
+    "sun": (("10:00", "18:00"),)
+}
+_ALWAYS_OPEN: Final[Hours] = {}
+_OFFICE_WEEK: Final[Hours] = {day: (("08:00", "18:00"),) for day in WEEKDAYS[:5]}
+_LONG_DAYS: Final[Hours] = {day: (("06:00", "23:00"),) for day in WEEKDAYS}
 
 
 class _Builder:
@@ -750,7 +755,7 @@ class _Builder:
                                        capacity=rng.randrange(300, 901, 50),
                                        handling=rng.uniform(2.8, 3.8),
                                        pick=rng.randrange(20, 61, 10), cutoff=time(20),
-                                       hours={d: ("06:00", "23:00") for d in WEEKDAYS},
+                                       hours=_LONG_DAYS,
                                        capabilities=capabilities, safety_stock=1)
                     )  # fmt: skip
                     continue
@@ -796,7 +801,7 @@ class _Builder:
                 self._location(rng, f"LK{number:03d}", f"{city.name} Parcel Locker {number}",
                                LOCKER, city, spread_km=8, capacity=rng.randrange(40, 121, 20),
                                handling=rng.uniform(1.0, 2.0), pick=0, cutoff=time(12),
-                               hours={d: ("00:00", "24:00") for d in WEEKDAYS},
+                               hours=_ALWAYS_OPEN,
                                capabilities=(PICKUP,), safety_stock=0)
             )  # fmt: skip
         return lockers
@@ -814,7 +819,7 @@ class _Builder:
         handling: float,
         pick: int,
         cutoff: time,
-        hours: Mapping[str, tuple[str, str] | None],
+        hours: Hours,
         capabilities: tuple[str, ...],
         safety_stock: int,
     ) -> Location:
@@ -832,7 +837,7 @@ class _Builder:
             daily_capacity=capacity,
             capacity_unit="orders",
             handling_cost=_money(handling),
-            pick_time_minutes=pick,
+            pick_minutes=pick,
             cutoff_time=cutoff,
             opening_hours=dict(hours),
             city_geonameid=city.geonameid,
@@ -886,10 +891,10 @@ class _Builder:
                     gtin=gtin13(f"0614141{index + 1:05d}"),
                     name=name,
                     category=category.name,
-                    weight_kg=Decimal(f"{weight:.3f}"),
-                    length_cm=Decimal(f"{size[0]:.1f}"),
-                    width_cm=Decimal(f"{size[1]:.1f}"),
-                    height_cm=Decimal(f"{max(1, size[2] // 2):.1f}"),
+                    weight_grams=max(1, round(weight * 1000)),
+                    length_mm=size[0] * 10,
+                    width_mm=size[1] * 10,
+                    height_mm=max(1, size[2] // 2) * 10,
                     ship_alone=ship_alone,
                     hazmat=hazmat,
                     pickup_allowed=not is_dropship and rng.random() < category.pickup_allowed_share,
@@ -1181,10 +1186,11 @@ def location_document(location: Location) -> dict[str, Any]:
         "capacity_unit": location.capacity_unit,
         "handling_cost": str(location.handling_cost),
         "currency": CURRENCY,
-        "pick_time_minutes": location.pick_time_minutes,
+        "pick_minutes": location.pick_minutes,
         "cutoff_time": _text(location.cutoff_time),
         "opening_hours": {
-            day: list(hours) if hours else None for day, hours in location.opening_hours.items()
+            day: [list(interval) for interval in intervals]
+            for day, intervals in location.opening_hours.items()
         },
         "safety_stock_default": location.safety_stock_default,
         "city_geonameid": location.city_geonameid,
@@ -1244,12 +1250,12 @@ def write_dataset(retailer: Retailer, out_dir: Path) -> dict[str, int]:
 
     digests["items.csv"] = _csv_file(
         out_dir / "items.csv",
-        ("sku", "gtin", "name", "category", "weight_kg", "length_cm", "width_cm", "height_cm",
+        ("sku", "gtin", "name", "category", "weight_grams", "length_mm", "width_mm", "height_mm",
          "ship_alone", "hazmat", "pickup_allowed", "ship_from_store_allowed", "price", "currency",
          "popularity", "popularity_rank", "vendor_code"),
         (
-            (item.sku, item.gtin, item.name, item.category, item.weight_kg, item.length_cm,
-             item.width_cm, item.height_cm, item.ship_alone, item.hazmat, item.pickup_allowed,
+            (item.sku, item.gtin, item.name, item.category, item.weight_grams, item.length_mm,
+             item.width_mm, item.height_mm, item.ship_alone, item.hazmat, item.pickup_allowed,
              item.ship_from_store_allowed, item.price, item.currency, f"{item.popularity:.10f}",
              item.popularity_rank, item.vendor_code)
             for item in retailer.items
