@@ -16,6 +16,7 @@ from oms.domain.errors import SchemaOutOfDate
 from oms.services.access import AccessService
 from oms.services.events import EventService
 from oms.services.idempotency import IdempotencyService
+from oms.services.inventory import InventoryService
 from oms.services.ports import Clock, Ids
 
 
@@ -28,6 +29,7 @@ class Services:
     access: AccessService = field(init=False)
     idempotency: IdempotencyService = field(init=False)
     events: EventService = field(init=False)
+    inventory: InventoryService = field(init=False)
 
     def __post_init__(self) -> None:
         self.access = AccessService(self.uow, clock=self.clock, ids=self.ids)
@@ -35,6 +37,7 @@ class Services:
             self.uow, clock=self.clock, ttl=timedelta(hours=self.settings.idempotency_ttl_hours)
         )
         self.events = EventService(self.uow)
+        self.inventory = InventoryService(self.uow, clock=self.clock, ids=self.ids)
 
     def uow(self, *, read_only: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(

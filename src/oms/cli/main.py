@@ -30,6 +30,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
+inventory_app = typer.Typer(help="Locations, items and stock.", no_args_is_help=True)
+app.add_typer(inventory_app, name="inventory")
 
 console = Console()
 
@@ -142,6 +144,116 @@ def apikey_revoke(key_id: str) -> None:
     finally:
         services.close()
     console.print(f"revoked {key_id}")
+
+
+@inventory_app.command("import")
+def inventory_import(
+    file: Annotated[Path, typer.Argument(help="CSV (header line) or JSON file", exists=False)],
+    kind: Annotated[
+        str, typer.Option(help="stock (sku, location, on_hand[, blocked, as_of]), locations, items")
+    ] = "stock",
+    source: Annotated[str, typer.Option(help="Feed source recorded with the counts")] = "import",
+    as_of: Annotated[
+        str | None, typer.Option(help="When the stock was counted (ISO 8601; default now)")
+    ] = None,
+) -> None:
+    """Import a file whole: any invalid row rejects it, with a report of every bad row."""
+    from datetime import datetime
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from oms.services.inventory import ImportRejected
+
+    if not file.is_file():
+        raise CliError(f"no such file: {file}")
+    counted_at = None
+    if as_of:
+        try:
+            counted_at = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        except ValueError:
+            raise CliError(f"--as-of '{as_of}' is not an ISO 8601 time") from None
+        if counted_at.tzinfo is None:
+            raise CliError("--as-of needs a time zone offset, e.g. 2026-01-05T09:00:00Z")
+    services = services_from_env()
+    try:
+        prepare_schema(services.engine)
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        ) as progress:
+            task = progress.add_task(f"importing {kind} from {file.name}", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            try:
+                summary = services.inventory.import_file(
+                    file, kind=kind, source=source, as_of=counted_at, progress=advance
+                )
+            except ImportRejected as rejected:
+                progress.stop()
+                report = Table("row", "field", "why", title="rows rejected", title_justify="left")
+                for bad in rejected.extensions["rows"]:
+                    for error in bad["errors"]:
+                        report.add_row(str(bad["row"]), error["pointer"], error["detail"])
+                Console(stderr=True).print(report)
+                raise
+    finally:
+        services.close()
+    console.print(
+        f"{summary.kind}: {summary.rows} rows; created {summary.created}, updated "
+        f"{summary.updated}, applied {summary.applied}, unchanged {summary.unchanged}, "
+        f"stale {len(summary.stale)}",
+        highlight=False,
+    )
+    for stale in summary.stale[:20]:
+        console.print(f"stale (ignored): {stale}", highlight=False)
+
+
+@inventory_app.command("atp")
+def inventory_atp(
+    sku: str,
+    channel: Annotated[str | None, typer.Option(help="Apply this channel's buffer")] = None,
+) -> None:
+    """Show an item's positions and ATP per location."""
+    services = services_from_env()
+    try:
+        found = services.inventory.item_availability(sku, channel=channel)
+    finally:
+        services.close()
+    table = Table("location", "on hand", "allocated", "reserved", "blocked", "safety", "ATP")
+    for p in found.positions:
+        table.add_row(
+            p.location_code,
+            *(str(v) for v in (p.on_hand, p.allocated, p.reserved, p.blocked, p.safety_stock)),
+            str(found.atp.get(p.location_code, 0)),
+        )
+    console.print(table)
+    console.print(f"network ATP{f' for {channel}' if channel else ''}: {found.total_atp}")
+
+
+@inventory_app.command("release-expired")
+def inventory_release_expired() -> None:
+    """Free holds past their expiry now (the worker does this periodically)."""
+    services = services_from_env()
+    try:
+        freed = services.inventory.release_expired_reservations()
+    finally:
+        services.close()
+    console.print(f"released {freed} expired reservation(s)")
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:

@@ -9,6 +9,11 @@ from typing import Self
 from sqlalchemy import Connection, Engine, RootTransaction
 
 from oms.adapters.db.engine import READ_ONLY
+from oms.adapters.db.inventory import (
+    SqlInventoryRepository,
+    SqlItemRepository,
+    SqlLocationRepository,
+)
 from oms.adapters.db.repositories import (
     SqlApiKeyRepository,
     SqlIdempotencyRepository,
@@ -108,3 +113,15 @@ class SqlUnitOfWork:
     @cached_property
     def outbox(self) -> SqlOutboxRepository:
         return SqlOutboxRepository(self.connection)
+
+    @cached_property
+    def locations(self) -> SqlLocationRepository:
+        return SqlLocationRepository(self.connection)
+
+    @cached_property
+    def items(self) -> SqlItemRepository:
+        return SqlItemRepository(self.connection)
+
+    @cached_property
+    def inventory(self) -> SqlInventoryRepository:
+        return SqlInventoryRepository(self.connection, record=self.record)
