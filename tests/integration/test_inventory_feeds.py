@@ -146,7 +146,7 @@ def test_deltas_never_drive_on_hand_below_zero(services: Services) -> None:
         ]
     )
     assert position(services).on_hand == 0
-    totals = services.inventory._uow  # noqa: SLF001 - reach the journal through a unit of work
+    totals = services.inventory._uow  # reach the journal through a unit of work
     with totals(read_only=True) as uow:
         assert uow.inventory.movement_totals(["LAMP-01"]) == {("LAMP-01", "DC-EAST"): 0}
 
@@ -179,9 +179,7 @@ def test_an_import_with_bad_rows_is_rejected_whole_with_every_reason(
     assert atp(services, "LAMP-01", "DC-EAST") == 1
 
 
-def test_a_valid_import_applies_every_row_with_progress(
-    services: Services, tmp_path: Path
-) -> None:
+def test_a_valid_import_applies_every_row_with_progress(services: Services, tmp_path: Path) -> None:
     network(services, skus=["LAMP-01", "MUG-02"])
     file = tmp_path / "stock.json"
     file.write_text(

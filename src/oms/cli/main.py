@@ -300,21 +300,33 @@ def demo(
     serve_after: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Serve after seeding")
     ] = True,
+    size: Annotated[str, typer.Option(help="Demo retailer size: small, medium or large")] = (
+        "small"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the generated retailer", min=0)] = 2026,
 ) -> None:
     """Seed the demo retailer (idempotently), print an admin key, then serve."""
     if context.invoked_subcommand is not None:
         return
     from oms.demo import seed_demo
+    from oms.demo.generator import UnknownSize, shape_named
 
+    try:
+        shape_named(size)
+    except UnknownSize as error:
+        raise CliError(str(error)) from None
     settings = Settings()
     services = build_services(settings)
     try:
         prepare_schema(services.engine)
-        report = seed_demo(services, settings)
+        with console.status(f"seeding the demo retailer ({size})...") as status:
+            report = seed_demo(
+                services, settings, size=size, seed=seed, progress=lambda m: status.update(m)
+            )
     finally:
         services.close()
     for line in report:
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
     if serve_after:
         _serve(settings, host, port)
 

@@ -1198,6 +1198,27 @@ def location_document(location: Location) -> dict[str, Any]:
     }
 
 
+def item_record(item: Item) -> dict[str, Any]:
+    """An item as an import record (the columns of ``items.csv``, typed)."""
+    return {
+        "sku": item.sku,
+        "gtin": item.gtin,
+        "name": item.name,
+        "category": item.category,
+        "weight_grams": item.weight_grams,
+        "length_mm": item.length_mm,
+        "width_mm": item.width_mm,
+        "height_mm": item.height_mm,
+        "ship_alone": item.ship_alone,
+        "hazmat": item.hazmat,
+        "pickup_allowed": item.pickup_allowed,
+        "ship_from_store_allowed": item.ship_from_store_allowed,
+        "price": str(item.price),
+        "currency": item.currency,
+        "vendor_code": item.vendor_code,
+    }
+
+
 class _Digest:
     """Counts rows and hashes what is written, so the manifest can name each file's SHA-256."""
 
