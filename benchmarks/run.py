@@ -141,7 +141,7 @@ def print_summary(outcomes: Sequence[Outcome], size: str) -> None:
     table.add_column("benchmark")
     table.add_column("status")
     table.add_column("seconds", justify="right")
-    table.add_column("figures / reason")
+    table.add_column("figures / reason", overflow="fold")
     for outcome in outcomes:
         status = "[green]ok[/green]" if outcome.ok else "[red]FAILED[/red]"
         detail = outcome.headline if outcome.ok else outcome.reason
