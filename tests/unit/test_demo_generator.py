@@ -332,6 +332,8 @@ def test_unknown_sizes_and_impossible_shapes_are_refused() -> None:
         generate_retailer(1, "huge")
     with pytest.raises(ValueError, match="at least one DC"):
         generate_retailer(1, replace(SMALL, distribution_centres=0))
+    with pytest.raises(ValueError, match="at most 100 vendors"):
+        generate_retailer(1, replace(SMALL, vendors=200))
     with pytest.raises(ValueError, match="unknown channel"):
         generate_retailer(1, replace(SMALL, mix=replace(SMALL.mix, channels={"fax": 1.0})))
 
@@ -357,3 +359,25 @@ def test_known_gtins() -> None:
     assert gtin_is_valid("036000291452")  # a UPC-A
     assert not gtin_is_valid("4006381333932")
     assert not gtin_is_valid("40063813339X")
+
+
+def test_the_smallest_retailer_still_makes_whole_orders() -> None:
+    tiny = replace(
+        SMALL,
+        distribution_centres=1,
+        stores=1,
+        vendors=1,
+        third_party_warehouses=0,
+        lockers=0,
+        items=10,
+        customers=5,
+        orders=200,
+        customer_cities=3,
+    )
+    shop = generate_retailer(3, tiny)
+
+    assert [loc.type for loc in shop.locations] == [DC, STORE, VENDOR]
+    placed = list(shop.orders())
+    assert len(placed) == 200
+    assert all(order.lines for order in placed)
+    assert list(shop.positions())

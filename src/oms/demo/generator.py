@@ -229,6 +229,8 @@ class RetailerShape:
             raise ValueError("dropship_item_share must be in (0, 1)")
         if self.zipf_exponent <= 0 or self.zipf_offset < 0:
             raise ValueError("zipf_exponent must be positive and zipf_offset not negative")
+        if self.vendors > min(100, self.items // 2):
+            raise ValueError("at most 100 vendors, and at most one per two items")
         if self.items >= 100_000:
             raise ValueError("at most 99,999 items (the GTIN item reference has five digits)")
         self.mix.check()
@@ -386,7 +388,7 @@ class Customer:
     # The store the customer uses (nearest in their city), and the nearest curbside location.
     home_store_code: str
     home_store_distance_km: float
-    curbside_location_code: str
+    curbside_location_code: str | None
 
 
 @dataclass(frozen=True)
@@ -973,13 +975,15 @@ class _Builder:
         stores = [loc for loc in locations if loc.type == STORE]
         curbside = [loc for loc in locations if CURBSIDE in loc.capabilities]
         nearest_store: dict[int, tuple[str, float]] = {}
-        nearest_curbside: dict[int, tuple[str, float]] = {}
+        nearest_curbside: dict[int, str | None] = {}
         customers: list[Customer] = []
         for number in range(1, self.shape.customers + 1):
             city = cities[bisect.bisect_right(cumulative, rng.random() * cumulative[-1])]
             if city.geonameid not in nearest_store:
                 nearest_store[city.geonameid] = self._nearest(city, stores)
-                nearest_curbside[city.geonameid] = self._nearest(city, curbside)
+                nearest_curbside[city.geonameid] = (
+                    self._nearest(city, curbside)[0] if curbside else None
+                )
             first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
             latitude, longitude = _jitter(rng, city, 10)
             area = rng.randint(201, 989)
@@ -997,7 +1001,7 @@ class _Builder:
                     timezone=city.timezone,
                     home_store_code=nearest_store[city.geonameid][0],
                     home_store_distance_km=nearest_store[city.geonameid][1],
-                    curbside_location_code=nearest_curbside[city.geonameid][0],
+                    curbside_location_code=nearest_curbside[city.geonameid],
                 )
             )
         return customers
@@ -1045,6 +1049,7 @@ class _Builder:
         }
         # Customers who shop in a store or collect there live near one; anyone can have goods sent.
         near = [c for c in customers if c.home_store_distance_km <= NEAR_STORE_KM] or customers
+        curbside_anywhere = any(c.curbside_location_code for c in customers)
         zones: dict[str, ZoneInfo] = {}
 
         def pick(cumulative: list[float]) -> int:
@@ -1054,6 +1059,8 @@ class _Builder:
             channel = channels[pick(channel_cumulative)]
             methods, method_cumulative = method_tables[channel]
             method = methods[pick(method_cumulative)]
+            if method == "curbside" and not curbside_anywhere:
+                method = "pickup"  # no location offers curbside: collected inside the store
             in_person = channel == "store" or method in COLLECTED_AT_LOCATION
             shoppers = near if in_person else customers
             customer = shoppers[rng.randrange(len(shoppers))]
@@ -1071,6 +1078,8 @@ class _Builder:
             elif method in COLLECTED_AT_LOCATION:
                 pickup_at = customer.home_store_code
             pool_name = "dropship" if method == "dropship" else "collect" if pickup_at else "ship"
+            if not pools[pool_name]:  # nothing may be collected: the customer has it sent
+                method, pickup_at, pool_name = "ship", None, "ship"
             pool, cumulative = pools[pool_name], pool_cumulative[pool_name]
             wanted = min(basket_sizes[pick(basket_cumulative)], len(pool))
             chosen: list[Item] = []
