@@ -25,7 +25,7 @@ from decimal import Decimal
 from functools import cache
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from zoneinfo import ZoneInfo
 
 GENERATOR_VERSION: Final = 1
@@ -365,8 +365,9 @@ class Item:
     vendor_code: str | None
 
 
-@dataclass(frozen=True)
-class Position:
+class Position(NamedTuple):
+    """Stock of one item at one location (a tuple: there can be millions)."""
+
     sku: str
     location_code: str
     on_hand: int
@@ -928,40 +929,46 @@ class _Builder:
     # stock
 
     def positions(self, locations: Sequence[Location], items: Sequence[Item]) -> Iterator[Position]:
-        """Deep in DCs and 3PLs, shallow in stores (only the ranged share), vendors their own."""
+        """Deep in DCs and 3PLs, shallow in stores (only the ranged share), vendors their own.
+
+        The hot loop of the large size (~9M positions): plain ``random()`` calls and tuples.
+        """
         count = len(items)
-        units_scale = [item.popularity * count for item in items]  # 1.0 = an average item
-        stocked = [i for i, item in enumerate(items) if item.vendor_code is None]
-        range_share = self.shape.store_range_share
+        stocked = [item for item in items if item.vendor_code is None]
+        skus = [item.sku for item in stocked]
+        scale = [item.popularity * count for item in stocked]  # 1.0 = an average item
+        share = self.shape.store_range_share
+        # Chance that a store ranges the item: popular items nearly always, the tail seldom.
+        ranged_chance = [
+            1.0
+            if share >= 1.0
+            else min(1.0, share * (1.8 * (1.0 - (item.popularity_rank - 1) / count) + 0.1))
+            for item in stocked
+        ]
         for location in locations:
-            rng = _rng(self.seed, "positions", location.code)
-            safety = location.safety_stock_default
+            random = _rng(self.seed, "positions", location.code).random
+            code, safety = location.code, location.safety_stock_default
             if location.type in (DC, THIRD_PARTY):
                 depth = 60.0 if location.type == DC else 25.0
-                for i in stocked:
-                    noise = rng.uniform(0.5, 1.5)
-                    on_hand = int(depth * units_scale[i] * noise) + rng.randint(0, 40)
-                    if rng.random() < 0.02:
+                for sku, units in zip(skus, scale, strict=True):
+                    on_hand = int(depth * units * (0.5 + random())) + int(random() * 41)
+                    if random() < 0.02:
                         on_hand = 0  # out of stock now and then
-                    yield Position(items[i].sku, location.code, on_hand, safety)
+                    yield Position(sku, code, on_hand, safety)
             elif location.type in (STORE, DARK_STORE):
                 depth = 2.0 if location.type == STORE else 4.0
-                for i in stocked:
-                    rank_share = (items[i].popularity_rank - 1) / count
-                    ranged = range_share >= 1.0 or rng.random() < min(
-                        1.0, range_share * (1.8 * (1.0 - rank_share) + 0.1)
-                    )
-                    if not ranged:
-                        continue
-                    on_hand = min(80, int(depth * units_scale[i] * rng.uniform(0.3, 1.7)))
-                    on_hand += rng.randint(0, 3)
-                    if rng.random() < 0.08:
+                for sku, units, chance in zip(skus, scale, ranged_chance, strict=True):
+                    if chance < 1.0 and random() >= chance:
+                        continue  # not ranged here
+                    on_hand = min(80, int(depth * units * (0.3 + 1.4 * random())))
+                    on_hand += int(random() * 4)
+                    if random() < 0.08:
                         on_hand = 0
-                    yield Position(items[i].sku, location.code, on_hand, safety)
+                    yield Position(sku, code, on_hand, safety)
             elif location.type == VENDOR:
                 for item in items:
-                    if item.vendor_code == location.code:
-                        yield Position(item.sku, location.code, rng.randint(40, 600), safety)
+                    if item.vendor_code == code:
+                        yield Position(item.sku, code, 40 + int(random() * 561), safety)
 
     # customers
 
@@ -1235,23 +1242,43 @@ class _Digest:
         self.handle = path.open("w", encoding="utf-8", newline="")
         self.sha = hashlib.sha256()
         self.rows = 0
+        self._pending: list[str] = []
 
     def write(self, text: str) -> int:
-        self.sha.update(text.encode("utf-8"))
-        return self.handle.write(text)
+        self._pending.append(text)
+        if len(self._pending) >= 4096:
+            self._flush()
+        return len(text)
+
+    def _flush(self) -> None:
+        chunk = "".join(self._pending)
+        self._pending.clear()
+        self.sha.update(chunk.encode("utf-8"))
+        self.handle.write(chunk)
 
     def close(self) -> None:
-        self.handle.close()
+        try:
+            self._flush()
+        finally:
+            self.handle.close()
 
 
-def _csv_file(path: Path, header: Sequence[str], rows: Iterator[Sequence[object]]) -> _Digest:
+def _csv_file(
+    path: Path, header: Sequence[str], rows: Iterator[Sequence[object]], *, plain: bool = False
+) -> _Digest:
+    """Write rows; ``plain`` rows hold only str and int values and are written as they are."""
     digest = _Digest(path)
     try:
         writer = csv.writer(digest, lineterminator="\n")
         writer.writerow(header)
-        for row in rows:
-            writer.writerow([_text(value) for value in row])
-            digest.rows += 1
+        if plain:
+            for row in rows:
+                writer.writerow(row)
+                digest.rows += 1
+        else:
+            for row in rows:
+                writer.writerow([_text(value) for value in row])
+                digest.rows += 1
     finally:
         digest.close()
     return digest
@@ -1294,10 +1321,8 @@ def write_dataset(retailer: Retailer, out_dir: Path) -> dict[str, int]:
     digests["positions.csv"] = _csv_file(
         out_dir / "positions.csv",
         ("sku", "location_code", "on_hand", "safety_stock"),
-        (
-            (position.sku, position.location_code, position.on_hand, position.safety_stock)
-            for position in retailer.positions()
-        ),
+        retailer.positions(),
+        plain=True,
     )
     digests["customers.csv"] = _csv_file(
         out_dir / "customers.csv",
