@@ -111,6 +111,133 @@ def rate(count: float, seconds: float) -> float:
     return count / seconds if seconds > 0 else 0.0
 
 
+def load(call: Callable[[int], object], *, clients: int, calls_per_client: int) -> dict[str, Any]:
+    """Run ``call(client_number)`` from ``clients`` threads, ``calls_per_client`` times each, all
+    at once; latency summary of the calls that succeeded, throughput, and the errors."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    start_together = Barrier(clients)
+
+    def client(number: int) -> tuple[list[float], list[str]]:
+        durations: list[float] = []
+        errors: list[str] = []
+        start_together.wait()
+        for _ in range(calls_per_client):
+            started = time.perf_counter()
+            try:
+                call(number)
+            except Exception as error:  # a failed call is counted, not fatal
+                errors.append(f"{type(error).__name__}: {error}")
+                continue
+            durations.append(time.perf_counter() - started)
+        return durations, errors
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        outcomes = list(pool.map(client, range(clients)))
+    elapsed = time.perf_counter() - started
+    durations = [d for done, _ in outcomes for d in done]
+    errors = [e for _, failed in outcomes for e in failed]
+    summary: dict[str, Any] = summarize(durations) if durations else {"count": 0}
+    summary.update(
+        clients=clients,
+        calls_per_s=rate(len(durations), elapsed),
+        errors=len(errors),
+        first_error=errors[0] if errors else None,
+    )
+    return summary
+
+
+# --- a real server ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running ``oms serve``: its base URL and an admin API key for it."""
+
+    url: str
+    api_key: str
+    pid: int
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.api_key}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def served(database_url: str, *, startup_timeout: float = 60.0) -> Iterator[Served]:
+    """Start ``oms serve`` on a free local port against ``database_url`` (SQLite upgrades
+    itself; PostgreSQL must be migrated), create an admin key for it, wait until it is ready,
+    and stop it (and only it) on leaving the block."""
+    import signal
+    import tempfile
+    import urllib.request
+
+    data_dir = tempfile.mkdtemp(prefix="oms-bench-serve-")
+    env = {
+        **os.environ,
+        "OMS_DATABASE_URL": database_url,
+        "OMS_DATA_DIR": data_dir,
+        "OMS_LOG_LEVEL": "WARNING",
+    }
+    command = [sys.executable, "-m", "oms.cli"]
+    created = subprocess.run(
+        [*command, "apikey", "create", "--name", "benchmark", "--role", "admin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=startup_timeout,
+        check=False,
+    )
+    if created.returncode != 0:
+        raise RuntimeError(f"could not create an API key: {created.stderr.strip()}")
+    api_key = created.stdout.strip().splitlines()[-1]
+    port = _free_port()
+    log = Path(data_dir) / "serve.log"
+    with log.open("w") as log_file:
+        process = subprocess.Popen(
+            [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if process.poll() is not None:
+                tail = log.read_text()[-2000:]
+                raise RuntimeError(f"oms serve exited with {process.returncode}: {tail}")
+            try:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:  # noqa: S310
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"oms serve was not ready within {startup_timeout:.0f} s")
+            time.sleep(0.2)
+        yield Served(url=url, api_key=api_key, pid=process.pid)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
 # --- machine facts ------------------------------------------------------------------------------
 
 
