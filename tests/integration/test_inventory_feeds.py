@@ -146,7 +146,7 @@ def test_deltas_never_drive_on_hand_below_zero(services: Services) -> None:
         ]
     )
     assert position(services).on_hand == 0
-    totals = services.inventory._uow  # reach the journal through a unit of work
+    totals = services.uow
     with totals(read_only=True) as uow:
         assert uow.inventory.movement_totals(["LAMP-01"]) == {("LAMP-01", "DC-EAST"): 0}
 

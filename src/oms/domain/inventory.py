@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from oms.domain.errors import Conflict, Invalid, NotFound
 from oms.domain.events import DomainEvent
@@ -253,10 +253,23 @@ def snapshot_is_stale(
 
 
 @dataclass(frozen=True, kw_only=True)
-class InventoryChanged(DomainEvent):
-    type: ClassVar[str] = "inventory.changed"
+class StockEvent(DomainEvent):
+    """An event about one position; its fields are plain strings and integers."""
+
     sku: str
     location: str
+
+    @property
+    def subject(self) -> str:
+        return f"inventory/{self.sku}@{self.location}"
+
+    def data(self) -> dict[str, Any]:
+        return dict(vars(self))  # cheaper than the generic walk: feeds emit many of these
+
+
+@dataclass(frozen=True, kw_only=True)
+class InventoryChanged(StockEvent):
+    type: ClassVar[str] = "inventory.changed"
     reason: str
     on_hand: int
     allocated: int
@@ -266,33 +279,17 @@ class InventoryChanged(DomainEvent):
     atp: int
     previous_atp: int
 
-    @property
-    def subject(self) -> str:
-        return f"inventory/{self.sku}@{self.location}"
-
 
 @dataclass(frozen=True, kw_only=True)
-class AvailabilityLow(DomainEvent):
+class AvailabilityLow(StockEvent):
     type: ClassVar[str] = "availability.low"
-    sku: str
-    location: str
     atp: int
     threshold: int
 
-    @property
-    def subject(self) -> str:
-        return f"inventory/{self.sku}@{self.location}"
-
 
 @dataclass(frozen=True, kw_only=True)
-class AvailabilityOut(DomainEvent):
+class AvailabilityOut(StockEvent):
     type: ClassVar[str] = "availability.out"
-    sku: str
-    location: str
-
-    @property
-    def subject(self) -> str:
-        return f"inventory/{self.sku}@{self.location}"
 
 
 def change_events(change: PositionChange) -> list[DomainEvent]:

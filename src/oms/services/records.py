@@ -150,6 +150,19 @@ class _Collector:
             return default
         return moment.astimezone(UTC)
 
+    def validate(self, check: Callable[[], object]) -> None:
+        """Run a whole-object check; keep its findings for fields not already reported."""
+        try:
+            check()
+        except Invalid as error:
+            reported = {
+                e["pointer"].split("/")[1] if "/" in e["pointer"] else "" for e in self.errors
+            }
+            for found in error.extensions.get("errors") or []:
+                field = found["pointer"].split("/")[1] if "/" in found["pointer"] else ""
+                if field not in reported:
+                    self.errors.append(found)
+
     def guarded(self, parse: Callable[[], T]) -> T | None:
         try:
             return parse()
@@ -262,8 +275,7 @@ def location_from_record(record: Mapping[str, Any], *, current: Location | None 
     )
     if base is None and c.raw("type") is None:
         c.errors.append({"pointer": "#/type", "detail": "required"})
-    if not c.errors:
-        c.guarded(lambda: validate_location(location))
+    c.validate(lambda: validate_location(location))
     if c.errors:
         raise Invalid(f"location '{code}' is not valid", errors=c.errors)
     return location
@@ -295,8 +307,7 @@ def item_from_record(record: Mapping[str, Any], *, current: Item | None = None) 
         ),
         low_stock_threshold=integer("low_stock_threshold", DEFAULT_LOW_STOCK_THRESHOLD),
     )
-    if not c.errors:
-        c.guarded(lambda: validate_item(item))
+    c.validate(lambda: validate_item(item))
     if c.errors:
         raise Invalid(f"item '{sku}' is not valid", errors=c.errors)
     return item

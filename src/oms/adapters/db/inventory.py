@@ -30,6 +30,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    or_,
     select,
     tuple_,
     update,
@@ -407,6 +408,14 @@ class SqlItemRepository:
 
 _AVAILABLE = P.on_hand - P.allocated - P.reserved - P.blocked - P.safety_stock
 _RETURNED = (P.on_hand, P.allocated, P.reserved, P.blocked, P.safety_stock)
+_LOCKED = (
+    P.item_id,
+    P.location_id,
+    *_RETURNED,
+    P.snapshot_as_of,
+    P.snapshot_sequence,
+    P.last_movement_at,
+)
 
 
 class _Key:
@@ -566,7 +575,7 @@ class SqlInventoryRepository:
             raise LocationUnavailable(
                 f"location {key.location_code} is {key.location_status} and fulfills nothing",
                 location=key.location_code,
-                status=key.location_status,
+                location_status=key.location_status,
             )
         condition = (
             quantity <= _AVAILABLE
@@ -730,7 +739,6 @@ class SqlInventoryRepository:
     def _position_rows(
         self, skus: Sequence[str], *, at: datetime, location_codes: Sequence[str] | None
     ) -> list[Any]:
-        lines = reservation_lines.c
         query = (
             select(
                 items.c.sku,
@@ -749,19 +757,8 @@ class SqlInventoryRepository:
         if location_codes is not None:
             query = query.where(locations.c.code.in_(list(location_codes)))
         rows = list(self._connection.execute(query))
-        expired: dict[tuple[int, int], int] = {}
-        if any(row.reserved for row in rows):
-            item_ids = sorted({int(row.item_id) for row in rows if row.reserved})
-            for found in self._connection.execute(
-                select(lines.item_id, lines.location_id, func.sum(lines.quantity).label("units"))
-                .where(
-                    lines.item_id.in_(item_ids),
-                    lines.status == ReservationStatus.ACTIVE.value,
-                    lines.expires_at <= at,
-                )
-                .group_by(lines.item_id, lines.location_id)
-            ):
-                expired[(int(found.item_id), int(found.location_id))] = int(found.units)
+        held = [int(row.item_id) for row in rows if row.reserved]
+        expired = self._expired_holds(held, at=at) if held else {}
         return [(row, expired.get((int(row.item_id), int(row.location_id)), 0)) for row in rows]
 
     def positions(
@@ -801,6 +798,24 @@ class SqlInventoryRepository:
                 ]
         return sorted(found, key=lambda p: (p.sku, p.location_code))
 
+    def _expired_holds(
+        self, item_ids: Sequence[int], *, at: datetime
+    ) -> dict[tuple[int, int], int]:
+        """Units of active holds past their expiry (not freed yet), per (item id, location id)."""
+        lines = reservation_lines.c
+        return {
+            (int(row.item_id), int(row.location_id)): int(row.units)
+            for row in self._connection.execute(
+                select(lines.item_id, lines.location_id, func.sum(lines.quantity).label("units"))
+                .where(
+                    lines.item_id.in_(sorted(set(item_ids))),
+                    lines.status == ReservationStatus.ACTIVE.value,
+                    lines.expires_at <= at,
+                )
+                .group_by(lines.item_id, lines.location_id)
+            )
+        }
+
     def atp(
         self,
         skus: Sequence[str],
@@ -809,19 +824,31 @@ class SqlInventoryRepository:
         location_codes: Sequence[str] | None = None,
         channel: str | None = None,
     ) -> dict[str, dict[str, int]]:
+        # The hot read of availability: ATP computed in SQL, empty positions never leave the
+        # database, and the expired-hold correction only runs where something is held.
         buffer = self.channel_buffer(channel)
-        result: dict[str, dict[str, int]] = {sku: {} for sku in skus}
-        for row, expired in self._position_rows(skus, at=at, location_codes=location_codes):
-            raw = (
-                row.on_hand
-                - row.allocated
-                - (row.reserved - expired)
-                - row.blocked
-                - row.safety_stock
+        query = (
+            select(items.c.sku, locations.c.code, _AVAILABLE, P.reserved, P.item_id, P.location_id)
+            .select_from(
+                inventory_positions.join(items, items.c.id == P.item_id).join(
+                    locations, locations.c.id == P.location_id
+                )
             )
-            available = buffer.apply(raw)
+            .where(items.c.sku.in_(list(skus)), or_(_AVAILABLE > 0, P.reserved > 0))
+        )
+        if location_codes is not None:
+            query = query.where(locations.c.code.in_(list(location_codes)))
+        rows = self._connection.execute(query).all()
+        held = [row[4] for row in rows if row[3]]
+        expired = self._expired_holds(held, at=at) if held else {}
+        plain = buffer.percent == 0 and buffer.units == 0
+        result: dict[str, dict[str, int]] = {sku: {} for sku in skus}
+        for sku, code, raw, _reserved, item_id, location_id in rows:
+            if expired:
+                raw += expired.get((item_id, location_id), 0)
+            available = raw if plain else buffer.apply(raw)
             if available > 0:
-                result[row.sku][row.code] = available
+                result[sku][code] = available
         return result
 
     # -- reservations ------------------------------------------------------------------------------
@@ -865,9 +892,23 @@ class SqlInventoryRepository:
                 for key, quantity in ordered
             ],
         )
-        found = self.get_reservation(reservation_id)
-        assert found is not None
-        return found
+        return Reservation(
+            id=reservation_id,
+            reference=reference,
+            channel=channel,
+            status=ReservationStatus.ACTIVE,
+            expires_at=expires_at,
+            created_at=at,
+            lines=tuple(
+                ReservationLine(
+                    sku=key.sku,
+                    location_code=key.location_code,
+                    quantity=quantity,
+                    status=ReservationStatus.ACTIVE,
+                )
+                for key, quantity in ordered
+            ),
+        )
 
     def get_reservation(self, reservation_id: str) -> Reservation | None:
         header = self._connection.execute(
@@ -969,7 +1010,7 @@ class SqlInventoryRepository:
             raise ReservationNotActive(
                 f"reservation '{reservation_id}' is {status.value}",
                 reservation_id=reservation_id,
-                status=status.value,
+                reservation_status=status.value,
             )
         return found
 
@@ -996,7 +1037,7 @@ class SqlInventoryRepository:
                 raise ReservationNotActive(
                     f"reservation '{reservation_id}' expired while being confirmed",
                     reservation_id=reservation_id,
-                    status=ReservationStatus.EXPIRED.value,
+                    reservation_status=ReservationStatus.EXPIRED.value,
                 )
         self._set_status(reservation_id, ReservationStatus.CONFIRMED, at)
         return confirmed
@@ -1071,7 +1112,7 @@ class SqlInventoryRepository:
         ordered = sorted({key.order for key in keys})
         for chunk in _chunks(ordered, 1000):
             query = (
-                select(inventory_positions)
+                select(*_LOCKED)
                 .where(tuple_(P.item_id, P.location_id).in_(list(chunk)))
                 .order_by(P.item_id, P.location_id)
             )
