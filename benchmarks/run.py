@@ -82,7 +82,7 @@ def _headline(document: dict[str, object]) -> str:
     # Rates and latencies first: they are what a reader compares.
     rows.sort(key=lambda row: not any(mark in row[0] for mark in HEADLINE_MARKS))
     shown = [f"{key}={format_value(value)}" for key, value in rows[:HEADLINE_FIGURES]]
-    return ", ".join(shown) + (" ..." if len(rows) > HEADLINE_FIGURES else "")
+    return "\n".join(shown) + ("\n..." if len(rows) > HEADLINE_FIGURES else "")
 
 
 def run_one(
