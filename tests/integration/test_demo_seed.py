@@ -68,3 +68,29 @@ def test_another_retailers_data_is_refused_before_anything_is_added(services: Se
         seed_retailer(services, generate_retailer(6, "small"))
 
     assert len(services.inventory.list_items(limit=1000)) == before
+
+
+def test_opening_stock_goes_in_by_whole_locations_in_batches(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import oms.demo
+
+    monkeypatch.setattr(oms.demo, "STOCK_BATCH", 1_000)
+    batches: list[set[str]] = []
+    import_stock = services.inventory.import_stock
+
+    def recording(records: list[dict[str, object]], **options: object) -> object:
+        batches.append({str(record["location"]) for record in records})
+        return import_stock(records, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(services.inventory, "import_stock", recording)
+    retailer = generate_retailer(5, "small")
+
+    report = seed_retailer(services, retailer)
+
+    assert report.positions_added == sum(1 for _ in retailer.positions())
+    assert len(batches) > 1
+    seen: set[str] = set()
+    for locations in batches:
+        assert not locations & seen  # a location's count is never split over two snapshots
+        seen |= locations

@@ -26,6 +26,7 @@ from oms.domain.errors import Conflict
 DEMO_SEED = 2026
 DEMO_SIZE = "small"
 STOCK_SOURCE = "demo-seed"
+STOCK_BATCH = 50_000
 PAGE = 500
 
 Progress = Callable[[str], None]
@@ -99,18 +100,30 @@ def seed_retailer(
         say(f"adding {len(new_locations)} locations")
         services.inventory.import_locations([location_document(loc) for loc in new_locations])
     new_codes = {location.code for location in new_locations}
-    stock = [
-        {"sku": position.sku, "location": position.location_code, "on_hand": position.on_hand}
-        for position in retailer.positions()
-        if position.location_code in new_codes
-    ]
-    if stock:
-        say(f"adding opening stock: {len(stock)} positions")
-        services.inventory.import_stock(stock, source=STOCK_SOURCE)
+    added = 0
+    # Positions come location by location; import whole locations in batches of about
+    # STOCK_BATCH rows, so that the large size never holds millions of rows at once.
+    batch: list[dict[str, object]] = []
+    current: str | None = None
+    for position in retailer.positions():
+        if position.location_code not in new_codes:
+            continue
+        if position.location_code != current and len(batch) >= STOCK_BATCH:
+            services.inventory.import_stock(batch, source=STOCK_SOURCE)
+            added += len(batch)
+            say(f"opening stock: {added} positions")
+            batch = []
+        current = position.location_code
+        batch.append(
+            {"sku": position.sku, "location": position.location_code, "on_hand": position.on_hand}
+        )
+    if batch:
+        services.inventory.import_stock(batch, source=STOCK_SOURCE)
+        added += len(batch)
     return SeedReport(
         locations_added=len(new_locations),
         items_added=len(new_items),
-        positions_added=len(stock),
+        positions_added=added,
         locations=len(retailer.locations),
         items=len(retailer.items),
     )
