@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,14 +15,34 @@ from oms.demo.generator import DATASET_FILES
 pytestmark = pytest.mark.e2e
 
 
-def oms(*args: str) -> subprocess.CompletedProcess[str]:
+def oms(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMS_")}
+    if data_dir is not None:
+        env["OMS_DATA_DIR"] = str(data_dir)
     return subprocess.run(
-        [sys.executable, "-c", "from oms.cli.main import main; main()", *args],
+        [sys.executable, "-m", "oms.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
         check=False,
     )
+
+
+def test_demo_seeds_the_retailer_once_and_prints_a_working_key(tmp_path: Path) -> None:
+    first = oms("demo", "--no-serve", data_dir=tmp_path)
+    second = oms("demo", "--no-serve", data_dir=tmp_path)
+
+    assert first.returncode == 0, first.stderr
+    assert "seeded now" in first.stdout and "added 33 locations, 300 items" in first.stdout
+    assert second.returncode == 0, second.stderr
+    assert "already there" in second.stdout and "added 0 locations, 0 items" in second.stdout
+    secret = (tmp_path / "demo-admin.key").read_text().strip()
+    assert secret in first.stdout and secret in second.stdout
+
+    wrong = oms("demo", "--no-serve", "--size", "huge", data_dir=tmp_path)
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip() == "oms: unknown size 'huge': use one of small, medium, large"
 
 
 def test_generate_writes_the_same_bytes_for_the_same_seed(tmp_path: Path) -> None:
