@@ -248,8 +248,12 @@ def test_demand_by_city_follows_population() -> None:
     cities = us_cities()[: BUSY.customer_cities]
 
     assert set(demand) <= {city.geonameid for city in cities}
-    correlation = spearman([c.population for c in cities], [demand[c.geonameid] for c in cities])
-    assert correlation > 0.8
+    population = [city.population for city in cities]
+    living = Counter(customer.city_geonameid for customer in shop.customers)
+    # Customers are placed by population; orders follow them, a little less closely because
+    # shopping in a store or collecting there needs a store nearby (seeds 1-6: 0.82-0.88).
+    assert spearman(population, [living[city.geonameid] for city in cities]) > 0.9
+    assert spearman(population, [demand[city.geonameid] for city in cities]) > 0.75
     # and the largest city orders the most
     assert demand.most_common(1)[0][0] == cities[0].geonameid
 
