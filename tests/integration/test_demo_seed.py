@@ -17,6 +17,7 @@ from oms.demo.generator import DC, STORE, generate_retailer
 def test_the_demo_retailer_is_seeded_once_through_the_inventory_services(
     services: Services, settings: Settings, clock: ControlledClock
 ) -> None:
+    seeded_on = clock.now().date()
     first = seed_demo(services, settings)
     clock.advance(timedelta(minutes=1))
     second = seed_demo(services, settings)
@@ -46,6 +47,18 @@ def test_the_demo_retailer_is_seeded_once_through_the_inventory_services(
     found = services.inventory.item_availability(sku, location_codes=[dc.code, store.code])
     assert found.atp[dc.code] == by_key[(sku, dc.code)].on_hand
     assert found.atp[store.code] == by_key[(sku, store.code)].on_hand - 2
+    # future supply is there too, dated from the day of seeding
+    supply = list(retailer.supply())
+    assert f"{len(supply)} supply lines" in first[0]
+    order = next(line for line in supply if line.kind == "purchase_order")
+    due = services.inventory.item_availability(order.sku, location_codes=[order.location_code])
+    assert [(s.reference, s.quantity, s.expected_on) for s in due.supply] == [
+        (
+            order.reference,
+            order.quantity,
+            seeded_on + timedelta(days=order.expected_in_days),
+        )
+    ]
 
 
 def test_seeding_keeps_what_the_demo_user_changed(services: Services, settings: Settings) -> None:

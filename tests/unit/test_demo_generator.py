@@ -23,6 +23,7 @@ from oms.demo.generator import (
     DATASET_FILES,
     DC,
     DELIVERY_METHODS,
+    LOW_STOCK,
     NEAR_STORE_KM,
     PICKUP,
     SIZES,
@@ -236,6 +237,31 @@ def test_drop_ship_items_are_stocked_only_by_their_vendor() -> None:
             assert position.location_code == vendor
         else:
             assert position.location_code not in vendors
+
+
+def test_supply_replenishes_low_dcs_and_sends_popular_items_to_stores_that_lack_them() -> None:
+    shop = retailer()
+    kinds = {location.code: location.type for location in shop.locations}
+    on_hand = {(p.sku, p.location_code): p.on_hand for p in shop.positions()}
+    rank = {item.sku: item.popularity_rank for item in shop.items}
+    supply = list(shop.supply())
+    dates: dict[str, set[int]] = {}
+
+    assert {line.kind for line in supply} == {"purchase_order", "transfer"}
+    for line in supply:
+        assert line.quantity > 0 and line.expected_in_days >= 1
+        if line.kind == "purchase_order":
+            assert kinds[line.location_code] in (DC, THIRD_PARTY) and line.status == "open"
+            assert on_hand[(line.sku, line.location_code)] < LOW_STOCK
+            assert line.quantity % 12 == 0  # whole cases
+            dates.setdefault(line.reference, set()).add(line.expected_in_days)
+        else:
+            assert kinds[line.location_code] in (STORE, DARK_STORE)
+            assert line.status == "in_transit" and line.expected_in_days <= 3
+            assert on_hand[(line.sku, line.location_code)] == 0
+            assert rank[line.sku] <= len(shop.items) // 5
+    assert all(len(days) == 1 for days in dates.values())  # one due date per purchase order
+    assert len({(line.reference, line.sku) for line in supply}) == len(supply)
 
 
 # --- customers and orders ---------------------------------------------------------------------

@@ -2,15 +2,17 @@
 
 Seeding is idempotent: running it again adds nothing that is already there. The retailer comes
 from :mod:`oms.demo.generator` (size ``small`` by default) and goes in through the same inventory
-services as any import: locations, then items, then an opening stock snapshot for the locations
-this run added. Locations, items and stock already present are left as they are, so what a demo
-user changed (a store gone dark, stock sold) survives a restart.
+services as any import: items, then locations, then for the locations this run added an opening
+stock snapshot and future supply (purchase orders, transfers) dated from today. Locations, items
+and stock already present are left as they are, so what a demo user changed (a store gone dark,
+stock sold) survives a restart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from oms.bootstrap import Services
 from oms.config import Settings
@@ -22,6 +24,7 @@ from oms.demo.generator import (
 )
 from oms.domain.access import Role
 from oms.domain.errors import Conflict
+from oms.domain.inventory import SupplyLine
 
 DEMO_SEED = 2026
 DEMO_SIZE = "small"
@@ -42,12 +45,15 @@ class SeedReport:
     locations_added: int
     items_added: int
     positions_added: int
+    supply_added: int
     locations: int
     items: int
 
     @property
     def changed(self) -> bool:
-        return bool(self.locations_added or self.items_added or self.positions_added)
+        return bool(
+            self.locations_added or self.items_added or self.positions_added or self.supply_added
+        )
 
 
 def _existing_location_codes(services: Services) -> set[str]:
@@ -120,10 +126,29 @@ def seed_retailer(
     if batch:
         services.inventory.import_stock(batch, source=STOCK_SOURCE)
         added += len(batch)
+    # Future supply, dated from today: purchase orders due at DCs, transfers due at stores.
+    today = services.clock.now().date()
+    supply = [
+        SupplyLine(
+            reference=line.reference,
+            kind=line.kind,
+            sku=line.sku,
+            location_code=line.location_code,
+            quantity=line.quantity,
+            expected_on=today + timedelta(days=line.expected_in_days),
+            status=line.status,
+        )
+        for line in retailer.supply()
+        if line.location_code in new_codes
+    ]
+    if supply:
+        say(f"adding future supply: {len(supply)} lines")
+        services.inventory.add_supply(supply)
     return SeedReport(
         locations_added=len(new_locations),
         items_added=len(new_items),
         positions_added=added,
+        supply_added=len(supply),
         locations=len(retailer.locations),
         items=len(retailer.items),
     )
@@ -145,7 +170,8 @@ def seed_demo(
     lines.append(
         f"demo retailer ({size}, seed {seed}, {state}): {report.locations} locations, "
         f"{report.items} items; added {report.locations_added} locations, "
-        f"{report.items_added} items, {report.positions_added} stock positions"
+        f"{report.items_added} items, {report.positions_added} stock positions, "
+        f"{report.supply_added} supply lines"
     )
     key_file = settings.data_dir / "demo-admin.key"
     existing = {key.name for key in services.access.list_keys() if key.revoked_at is None}

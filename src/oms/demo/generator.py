@@ -63,6 +63,9 @@ COLLECTED_AT_LOCATION: Final = frozenset(
 )
 # A customer this close to their home store (km, from their city's centre) shops there in person.
 NEAR_STORE_KM: Final = 60.0
+# A DC position below this many units is on a purchase order; a purchase order has this many lines.
+LOW_STOCK: Final = 10
+PO_LINES: Final = 20
 WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -363,6 +366,19 @@ class Item:
     popularity_rank: int
     # The drop-ship vendor's location code, or None for items the retailer stocks itself.
     vendor_code: str | None
+
+
+class Supply(NamedTuple):
+    """Future supply: a purchase-order line to a DC or 3PL, or a transfer on its way to a store."""
+
+    reference: str
+    kind: str  # purchase_order | transfer
+    sku: str
+    location_code: str
+    quantity: int
+    # Days after the data set's first day (a seeding run counts them from its own today).
+    expected_in_days: int
+    status: str  # open | in_transit
 
 
 class Position(NamedTuple):
@@ -970,6 +986,41 @@ class _Builder:
                     if item.vendor_code == code:
                         yield Position(item.sku, code, 40 + int(random() * 561), safety)
 
+    def supply(
+        self, locations: Sequence[Location], items: Sequence[Item], positions: Iterator[Position]
+    ) -> Iterator[Supply]:
+        random = _rng(self.seed, "supply").random
+        kinds = {location.code: location.type for location in locations}
+        by_sku = {item.sku: item for item in items}
+        popular = max(1, len(items) // 5)
+        lines_at: dict[str, int] = {}
+        po_days: dict[str, int] = {}
+        for position in positions:
+            kind = kinds[position.location_code]
+            item = by_sku[position.sku]
+            count = lines_at.get(position.location_code, 0)
+            if kind in (DC, THIRD_PARTY) and position.on_hand < LOW_STOCK and random() < 0.8:
+                per_day = item.popularity * len(items)
+                quantity = 12 * max(2, math.ceil(per_day * 120 / 12))  # whole cases of 12
+                reference = f"PO-{position.location_code}-{count // PO_LINES + 1:04d}"
+                if reference not in po_days:  # one expected date per purchase order
+                    po_days[reference] = 2 + int(random() * 20)
+                yield Supply(reference, "purchase_order", position.sku, position.location_code,
+                             quantity, po_days[reference], "open")  # fmt: skip
+            elif (
+                kind in (STORE, DARK_STORE)
+                and position.on_hand == 0
+                and item.popularity_rank <= popular
+                and random() < 0.5
+            ):
+                reference = f"TR-{position.location_code}-{count + 1:04d}"
+                quantity, days = 2 + int(random() * 5), 1 + int(random() * 3)
+                yield Supply(reference, "transfer", position.sku, position.location_code,
+                             quantity, days, "in_transit")  # fmt: skip
+            else:
+                continue
+            lines_at[position.location_code] = count + 1
+
     # customers
 
     def customer_cities(self) -> list[City]:
@@ -1138,6 +1189,10 @@ class Retailer:
     def orders(self) -> Iterator[Order]:
         return self._builder.orders(self.customers, self.items)
 
+    def supply(self) -> Iterator[Supply]:
+        """Purchase orders for what runs low in DCs, transfers for popular items a store lacks."""
+        return self._builder.supply(self.locations, self.items, self.positions())
+
     def location(self, code: str) -> Location:
         for location in self.locations:
             if location.code == code:
@@ -1162,6 +1217,7 @@ DATASET_FILES: Final = (
     "locations.json",
     "items.csv",
     "positions.csv",
+    "supply.csv",
     "customers.csv",
     "orders.csv",
     "order_lines.csv",
@@ -1324,6 +1380,18 @@ def write_dataset(retailer: Retailer, out_dir: Path) -> dict[str, int]:
         retailer.positions(),
         plain=True,
     )
+    first_day = retailer.shape.first_day
+    digests["supply.csv"] = _csv_file(
+        out_dir / "supply.csv",
+        ("reference", "kind", "sku", "location_code", "quantity", "expected_on",
+         "expected_in_days", "status"),
+        (
+            (line.reference, line.kind, line.sku, line.location_code, line.quantity,
+             (first_day + timedelta(days=line.expected_in_days)).isoformat(),
+             line.expected_in_days, line.status)
+            for line in retailer.supply()
+        ),
+    )  # fmt: skip
     digests["customers.csv"] = _csv_file(
         out_dir / "customers.csv",
         ("customer_number", "first_name", "last_name", "email", "phone", "line1", "city",
