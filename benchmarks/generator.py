@@ -27,6 +27,8 @@ def _one_run(size: str, out: Path) -> dict[str, Any]:
         retailer = generate_retailer(SEED, size)
     with harness.stopwatch() as stock:
         positions = sum(1 for _ in retailer.positions())
+    with harness.stopwatch() as replenish:
+        supply = sum(1 for _ in retailer.supply())  # walks the positions again
     lines = 0
     with harness.stopwatch() as stream:
         orders = 0
@@ -41,6 +43,8 @@ def _one_run(size: str, out: Path) -> dict[str, Any]:
         "built": len(retailer.locations) + len(retailer.items) + len(retailer.customers),
         "positions_s": stock.seconds,
         "positions": positions,
+        "supply_s": replenish.seconds,
+        "supply": supply,
         "orders_s": stream.seconds,
         "orders": orders,
         "order_lines": lines,
@@ -75,12 +79,14 @@ def run(size: str, database_url: str | None) -> dict[str, Any]:
             "items": first["items"],
             "customers": first["customers"],
             "positions": first["positions"],
+            "supply_lines": first["supply"],
             "orders": first["orders"],
             "order_lines": first["order_lines"],
         },
         "records_per_s": {
             "network_catalogue_customers": harness.rate(first["built"], median("build_s")),
             "positions": harness.rate(first["positions"], median("positions_s")),
+            "positions_with_supply": harness.rate(first["positions"], median("supply_s")),
             "orders": harness.rate(first["orders"], median("orders_s")),
             "order_lines": harness.rate(first["order_lines"], median("orders_s")),
             "files_rows": harness.rate(first["rows_written"], write_s),
