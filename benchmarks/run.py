@@ -6,8 +6,9 @@
 
 A benchmark is ``benchmarks/<name>.py`` (not ``harness.py``, ``run.py`` or a name starting with
 ``_`` or ``test_``) that defines a top-level ``run`` function or has an ``if __name__ ==
-"__main__"`` block. Each is started as ``python benchmarks/<name>.py --size S``; it succeeds when
-it exits 0 and has written ``benchmarks/results/<name>.json`` during this run. A crash, a non-zero
+"__main__"`` block. Each is started as ``python benchmarks/<name>.py --size S`` (without ``--size``
+if its source mentions neither it nor ``harness.main``); it succeeds when it exits 0 and has written
+``benchmarks/results/<name>.json`` (a JSON object) during this run. A crash, a non-zero
 exit, a time-out or a missing result file fails that benchmark only; the others still run, and
 the exit status is 1 if any failed. See ``benchmarks/README.md``.
 """
@@ -70,10 +71,19 @@ def discover(folder: Path = BENCHMARKS_DIR) -> list[str]:
     return names
 
 
+def takes_size(path: Path) -> bool:
+    """Whether the program knows ``--size`` (the contract); older ones run at their own scale."""
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return True
+    return "--size" in source or "harness.main(" in source
+
+
 def _headline(document: dict[str, object]) -> str:
     figures = document.get("figures")
-    if not isinstance(figures, dict):
-        return ""
+    if not isinstance(figures, dict):  # a result file of its own shape: all of it but the machine
+        figures = {key: value for key, value in document.items() if key != "machine"}
     if str(BENCHMARKS_DIR) not in sys.path:
         sys.path.insert(0, str(BENCHMARKS_DIR))
     from harness import flatten, format_value
@@ -98,10 +108,12 @@ def run_one(
     result_path = results / f"{name}.json"
     started_wall = time.time()
     started = time.perf_counter()
-    print(f"\n=== {name} ({size}) ===", flush=True)
+    sized = takes_size(script)
+    note = "" if sized else "(takes no --size: ran at its own scale)\n"
+    print(f"\n=== {name} ({size if sized else 'its own scale'}) ===", flush=True)
     # A session of its own, so that a time-out stops the benchmark and anything it started.
     process = subprocess.Popen(
-        [sys.executable, str(script), "--size", size],
+        [sys.executable, str(script), *(["--size", size] if sized else [])],
         cwd=folder.parent,
         env=env,
         start_new_session=True,
@@ -128,9 +140,9 @@ def run_one(
         document = json.loads(result_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         return Outcome(name, False, seconds, f"unreadable {result_path.name}: {error}")
-    if not isinstance(document, dict) or not isinstance(document.get("figures"), dict):
-        return Outcome(name, False, seconds, f"{result_path.name} has no figures")
-    return Outcome(name, True, seconds, "", result_path, _headline(document))
+    if not isinstance(document, dict):
+        return Outcome(name, False, seconds, f"{result_path.name} is not a JSON object")
+    return Outcome(name, True, seconds, "", result_path, note + _headline(document))
 
 
 def print_summary(outcomes: Sequence[Outcome], size: str) -> None:

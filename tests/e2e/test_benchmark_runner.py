@@ -43,6 +43,17 @@ def run(size, database_url):
 if __name__ == "__main__":
     run("small", None)
 """
+LEGACY = """
+import json, os, sys
+from pathlib import Path
+
+# an older program: no size option, a result file of its own shape
+if __name__ == "__main__":
+    assert len(sys.argv) == 1, sys.argv
+    folder = Path(os.environ["OMS_BENCH_RESULTS_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "legacy.json").write_text(json.dumps({"orders_per_second": 12.5}))
+"""
 HELPER = """
 def shared_helper():
     return 1
@@ -95,6 +106,15 @@ def test_every_benchmark_runs_and_failures_are_reported_not_fatal(bench_dir: Pat
         }
         assert document["machine"]["database"]["backend"] == "sqlite"
     assert not (bench_dir / "results" / "helpers.json").exists()
+
+
+def test_a_program_without_sizes_runs_at_its_own_scale(bench_dir: Path) -> None:
+    (bench_dir / "legacy.py").write_text(LEGACY)
+
+    done = runner(bench_dir, "--only", "legacy", "--size", "medium")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "takes no --size" in done.stdout and "orders_per_second=12.50" in done.stdout
 
 
 def test_only_runs_the_named_benchmarks_and_lists_what_exists(bench_dir: Path) -> None:
