@@ -827,11 +827,14 @@ class InventoryService:
             :max_sources
         ]
         fulfillable = all(line.fulfillable for line in results)
-        dates = (
-            [max(source.promise.deliver_on for source in line.sources[:1]) for line in results]
-            if fulfillable and all(line.sources for line in results)
-            else []
-        )
+        # Per line: the earliest date one location can bring it all (or, split, the latest of
+        # the sources listed); the basket: the latest of its lines.
+        dates = []
+        for result in results if fulfillable else []:
+            whole_line = [s.promise.deliver_on for s in result.sources if s.atp >= result.quantity]
+            dates.append(
+                min(whole_line) if whole_line else max(s.promise.deliver_on for s in result.sources)
+            )
         return BasketAvailability(
             method=method,
             lines=results,

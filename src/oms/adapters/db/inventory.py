@@ -865,8 +865,8 @@ class SqlInventoryRepository:
     ) -> Reservation:
         buffer = self.channel_buffer(channel)
         ordered = self._ordered(lines)
-        for key, quantity in ordered:
-            self._take(key, quantity, column="reserved", at=at, buffer=buffer, reason="reserved")
+        # The hold's rows first, the stock last: the position row stays locked (PostgreSQL)
+        # for as short a time as possible. A refusal rolls the whole unit of work back.
         self._connection.execute(
             insert(reservations).values(
                 id=reservation_id,
@@ -892,6 +892,8 @@ class SqlInventoryRepository:
                 for key, quantity in ordered
             ],
         )
+        for key, quantity in ordered:
+            self._take(key, quantity, column="reserved", at=at, buffer=buffer, reason="reserved")
         return Reservation(
             id=reservation_id,
             reference=reference,
@@ -1310,7 +1312,8 @@ class SqlInventoryRepository:
         keys = self._keys((d.sku, d.location_code) for d in deltas)
         # Claim every message first: a replay (same source and message id) changes nothing.
         fresh: list[DeltaLine] = []
-        for delta in deltas:
+        # Claimed in a fixed order, so two batches sharing messages cannot deadlock.
+        for delta in sorted(deltas, key=lambda d: (d.source, d.message_id)):
             claimed = (
                 self._connection.execute(
                     insert_ignoring_conflicts(self._connection, feed_messages)
@@ -1336,7 +1339,12 @@ class SqlInventoryRepository:
                         "location": delta.location_code,
                     }
                 )
-        touched = sorted({keys[(d.sku, d.location_code)] for d in fresh}, key=lambda k: k.order)
+        # Applied in the order the source sent them (clamping at 0 depends on it).
+        order = {id(delta): index for index, delta in enumerate(deltas)}
+        by_position: dict[tuple[str, str], list[DeltaLine]] = defaultdict(list)
+        for delta in sorted(fresh, key=lambda d: order[id(d)]):
+            by_position[(delta.sku, delta.location_code)].append(delta)
+        touched = sorted({keys[pair] for pair in by_position}, key=lambda k: k.order)
         current = self._lock(touched)
         missing = [k for k in touched if k.order not in current]
         if missing:
@@ -1348,9 +1356,7 @@ class SqlInventoryRepository:
             on_hand = int(row.on_hand)
             last_movement = row.last_movement_at
             movements: list[dict[str, Any]] = []
-            for delta in (
-                d for d in fresh if (d.sku, d.location_code) == (key.sku, key.location_code)
-            ):
+            for delta in by_position[(key.sku, key.location_code)]:
                 if row.snapshot_as_of is not None and delta.occurred_at <= row.snapshot_as_of:
                     # The count applied already includes this movement.
                     outcome.superseded.append(
