@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -546,26 +547,48 @@ def serve(
     _serve(Settings(), host, port)
 
 
-@app.command()
+demo_app = typer.Typer(
+    help="The demo retailer: seed it and serve (no sub-command), or generate it as files.",
+    invoke_without_command=True,
+)
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.callback()
 def demo(
+    context: typer.Context,
     host: Annotated[str | None, typer.Option(help="Interface to bind")] = None,
     port: Annotated[int | None, typer.Option(help="Port", min=1, max=65535)] = None,
     serve_after: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Serve after seeding")
     ] = True,
+    size: Annotated[str, typer.Option(help="Demo retailer size: small, medium or large")] = (
+        "small"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the generated retailer", min=0)] = 2026,
 ) -> None:
     """Seed the demo retailer (idempotently), print an admin key, then serve."""
+    if context.invoked_subcommand is not None:
+        return
     from oms.demo import seed_demo
+    from oms.demo.generator import UnknownSize, shape_named
 
+    try:
+        shape_named(size)
+    except UnknownSize as error:
+        raise CliError(str(error)) from None
     settings = Settings()
     services = build_services(settings)
     try:
         prepare_schema(services.engine)
-        report = seed_demo(services, settings)
+        with console.status(f"seeding the demo retailer ({size})...") as status:
+            report = seed_demo(
+                services, settings, size=size, seed=seed, progress=lambda m: status.update(m)
+            )
     finally:
         services.close()
     for line in report:
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
     if serve_after:
         _serve(settings, host, port)
 
@@ -592,6 +615,37 @@ def worker(
         services.close()
     if once and runner.relay_error:
         raise CliError(f"events were not relayed: {runner.relay_error}")
+
+
+@demo_app.command("generate")
+def demo_generate(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the files into")],
+    seed: Annotated[
+        int, typer.Option(help="Random seed: the same seed, the same bytes", min=0)
+    ] = 1,
+    size: Annotated[str, typer.Option(help="small, medium or large")] = "small",
+) -> None:
+    """Generate the demo retailer as CSV/JSON files, with a manifest of their SHA-256.
+
+    Files: locations, items, positions, customers, orders and order lines.
+    """
+    from oms.demo.generator import UnknownSize, generate_retailer, shape_named, write_dataset
+
+    try:
+        shape = shape_named(size)
+    except UnknownSize as error:
+        raise CliError(str(error)) from None
+    if out.exists() and not out.is_dir():
+        raise CliError(f"{out} exists and is not a directory")
+    started = time.perf_counter()
+    with console.status(f"generating the {size} retailer (seed {seed})..."):
+        counts = write_dataset(generate_retailer(seed, shape), out)
+    elapsed = time.perf_counter() - started
+    table = Table("file", "rows", title=f"{size} retailer, seed {seed}, in {out}")
+    for name, rows in counts.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+    console.print(f"written in {elapsed:.1f} s (manifest: {out / 'manifest.json'})")
 
 
 def _exit_code_of(error: BaseException) -> int | None:
