@@ -152,6 +152,7 @@ def test_availability_of_a_basket_near_me_and_promises(admin: TestClient) -> Non
     ).json()
     assert basket["fulfillable"] is True
     assert basket["single_locations"] == ["S-BOS"]  # S-CAM is dark: no walk-in customers
+    assert basket["earliest_promise"] == "2026-01-05"  # Monday, opens 09:00 local, 30 min pick
     lamp = basket["lines"][0]
     assert [s["location"] for s in lamp["sources"]] == ["S-BOS"]
     assert lamp["sources"][0]["atp"] == 3  # 5 on hand minus the store's safety stock of 2

@@ -499,6 +499,8 @@ class InventoryService:
             groups[row_as_of].append(line)
         done = 0
         now = self._clock.now()
+        if progress:
+            progress(0, len(parsed))
         for row_as_of in sorted(groups):
             lines = groups[row_as_of]
             for start in range(0, len(lines), chunk_size):
