@@ -298,3 +298,20 @@ def test_cli_import_reports_every_bad_row(services: Services, tmp_path: Path) ->
     assert run.returncode == 0, run.stderr
     assert "stock: 1 rows; created 0, updated 0, applied 1" in run.stdout
     assert services.inventory.item_availability("LAMP-01").atp == {"DC-EAST": 4}
+
+
+def test_store_associates_end_only_holds_at_their_stores(
+    admin: TestClient, client_for: Callable[..., TestClient]
+) -> None:
+    build_network(admin)
+    hold = admin.post(
+        "/reservations",
+        json={
+            "reference": "c",
+            "lines": [{"sku": "LAMP-01", "quantity": 1, "location": "DC-EAST"}],
+        },
+    ).json()
+    store = client_for(Role.STORE_ASSOCIATE, locations=["S-BOS"])
+    assert store.post(f"/reservations/{hold['id']}/confirmation").status_code == 403
+    assert store.delete(f"/reservations/{hold['id']}").status_code == 403
+    assert admin.delete(f"/reservations/{hold['id']}").json()["status"] == "released"
