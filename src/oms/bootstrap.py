@@ -61,6 +61,8 @@ class Services:
         self.events = EventService(self.uow)
         self.inventory = InventoryService(self.uow, clock=self.clock, ids=self.ids)
         self.orders = OrderService(self.uow, clock=self.clock, ids=self.ids)
+        # Receipts and other stock increases allocate waiting backorders, oldest order first.
+        self.inventory.on_stock_increase(self.orders.allocate_waiting_backorders)
         self.order_queries = OrderQueries(self.engine)
         self.processes = ProcessService(self.uow, clock=self.clock, ids=self.ids)
         self._webhook_sender = HttpWebhookSender()
