@@ -170,7 +170,9 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     500: _problem_content("Unexpected server error"),
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _problem_content("The resource does not exist")}
-CONFLICT: dict[int | str, dict[str, Any]] = {409: _problem_content("The current state does not allow this request")}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: _problem_content("The current state does not allow this request")
+}
 
 PROBLEM_TYPES: dict[str, str] = {
     "validation-error": "A field of the request failed validation; see 'errors'.",

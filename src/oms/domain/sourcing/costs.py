@@ -104,7 +104,7 @@ def stock_balance(group: GroupContext) -> TermCost:
     if not profile.protected_types or profile.protected_units <= 0:
         return TermCost()
     protected = first.network.types_mask(profile.protected_types)
-    return TermCost(last_unit=protected * float(profile.last_unit_penalty))
+    return TermCost(last_unit=protected.astype(np.float64) * float(profile.last_unit_penalty))
 
 
 COST_TERMS: Mapping[str, CostTerm] = {
@@ -178,8 +178,7 @@ def term_breakdown(
             value += sum(float(cost.unit[i][location]) * q for i, q in units.items())
         if cost.last_unit is not None:
             value += sum(
-                float(cost.last_unit[location])
-                * max(0.0, q - float(costs.threshold[i][location]))
+                float(cost.last_unit[location]) * max(0.0, q - float(costs.threshold[i][location]))
                 for i, q in units.items()
             )
         value += cost.extra_shipment * extra_shipments

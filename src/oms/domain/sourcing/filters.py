@@ -228,11 +228,11 @@ def candidates(ctx: LineContext) -> tuple[BoolArray, list[tuple[str, Exclusion]]
     keep = np.ones(ctx.network.size, dtype=np.bool_)
     exclusions: list[tuple[str, Exclusion]] = []
     for name, candidate_filter in FILTERS.items():
-        exclusion = candidate_filter(ctx)
-        if exclusion is None:
+        found = candidate_filter(ctx)
+        if found is None:
             continue
-        exclusions.append((name, exclusion))
-        keep &= ~exclusion.mask
+        exclusions.append((name, found))
+        keep &= ~found.mask
     return keep, exclusions
 
 

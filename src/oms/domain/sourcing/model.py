@@ -201,9 +201,7 @@ class Network:
         n = len(codes)
         self.size = n
         self.latitude_rad: FloatArray = np.radians([loc.point.latitude for loc in self.locations])
-        self.longitude_rad: FloatArray = np.radians(
-            [loc.point.longitude for loc in self.locations]
-        )
+        self.longitude_rad: FloatArray = np.radians([loc.point.longitude for loc in self.locations])
         self.cos_latitude: FloatArray = np.cos(self.latitude_rad)
         self.type_code: IntArray = np.array(
             [_TYPE_CODES[loc.type] for loc in self.locations], dtype=np.int64
@@ -302,6 +300,12 @@ class Network:
         clone._atp = {sku: values.copy() for sku, values in self._atp.items()}
         clone.capacity = self.capacity.copy()
         return clone
+
+    def adopt(self, other: Network) -> None:
+        """Take over the working state (ATP, capacity) of a copy that was planned on."""
+        for sku, values in other._atp.items():
+            self._atp[sku][:] = values
+        self.capacity[:] = other.capacity
 
     def with_status(self, changes: Mapping[str, LocationStatus]) -> Network:
         """A copy in which some locations have another status (outage simulations)."""

@@ -251,33 +251,38 @@ def _never(columns: _Columns) -> Choice:
 
 
 def _minimise(columns: _Columns, max_shipments: int) -> Choice:
+    """Fewest shipments first, then cost: whole lines by set cover; a line is split only when
+    no location has all of it."""
     full = columns.full_cover()
     if full is not None:
         return _as_choice(columns, [(full[0], columns.q)])
-    q = columns.q
-    remaining = np.ones(len(q), dtype=np.bool_)
+    remaining = columns.q.copy()
     avail = columns.avail.copy()
     picks: list[tuple[int, FloatArray]] = []
-    while remaining.any() and len(picks) < max_shipments:
-        whole = (avail >= q[:, None]) & remaining[:, None]
-        units = whole * q[:, None]
+    while remaining.sum() > 0 and len(picks) < max_shipments:
+        whole = (avail >= remaining[:, None]) & (remaining[:, None] > 0)
+        units = whole * remaining[:, None]
         cover = units.sum(axis=0)
         cover = np.where(cover <= columns.capacity, cover, 0.0)
         if cover.max() > 0:
             cost = columns.cost(units)
             best = int(np.lexsort((cost, -cover))[0])
             taken = units[:, best].copy()
-        else:  # no remaining line can be served whole: the best partial source of one line
-            partial = np.where(remaining[:, None], avail, 0.0)
-            partial = np.minimum(partial, columns.capacity[None, :])
+            # the parcel goes anyway: top it up with parts of lines it cannot serve whole
+            room = columns.capacity[best] - taken.sum()
+            for i in np.flatnonzero((taken == 0) & (remaining > 0)):
+                part = min(avail[i, best], remaining[i], max(room, 0.0))
+                taken[i] = part
+                room -= part
+        else:  # no remaining line can be served whole: the biggest part of one line
+            partial = np.minimum(np.minimum(avail, remaining[:, None]), columns.capacity[None, :])
             if partial.max() <= 0:
                 break
-            line, best = np.unravel_index(int(np.argmax(partial)), partial.shape)
-            taken = np.zeros(len(q))
+            line, best = divmod(int(np.argmax(partial)), partial.shape[1])
+            taken = np.zeros(len(remaining))
             taken[line] = partial[line, best]
-            best = int(best)
         picks.append((best, taken))
-        remaining &= taken == 0
+        remaining -= taken
         avail[:, best] = 0.0
     return _as_choice(columns, picks)
 

@@ -7,6 +7,7 @@ every field and raises :class:`InvalidProfile` with a JSON pointer for each prob
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ class SplitPolicy(StrEnum):
     NEVER = "never"
     """One location per group of lines going to one place, or backorder."""
     MINIMISE = "minimise"
-    """Fewest shipments first, then cost; each line comes whole from one location."""
+    """Fewest shipments first, then cost; a line is split only when no location has all of it."""
     ALLOW = "allow"
     """Cost decides; a line may be split across locations (up to max_shipments)."""
 
@@ -186,7 +187,9 @@ class ProfileSet:
             raise InvalidProfile(f"the default profile '{default}' is not defined")
         for rule in self.rules:
             if rule.profile not in self.profiles:
-                raise InvalidProfile(f"rule '{rule.name}' names an unknown profile '{rule.profile}'")
+                raise InvalidProfile(
+                    f"rule '{rule.name}' names an unknown profile '{rule.profile}'"
+                )
         self.default = default
 
     def choose(self, order: SourcingOrder, line: SourcingLine) -> ProfileChoice:
@@ -398,7 +401,9 @@ def profile_from_document(document: Mapping[str, Any], *, pointer: str = "#") ->
         preferred_discount=reader.decimal("preferred_discount", defaults.preferred_discount),
         backorder_penalty=reader.decimal("backorder_penalty", defaults.backorder_penalty),
         split_policy=reader.enum("split_policy", SplitPolicy, defaults.split_policy),
-        max_shipments=reader.integer("max_shipments", defaults.max_shipments, minimum=1, maximum=50),
+        max_shipments=reader.integer(
+            "max_shipments", defaults.max_shipments, minimum=1, maximum=50
+        ),
         mode=reader.enum("mode", PlanningMode, defaults.mode),
         batch_time_limit_seconds=reader.number(
             "batch_time_limit_seconds", defaults.batch_time_limit_seconds, minimum=0.1
@@ -433,7 +438,7 @@ def _zones(raw: Any, reader: _Reader) -> tuple[ShippingZone, ...]:
             )
         )
         reader.errors.extend(zone_reader.errors)
-    if any(b.up_to_km <= a.up_to_km for a, b in zip(zones, zones[1:], strict=False)):
+    if any(b.up_to_km <= a.up_to_km for a, b in itertools.pairwise(zones)):
         reader.fail("zones", "zones must be ordered by increasing up_to_km")
     if zones[-1].up_to_km != math.inf:
         reader.fail("zones", "the last zone must have no up_to_km (it covers every distance)")
