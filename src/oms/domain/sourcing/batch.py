@@ -135,8 +135,14 @@ def plan_wave(
     candidate_limit: int = 8,
     explain: bool = True,
     mip_relative_gap: float = 1e-4,
+    integer_units: bool = True,
 ) -> WaveResult:
-    """Source ``orders`` together; their units are taken from ``network``."""
+    """Source ``orders`` together; their units are taken from ``network``.
+
+    ``integer_units=False`` leaves unit quantities continuous (shipments stay binary), which
+    solves large waves much faster; fractional units are rounded when the plan is committed
+    and whatever rounding cannot serve is backordered, so the plan stays feasible.
+    """
     started = time.perf_counter()
     greedy_network = network.copy()
     greedy_groups: list[list[Group]] = []
@@ -178,7 +184,7 @@ def plan_wave(
                 group_vars[location] = {}
                 for i, most in pairs:
                     ctx = group.contexts[i]
-                    x = model.variable(float(costs.unit[i][location]), most, integer=True)
+                    x = model.variable(float(costs.unit[i][location]), most, integer=integer_units)
                     group_vars[location][i] = x
                     line_x.setdefault(i, []).append(x)
                     model.row([(x, 1.0), (y, -most)], -math.inf, 0.0)
