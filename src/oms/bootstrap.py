@@ -17,6 +17,7 @@ from oms.services.access import AccessService
 from oms.services.events import EventService
 from oms.services.idempotency import IdempotencyService
 from oms.services.ports import Clock, Ids
+from oms.services.sourcing import SourcingService
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Services:
     access: AccessService = field(init=False)
     idempotency: IdempotencyService = field(init=False)
     events: EventService = field(init=False)
+    sourcing: SourcingService = field(init=False)
 
     def __post_init__(self) -> None:
         self.access = AccessService(self.uow, clock=self.clock, ids=self.ids)
@@ -35,6 +37,7 @@ class Services:
             self.uow, clock=self.clock, ttl=timedelta(hours=self.settings.idempotency_ttl_hours)
         )
         self.events = EventService(self.uow)
+        self.sourcing = SourcingService(self.uow, clock=self.clock)
 
     def uow(self, *, read_only: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(

@@ -122,6 +122,45 @@ class OutboxRepository(Protocol):
     def mark_published(self, positions: Sequence[int], *, at: datetime) -> None: ...
 
 
+# -- sourcing ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredProfile:
+    name: str
+    version: int
+    document: dict[str, Any]
+    changed_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredRuleSet:
+    version: int
+    default_profile: str
+    rules: list[dict[str, Any]]
+    changed_by: str
+    created_at: datetime
+
+
+class SourcingProfileRepository(Protocol):
+    def current(self) -> list[StoredProfile]:
+        """The highest version of every profile, by name."""
+        ...
+
+    def get(self, name: str, version: int | None = None) -> StoredProfile | None: ...
+
+    def versions(self, name: str) -> list[StoredProfile]: ...
+
+    def add(self, profile: StoredProfile) -> bool:
+        """Store a new version; False when that (name, version) exists already (a race)."""
+        ...
+
+    def current_rules(self) -> StoredRuleSet | None: ...
+
+    def add_rules(self, rule_set: StoredRuleSet) -> bool: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Events recorded with :meth:`record` reach the outbox in the same commit."""
 
@@ -133,6 +172,9 @@ class UnitOfWork(Protocol):
 
     @property
     def outbox(self) -> OutboxRepository: ...
+
+    @property
+    def sourcing_profiles(self) -> SourcingProfileRepository: ...
 
     def __enter__(self) -> Self: ...
 

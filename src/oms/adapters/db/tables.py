@@ -85,6 +85,30 @@ outbox_events = Table(
     Index("ix_outbox_events_type_position", "type", "position"),
 )
 
+# --- sourcing ---------------------------------------------------------------------------------
+
+sourcing_profiles = Table(
+    "sourcing_profiles",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("document", JsonDocument, nullable=False),
+    Column("changed_by", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+"""Every version of every sourcing profile; the highest version of a name is the current one."""
+
+sourcing_rule_sets = Table(
+    "sourcing_rule_sets",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("default_profile", String(100), nullable=False),
+    Column("rules", JsonDocument, nullable=False),
+    Column("changed_by", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+"""Every version of the rules that choose a profile per order line; the highest is current."""
+
 __all__ = [
     "BigId",
     "ForeignKey",
@@ -94,4 +118,6 @@ __all__ = [
     "idempotency_records",
     "metadata",
     "outbox_events",
+    "sourcing_profiles",
+    "sourcing_rule_sets",
 ]

@@ -14,6 +14,7 @@ from oms.adapters.db.repositories import (
     SqlIdempotencyRepository,
     SqlOutboxRepository,
 )
+from oms.adapters.db.sourcing import SqlSourcingProfileRepository
 from oms.domain.events import DomainEvent
 from oms.services.ports import Clock, Ids, OutboxEvent
 
@@ -108,3 +109,7 @@ class SqlUnitOfWork:
     @cached_property
     def outbox(self) -> SqlOutboxRepository:
         return SqlOutboxRepository(self.connection)
+
+    @cached_property
+    def sourcing_profiles(self) -> SqlSourcingProfileRepository:
+        return SqlSourcingProfileRepository(self.connection)
