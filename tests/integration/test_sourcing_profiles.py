@@ -145,3 +145,13 @@ def test_plan_uses_the_stored_profiles(services: Services) -> None:
     assert plan.allocated("1") == {"DC-WEST": 1}
     assert plan.explanation[0].excluded[0].filter == "listed_locations"
     assert plan.cost > Decimal(0)
+
+
+def test_a_wave_is_planned_with_the_stored_profiles(services: Services) -> None:
+    services.sourcing.create_profile(
+        {"name": "default", "mode": "batch", "batch_time_limit_seconds": 2}, changed_by="ops"
+    )
+    wave = services.sourcing.plan_wave(orders(4), snapshot())
+    assert len(wave.plans) == 4
+    assert all(plan.allocated("1") == {"DC-EAST": 1} for plan in wave.plans)
+    assert wave.statistics.solver_status == "optimal"

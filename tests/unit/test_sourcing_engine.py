@@ -190,6 +190,24 @@ def test_pickup_comes_only_from_the_chosen_store() -> None:
     assert plan.cost == Decimal("0.00")  # collected: no parcel
 
 
+def test_ship_to_store_comes_from_a_dc_to_a_store_that_receives_transfers() -> None:
+    receiving = frozenset({Capability.PICKUP, Capability.RECEIVE_TRANSFER})
+    places = [
+        location("STORE", 5, {"LAMP": 5}, kind=LocationType.STORE, capabilities=receiving),
+        location("DC", 300, {"LAMP": 5}),
+    ]
+    to_store = line(method=DeliveryMethod.SHIP_TO_STORE, pickup_location="STORE")
+    plan = source(places, order(to_store), only("shipping"))
+    assert sources(plan) == {"DC": 1}
+    not_receiving = [
+        location("STORE", 5, {}, kind=LocationType.STORE, capabilities=frozenset()),
+        places[1],
+    ]
+    refused = source(not_receiving, order(to_store), only("shipping"))
+    assert refused.backorders == {"1": 1}
+    assert why_excluded(refused, "DC")[0] == "pickup_location"
+
+
 def test_excluded_and_preferred_locations() -> None:
     places = [location("NEAR", 10, {"LAMP": 5}), location("MID", 300, {"LAMP": 5})]
     excluded = source(places, order(line()), only("shipping", excluded_locations={"NEAR"}))

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from oms.domain.errors import Conflict, Invalid, NotFound
+from oms.domain.sourcing.batch import WaveResult, plan_wave
 from oms.domain.sourcing.events import SourcingProfileChanged, SourcingRulesChanged
 from oms.domain.sourcing.model import (
     CandidateLocation,
@@ -274,6 +275,27 @@ class SourcingService:
     ) -> SourcingPlan:
         """Source one order in real time over a snapshot (what order capture calls)."""
         return plan_order(order, Network(locations), self.profile_set(), explain=explain)
+
+    def plan_wave(
+        self,
+        orders: Sequence[SourcingOrder],
+        locations: Sequence[CandidateLocation],
+        *,
+        time_limit_seconds: float | None = None,
+        explain: bool = True,
+    ) -> WaveResult:
+        """Source a wave of pending orders together (profiles whose mode is ``batch``).
+
+        The time limit defaults to the default profile's ``batch_time_limit_seconds``; the
+        greedy plan is kept when the optimisation does not beat it.
+        """
+        if not orders:
+            raise Invalid("a wave needs at least one order")
+        profiles = self.profile_set()
+        limit = time_limit_seconds or profiles.profiles[profiles.default].batch_time_limit_seconds
+        return plan_wave(
+            orders, Network(locations), profiles, time_limit_seconds=limit, explain=explain
+        )
 
     def simulate(
         self,

@@ -19,6 +19,7 @@ from oms.domain.sourcing.model import (
     REQUIRED_CAPABILITY,
     WALK_IN,
     BoolArray,
+    Capability,
     DeliveryMethod,
     FloatArray,
     IntArray,
@@ -95,7 +96,24 @@ def location_type(ctx: LineContext) -> Exclusion:
 
 
 def pickup_location(ctx: LineContext) -> Exclusion | None:
+    """Collected lines come from the store the customer named; a ship-to-store line needs a
+    store that can receive the transfer."""
     line = ctx.line
+    network = ctx.network
+    if line.delivery_method is DeliveryMethod.SHIP_TO_STORE:
+        store = network.index.get(line.pickup_location or "")
+        if store is None:
+            return None  # the planner reports the unknown store for every location
+        receiving = network.locations[store]
+        if Capability.RECEIVE_TRANSFER in receiving.capabilities and receiving.status in (
+            LocationStatus.ACTIVE,
+            LocationStatus.DARK,
+        ):
+            return None
+        return Exclusion(
+            np.ones(network.size, dtype=np.bool_),
+            lambda i: f"{line.pickup_location} cannot receive a transfer for the customer now",
+        )
     if line.delivery_method not in COLLECTED_AT_LOCATION:
         return None
     mask = np.ones(ctx.network.size, dtype=np.bool_)
