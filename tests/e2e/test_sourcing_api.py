@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from oms.api.routers.sourcing import LocationIn, OrderIn
+from oms.bootstrap import Services
 from oms.config import Settings
 from oms.domain.access import Role
 
@@ -128,10 +130,19 @@ def test_what_if_simulation_changes_no_data(admin: TestClient) -> None:
     assert unknown.headers["content-type"] == PROBLEM
 
 
-def test_care_agents_read_but_do_not_change_profiles(
-    client_for: Callable[..., TestClient],
+def test_care_agents_read_decisions_but_do_not_change_profiles(
+    client_for: Callable[..., TestClient], services: Services
 ) -> None:
+    order = OrderIn.model_validate(ORDERS[0]).to_domain()
+    snapshot = [LocationIn.model_validate(loc).to_domain() for loc in LOCATIONS]
+    services.sourcing.record_decision(services.sourcing.plan(order, snapshot), trigger="capture")
     agent = client_for(Role.CARE_AGENT)
+    decisions = agent.get("/sourcing/decisions/O1")
+    assert decisions.status_code == 200, decisions.text
+    explained = decisions.json()[0]["plan"]["explanation"][0]
+    assert explained["chosen"] == [{"location": "STORE-1", "quantity": 1}]
+    assert "STORE-1" in explained["summary"]
+    assert agent.get("/sourcing/decisions/O2").status_code == 404
     assert agent.get("/sourcing/profiles").status_code == 200
     assert agent.post("/sourcing/profiles", json={"name": "x"}).status_code == 403
     store = client_for(Role.STORE_ASSOCIATE, locations=["S1"])

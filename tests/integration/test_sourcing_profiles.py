@@ -155,3 +155,26 @@ def test_a_wave_is_planned_with_the_stored_profiles(services: Services) -> None:
     assert len(wave.plans) == 4
     assert all(plan.allocated("1") == {"DC-EAST": 1} for plan in wave.plans)
     assert wave.statistics.solver_status == "optimal"
+
+
+def test_decisions_are_stored_with_their_explanation_and_evented(services: Services) -> None:
+    plan = services.sourcing.plan(orders(1)[0], snapshot())
+    stored = services.sourcing.record_decision(plan, trigger="capture")
+    assert stored.decision_id > 0
+    replanned = services.sourcing.plan(orders(1)[0], [snapshot()[1]])  # as if DC-EAST had gone away
+    services.sourcing.record_decision(replanned, trigger="outage")
+
+    history = services.sourcing.decisions("O0")
+    assert [d.trigger for d in history] == ["capture", "outage"]
+    assert history[0].cost == plan.cost
+    line = history[0].plan["explanation"][0]
+    assert line["chosen"] == [{"location": "DC-EAST", "quantity": 1}]
+    assert {c["location"] for c in line["candidates"]} == {"DC-EAST", "DC-WEST"}
+    assert "shipping" in line["candidates"][0]["terms"]
+    events = services.events.read(types=["sourcing.order_sourced"])
+    assert [e.subject for e in events] == ["orders/O0", "orders/O0"]
+    assert events[1].data["locations"] == ["DC-WEST"]
+    with pytest.raises(NotFound):
+        services.sourcing.decisions("O-unknown")
+    with pytest.raises(Invalid):
+        services.sourcing.record_decision(plan, trigger="whim")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -143,6 +144,26 @@ class StoredRuleSet:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class StoredDecision:
+    decision_id: int
+    order_id: str
+    trigger: str
+    planner: str
+    cost: Decimal
+    backordered_units: int
+    plan: dict[str, Any]
+    decided_at: datetime
+
+
+class SourcingDecisionRepository(Protocol):
+    def add(self, decision: StoredDecision) -> int:
+        """Store a decision; returns its id (``decision_id`` of the argument is ignored)."""
+        ...
+
+    def for_order(self, order_id: str) -> list[StoredDecision]: ...
+
+
 class SourcingProfileRepository(Protocol):
     def current(self) -> list[StoredProfile]:
         """The highest version of every profile, by name."""
@@ -175,6 +196,9 @@ class UnitOfWork(Protocol):
 
     @property
     def sourcing_profiles(self) -> SourcingProfileRepository: ...
+
+    @property
+    def sourcing_decisions(self) -> SourcingDecisionRepository: ...
 
     def __enter__(self) -> Self: ...
 

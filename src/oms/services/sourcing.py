@@ -9,13 +9,18 @@ rules, a location outage), and changes no data.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from oms.domain.errors import Conflict, Invalid, NotFound
 from oms.domain.sourcing.batch import WaveResult, plan_wave
-from oms.domain.sourcing.events import SourcingProfileChanged, SourcingRulesChanged
+from oms.domain.sourcing.events import (
+    OrderSourced,
+    SourcingProfileChanged,
+    SourcingRulesChanged,
+)
 from oms.domain.sourcing.model import (
     CandidateLocation,
     LocationStatus,
@@ -36,6 +41,7 @@ from oms.domain.sourcing.profiles import (
 )
 from oms.services.ports import (
     Clock,
+    StoredDecision,
     StoredProfile,
     StoredRuleSet,
     UnitOfWork,
@@ -276,6 +282,25 @@ class SourcingService:
         """Source one order in real time over a snapshot (what order capture calls)."""
         return plan_order(order, Network(locations), self.profile_set(), explain=explain)
 
+    def record_decision(self, plan: SourcingPlan, *, trigger: str) -> StoredDecision:
+        """Store a decision with its explanation (in its own transaction).
+
+        Order capture should rather call :func:`record_decision` inside its own unit of work, so
+        that the allocation, the decision and its event commit together.
+        """
+        with self._uow() as uow:
+            stored = record_decision(uow, plan, trigger=trigger, at=self._clock.now())
+            uow.commit()
+        return stored
+
+    def decisions(self, order_id: str) -> list[StoredDecision]:
+        """Every sourcing decision of an order, oldest first, each with its explanation."""
+        with self._uow(read_only=True) as uow:
+            found = uow.sourcing_decisions.for_order(order_id)
+        if not found:
+            raise NotFound(f"no sourcing decision for order '{order_id}'")
+        return found
+
     def plan_wave(
         self,
         orders: Sequence[SourcingOrder],
@@ -360,6 +385,40 @@ class SourcingService:
             simulated=SimulationTotals.of(simulated_plans),
             changed_orders=changed_orders,
         )
+
+
+TRIGGERS = frozenset({"capture", "change", "rejection", "short_pick", "outage", "supply_late"})
+
+
+def record_decision(
+    uow: UnitOfWork, plan: SourcingPlan, *, trigger: str, at: datetime
+) -> StoredDecision:
+    """Store ``plan`` and its explanation in ``uow`` and record the event (no commit)."""
+    if trigger not in TRIGGERS:
+        raise Invalid(f"unknown sourcing trigger '{trigger}'; one of {', '.join(sorted(TRIGGERS))}")
+    decision = StoredDecision(
+        decision_id=0,
+        order_id=plan.order_id,
+        trigger=trigger,
+        planner=plan.planner,
+        cost=plan.cost,
+        backordered_units=plan.backordered_units,
+        plan=plan.to_document(),
+        decided_at=at,
+    )
+    decision_id = uow.sourcing_decisions.add(decision)
+    uow.record(
+        OrderSourced(
+            order_id=plan.order_id,
+            decision_id=decision_id,
+            trigger=trigger,
+            planner=plan.planner,
+            shipments=plan.shipment_count,
+            backordered_units=plan.backordered_units,
+            locations=sorted({s.location for s in plan.shipments}),
+        )
+    )
+    return replace(decision, decision_id=decision_id)
 
 
 def _rules_from_document(

@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from oms.adapters.db.tables import sourcing_profiles, sourcing_rule_sets
-from oms.services.ports import StoredProfile, StoredRuleSet
+from oms.adapters.db.tables import sourcing_decisions, sourcing_profiles, sourcing_rule_sets
+from oms.services.ports import StoredDecision, StoredProfile, StoredRuleSet
 
 
 class SqlSourcingProfileRepository:
@@ -108,3 +108,44 @@ def _profile(row: Any) -> StoredProfile:
         changed_by=row["changed_by"],
         created_at=row["created_at"],
     )
+
+
+class SqlSourcingDecisionRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, decision: StoredDecision) -> int:
+        result = self._connection.execute(
+            insert(sourcing_decisions)
+            .values(
+                order_id=decision.order_id,
+                trigger=decision.trigger,
+                planner=decision.planner,
+                cost=decision.cost,
+                backordered_units=decision.backordered_units,
+                plan=decision.plan,
+                decided_at=decision.decided_at,
+            )
+            .returning(sourcing_decisions.c.decision_id)
+        )
+        return int(result.scalar_one())
+
+    def for_order(self, order_id: str) -> list[StoredDecision]:
+        rows = self._connection.execute(
+            select(sourcing_decisions)
+            .where(sourcing_decisions.c.order_id == order_id)
+            .order_by(sourcing_decisions.c.decision_id)
+        )
+        return [
+            StoredDecision(
+                decision_id=m["decision_id"],
+                order_id=m["order_id"],
+                trigger=m["trigger"],
+                planner=m["planner"],
+                cost=m["cost"],
+                backordered_units=m["backordered_units"],
+                plan=dict(m["plan"]),
+                decided_at=m["decided_at"],
+            )
+            for m in (row._mapping for row in rows)
+        ]

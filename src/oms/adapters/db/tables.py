@@ -20,7 +20,7 @@ from sqlalchemy import (
     text,
 )
 
-from oms.adapters.db.types import JsonDocument, UtcDateTime
+from oms.adapters.db.types import JsonDocument, Money, UtcDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -109,6 +109,21 @@ sourcing_rule_sets = Table(
 )
 """Every version of the rules that choose a profile per order line; the highest is current."""
 
+sourcing_decisions = Table(
+    "sourcing_decisions",
+    metadata,
+    Column("decision_id", BigId, primary_key=True, autoincrement=True),
+    Column("order_id", String(64), nullable=False),
+    Column("trigger", String(32), nullable=False),
+    Column("planner", String(32), nullable=False),
+    Column("cost", Money, nullable=False),
+    Column("backordered_units", Integer, nullable=False),
+    Column("plan", JsonDocument, nullable=False),
+    Column("decided_at", UtcDateTime, nullable=False),
+    Index("ix_sourcing_decisions_order_id_decision_id", "order_id", "decision_id"),
+)
+"""Every sourcing decision with its explanation (capture, re-plan, outage), newest last."""
+
 __all__ = [
     "BigId",
     "ForeignKey",
@@ -118,6 +133,7 @@ __all__ = [
     "idempotency_records",
     "metadata",
     "outbox_events",
+    "sourcing_decisions",
     "sourcing_profiles",
     "sourcing_rule_sets",
 ]

@@ -22,7 +22,7 @@ from oms.domain.sourcing.model import (
     SourcingLine,
     SourcingOrder,
 )
-from oms.services.ports import StoredProfile
+from oms.services.ports import StoredDecision, StoredProfile
 from oms.services.sourcing import RuleSet, SimulationOutcome
 
 router = APIRouter(prefix="/sourcing", tags=["sourcing"], responses=PROBLEM_RESPONSES)
@@ -226,6 +226,33 @@ class SimulationOut(BaseModel):
             simulated=TotalsOut(**vars(outcome.simulated)),
             changed_orders=[OrderChangeOut(**vars(change)) for change in outcome.changed_orders],
         )
+
+
+class DecisionOut(BaseModel):
+    decision_id: int
+    order_id: str
+    trigger: str = Field(description="capture, change, rejection, short_pick, outage, ...")
+    planner: str
+    cost: Decimal
+    backordered_units: int
+    decided_at: datetime
+    plan: dict[str, Any] = Field(
+        description="Allocations, shipments with their cost terms, and per line: candidates "
+        "with cost terms, excluded locations with the filter and reason, the chosen sources"
+    )
+
+    @classmethod
+    def of(cls, stored: StoredDecision) -> DecisionOut:
+        return cls(**vars(stored))
+
+
+@router.get(
+    "/decisions/{order_id}",
+    responses=NOT_FOUND,
+    summary="Every sourcing decision of an order with its explanation, oldest first",
+)
+def order_decisions(order_id: str, services: ServicesDep, _: Reader) -> list[DecisionOut]:
+    return [DecisionOut.of(stored) for stored in services.sourcing.decisions(order_id)]
 
 
 @router.get("/profiles", summary="The current version of every sourcing profile")

@@ -31,3 +31,21 @@ class SourcingRulesChanged(DomainEvent):
     @property
     def subject(self) -> str:
         return f"sourcing-rules/{self.version}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderSourced(DomainEvent):
+    """A sourcing decision for an order (at capture, on a re-plan or after an outage)."""
+
+    type: ClassVar[str] = "sourcing.order_sourced"
+    order_id: str
+    decision_id: int
+    trigger: str
+    planner: str
+    shipments: int
+    backordered_units: int
+    locations: list[str]
+
+    @property
+    def subject(self) -> str:
+        return f"orders/{self.order_id}"
