@@ -178,3 +178,19 @@ def test_decisions_are_stored_with_their_explanation_and_evented(services: Servi
         services.sourcing.decisions("O-unknown")
     with pytest.raises(Invalid):
         services.sourcing.record_decision(plan, trigger="whim")
+
+
+def test_a_dc_outage_re_sources_every_open_order_and_stores_the_decisions(
+    services: Services,
+) -> None:
+    open_orders = orders(5)
+    open_allocations = {o.order_id: {"1": {"DC-EAST": 1}} for o in open_orders}
+    outcome = services.sourcing.replan_outage(
+        open_orders, open_allocations, snapshot(), statuses={"DC-EAST": LocationStatus.OFFLINE}
+    )
+    assert outcome.affected_units == 5
+    assert outcome.re_sourced_units == 5 and outcome.backordered_units == 0
+    for o in open_orders:
+        (decision,) = services.sourcing.decisions(o.order_id)
+        assert decision.trigger == "outage"
+        assert decision.plan["allocations"][0]["location"] == "DC-WEST"

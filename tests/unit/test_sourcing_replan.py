@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from oms.domain.sourcing.model import LocationStatus, Network
+from oms.domain.sourcing.model import DeliveryMethod, LocationStatus, LocationType, Network
 from oms.domain.sourcing.planner import plan_order
 from oms.domain.sourcing.profiles import Profile, ProfileSet
 from oms.domain.sourcing.replan import remainder_order, replan_outage, replan_refusal
@@ -86,3 +86,29 @@ def test_a_dc_going_offline_re_sources_or_backorders_every_affected_line() -> No
     for plan in result.plans.values():
         assert all(a.location != "DC-EAST" for a in plan.allocations)
     assert changed.status_is(LocationStatus.OFFLINE)[changed.index["DC-EAST"]]
+
+
+def test_a_store_going_dark_moves_only_what_customers_were_to_collect_there() -> None:
+    store = location("STORE", 5, {"LAMP": 9}, kind=LocationType.STORE)
+    places = [store, location("DC", 400, {"LAMP": 9})]
+    network = Network(places)
+    ship = order(line("1", "LAMP", 1), order_id="SHIP")
+    collect = order(
+        line("1", "LAMP", 1, DeliveryMethod.PICKUP, pickup_location="STORE"), order_id="COLLECT"
+    )
+    open_allocations = {
+        "SHIP": {"1": {"STORE": 1}},
+        "COLLECT": {"1": {"STORE": 1}},
+    }
+    result, _ = replan_outage(
+        [ship, collect],
+        open_allocations,
+        network,
+        PROFILES,
+        statuses={"STORE": LocationStatus.DARK},
+        at=MONDAY_9AM,
+    )
+    assert set(result.plans) == {"COLLECT"}
+    # nobody else can hand it over at that store: backordered, not lost
+    assert result.plans["COLLECT"].backorders == {"1": 1}
+    assert result.affected_units == result.re_sourced_units + result.backordered_units == 1

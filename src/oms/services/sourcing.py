@@ -39,6 +39,7 @@ from oms.domain.sourcing.profiles import (
     rule_from_document,
     rule_to_document,
 )
+from oms.domain.sourcing.replan import OutageReplan, replan_outage
 from oms.services.ports import (
     Clock,
     StoredDecision,
@@ -300,6 +301,34 @@ class SourcingService:
         if not found:
             raise NotFound(f"no sourcing decision for order '{order_id}'")
         return found
+
+    def replan_outage(
+        self,
+        orders: Sequence[SourcingOrder],
+        open_allocations: Mapping[str, Mapping[str, Mapping[str, int]]],
+        locations: Sequence[CandidateLocation],
+        *,
+        statuses: Mapping[str, LocationStatus],
+    ) -> OutageReplan:
+        """Re-source, in bulk, what locations going offline/dark/closed can no longer serve,
+        and store each affected order's decision (trigger ``outage``) in one transaction.
+
+        ``open_allocations``: order id -> line id -> location -> allocated, unshipped units.
+        The caller (orders) then moves the allocations and backorders what is left.
+        """
+        outcome, _ = replan_outage(
+            orders,
+            open_allocations,
+            Network(locations),
+            self.profile_set(),
+            statuses=statuses,
+            at=self._clock.now(),
+        )
+        with self._uow() as uow:
+            for plan in outcome.plans.values():
+                record_decision(uow, plan, trigger="outage", at=self._clock.now())
+            uow.commit()
+        return outcome
 
     def plan_wave(
         self,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from oms.domain.sourcing.model import (
+    WALK_IN,
     LocationStatus,
     Network,
     SourcingInputInvalid,
@@ -95,24 +96,32 @@ def replan_outage(
     at: datetime,
     explain: bool = True,
 ) -> tuple[OutageReplan, Network]:
-    """Re-source every unshipped unit at locations whose status changes.
+    """Re-source the unshipped units that locations can no longer serve after a status change:
+    everything at an ``offline`` or ``closed`` location, and walk-in collections at a ``dark``
+    one.
 
     ``open_allocations``: order id -> line id -> location -> units allocated and not shipped.
     Returns the re-plans and the network (with the new statuses) they were planned on.
     """
     changed = network.with_status(statuses)
-    affected_codes = {
-        code for code, status in statuses.items() if status is not LocationStatus.ACTIVE
+    gone = {
+        code
+        for code, status in statuses.items()
+        if status in (LocationStatus.OFFLINE, LocationStatus.CLOSED)
     }
+    dark = {code for code, status in statuses.items() if status is LocationStatus.DARK}
     plans: dict[str, SourcingPlan] = {}
     affected_units = 0
     re_sourced = 0
     backordered = 0
     for order in orders:
         lines = open_allocations.get(order.order_id, {})
+        methods = {line.line_id: line.delivery_method for line in order.lines}
         quantities: dict[str, int] = {}
         for line_id, by_location in lines.items():
-            units = sum(q for code, q in by_location.items() if code in affected_codes)
+            # a dark store still ships; only what customers were to collect there moves
+            affected = gone | (dark if methods.get(line_id) in WALK_IN else set())
+            units = sum(q for code, q in by_location.items() if code in affected)
             if units > 0:
                 quantities[line_id] = units
         if not quantities:
