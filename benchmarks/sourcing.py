@@ -60,11 +60,11 @@ SEED = 20260302
 SIZES: dict[str, dict[str, Any]] = {
     "small": {
         "stores": 60,
-        "orders": 1200,
+        "orders": 1000,
         "skus": 300,
-        "hindsight_seconds": 12.0,
+        "hindsight_seconds": 8.0,
         "latency_orders": 1000,
-        "replan_orders": 1200,
+        "replan_orders": 1000,
     },
     "full": {
         "stores": 120,

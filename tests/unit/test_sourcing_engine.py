@@ -511,6 +511,7 @@ def test_plans_never_allocate_more_than_atp_and_account_for_every_unit(
     places = [location(f"L{i}", 100 * (i + 1), {"LAMP": s}) for i, s in enumerate(stock)]
     orders = [order(line("1", "LAMP", q), order_id=f"O{n}") for n, q in enumerate(quantities)]
     profiles = ProfileSet.single(Profile("p", split_policy=policy))
+    objectives: dict[str, Decimal] = {}
     for planner in ("greedy", "batch"):
         network = Network(places)
         if planner == "greedy":
@@ -527,6 +528,8 @@ def test_plans_never_allocate_more_than_atp_and_account_for_every_unit(
                 )
         for place in places:
             assert taken.get(place.code, 0) <= place.atp["LAMP"]
+        objectives[planner] = sum((plan.objective for plan in plans), Decimal(0))
         assert sum(taken.values()) == min(sum(stock), sum(quantities)) or policy != (
             SplitPolicy.ALLOW
         )
+    assert objectives["batch"] <= objectives["greedy"]  # a wave is never worse than greedy
