@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
-CENT = Decimal("0.01")
+ZERO_CENTS = Decimal("0.00")
 
 
 def money(value: float) -> Decimal:
-    return Decimal(repr(value)).quantize(CENT, rounding=ROUND_HALF_EVEN)
+    """A cost computed in floating point, as Decimal cents (the planner's arithmetic is float:
+    fast over arrays; every figure it reports is rounded to the cent here)."""
+    return Decimal(f"{value:.2f}") + ZERO_CENTS
 
 
 @dataclass(frozen=True, slots=True)

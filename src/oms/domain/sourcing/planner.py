@@ -445,6 +445,16 @@ def _breakdown_now(
     return result
 
 
+def _smallest(values: FloatArray, count: int) -> IntArray:
+    """Positions of the ``count`` smallest values, smallest first (ties by position)."""
+    if values.size > count:
+        part = np.argpartition(values, count - 1)[:count]
+        result: IntArray = part[np.lexsort((part, values[part]))]
+        return result
+    ordered: IntArray = np.argsort(values, kind="stable")
+    return ordered
+
+
 def _explain_line(
     group: Group, i: int, chosen: list[tuple[str, int]], backordered: int
 ) -> LineExplanation:
@@ -461,8 +471,7 @@ def _explain_line(
         + costs.last_unit[candidate_index]
         * np.maximum(q - costs.threshold[i][candidate_index], 0.0)
     )
-    order = candidate_index[np.argsort(alone, kind="stable")]
-    shown = list(order[:EXPLAINED_CANDIDATES])
+    shown = [int(x) for x in candidate_index[_smallest(alone, EXPLAINED_CANDIDATES)]]
     for code, _ in chosen:
         index = network.index[code]
         if index not in shown:
@@ -481,8 +490,8 @@ def _explain_line(
             )
         )
     excluded_index = np.flatnonzero(~mask)
-    nearest = excluded_index[np.argsort(ctx.distance_km[excluded_index], kind="stable")]
-    reasons = first_reasons(group.exclusions[i], [int(x) for x in nearest[:EXPLAINED_EXCLUSIONS]])
+    nearest = excluded_index[_smallest(ctx.distance_km[excluded_index], EXPLAINED_EXCLUSIONS)]
+    reasons = first_reasons(group.exclusions[i], [int(x) for x in nearest])
     excluded = tuple(
         ExcludedLocation(network.codes[index], name, reason)
         for index, (name, reason) in reasons.items()
