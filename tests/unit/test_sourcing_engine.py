@@ -497,6 +497,9 @@ def test_a_wave_beats_greedy_when_the_first_order_would_take_the_only_stock() ->
     assert sum(p.objective for p in wave.plans) < sum(p.objective for p in greedy)
     assert wave.statistics.chosen == "batch"
     assert wave.plans[1].shipment_count == 1
+    relaxed = plan_wave([first, second], Network(places), profile, relaxation=True)
+    assert relaxed.statistics.dual_bound is not None
+    assert relaxed.statistics.dual_bound <= float(sum(p.objective for p in wave.plans)) + 1e-6
 
 
 @settings(max_examples=25, deadline=None)

@@ -136,12 +136,16 @@ def plan_wave(
     explain: bool = True,
     mip_relative_gap: float = 1e-4,
     integer_units: bool = True,
+    relaxation: bool = False,
 ) -> WaveResult:
     """Source ``orders`` together; their units are taken from ``network``.
 
     ``integer_units=False`` leaves unit quantities continuous (shipments stay binary), which
     solves large waves much faster; fractional units are rounded when the plan is committed
     and whatever rounding cannot serve is backordered, so the plan stays feasible.
+
+    ``relaxation=True`` solves only the linear relaxation (nothing integer): its optimum is a
+    lower bound on the wave's cost, reported as ``dual_bound``; the plans are then greedy's.
     """
     started = time.perf_counter()
     greedy_network = network.copy()
@@ -240,7 +244,7 @@ def plan_wave(
         remaining = max(0.1, time_limit_seconds - (solve_started - started))
         result = milp(
             np.array(model.cost),
-            integrality=np.array(model.integer),
+            integrality=np.zeros(variables) if relaxation else np.array(model.integer),
             bounds=Bounds(np.zeros(variables), np.array(model.upper)),
             constraints=LinearConstraint(matrix, model.lower_rhs, model.upper_rhs),
             options={"time_limit": remaining, "mip_rel_gap": mip_relative_gap},
@@ -250,7 +254,10 @@ def plan_wave(
         )
         gap = getattr(result, "mip_gap", None)
         bound = getattr(result, "mip_dual_bound", None)
-        if result.x is not None:
+        if relaxation:
+            bound = float(result.fun) if result.status == 0 else None
+            gap = None
+        if result.x is not None and not relaxation:
             values = np.rint(result.x)
             trial = network.copy()
             batch_plans = []
