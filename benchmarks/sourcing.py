@@ -529,7 +529,7 @@ def table(results: dict[str, Any]) -> str:
         "to the proven lower bound)"
     )
     rows.append(header)
-    rows.append("-" * len(header))
+    rows.append("-" * len(header.splitlines()[0]))
     for scenario in ("normal", "scarce"):
         data = results["scenarios"][scenario]
         for policy in ("baseline", "real_time", "batch_15min", "hindsight"):
