@@ -115,6 +115,17 @@ def database_url(request: pytest.FixtureRequest, sqlite_template: Path, tmp_path
 
 
 @pytest.fixture
+def postgres_engine() -> Iterator[Engine]:
+    """A migrated, emptied PostgreSQL database, for tests about PostgreSQL alone."""
+    require_postgres()
+    _postgres_migrated()
+    _truncate_postgres()
+    engine = make_engine(POSTGRES_URL)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)
     yield engine

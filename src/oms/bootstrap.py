@@ -6,18 +6,32 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from oms.adapters.clock import RandomIds, SystemClock
 from oms.adapters.db import migrate
 from oms.adapters.db.engine import is_sqlite, make_engine
 from oms.adapters.db.unit_of_work import SqlUnitOfWork
+from oms.adapters.gateways.payments_sandbox import SandboxGateway
+from oms.adapters.gateways.smtp import SmtpEmailSender
+from oms.adapters.rendering import JinjaDocumentRenderer, JinjaEmailTemplates
+from oms.adapters.webhook_http import HttpWebhookSender
 from oms.config import Settings
 from oms.domain.errors import SchemaOutOfDate
+from oms.domain.payments import SplitTenderOrder, TenderPolicy
+from oms.queries.orders import OrderQueries
 from oms.services.access import AccessService
 from oms.services.events import EventService
 from oms.services.idempotency import IdempotencyService
+from oms.services.inventory import InventoryService
+from oms.services.invoices import InvoiceService
+from oms.services.notifications import NotificationService
+from oms.services.orders import OrderService
+from oms.services.payments import PaymentService
 from oms.services.ports import Clock, Ids
+from oms.services.processes import ProcessService
 from oms.services.sourcing import SourcingService
+from oms.services.webhooks import WebhookPolicy, WebhookService
 
 
 @dataclass
@@ -29,6 +43,16 @@ class Services:
     access: AccessService = field(init=False)
     idempotency: IdempotencyService = field(init=False)
     events: EventService = field(init=False)
+    payments: PaymentService = field(init=False)
+    invoices: InvoiceService = field(init=False)
+    notifications: NotificationService = field(init=False)
+    payment_gateway: SandboxGateway = field(init=False)
+    _gateway_engine: Engine | None = field(init=False, default=None)
+    processes: ProcessService = field(init=False)
+    webhooks: WebhookService = field(init=False)
+    inventory: InventoryService = field(init=False)
+    orders: OrderService = field(init=False)
+    order_queries: OrderQueries = field(init=False)
     sourcing: SourcingService = field(init=False)
 
     def __post_init__(self) -> None:
@@ -37,7 +61,63 @@ class Services:
             self.uow, clock=self.clock, ttl=timedelta(hours=self.settings.idempotency_ttl_hours)
         )
         self.events = EventService(self.uow)
+        self.inventory = InventoryService(self.uow, clock=self.clock, ids=self.ids)
+        self.orders = OrderService(self.uow, clock=self.clock, ids=self.ids)
+        self.order_queries = OrderQueries(self.engine)
         self.sourcing = SourcingService(self.uow, clock=self.clock)
+        self.processes = ProcessService(self.uow, clock=self.clock, ids=self.ids)
+        self._webhook_sender = HttpWebhookSender()
+        self.webhooks = WebhookService(
+            self.uow,
+            clock=self.clock,
+            ids=self.ids,
+            sender=self._webhook_sender,
+            policy=webhook_policy(self.settings),
+        )
+        self.payment_gateway = SandboxGateway(self._sandbox_engine(), clock=self.clock)
+        self.payments = PaymentService(
+            self.uow,
+            gateway=self.payment_gateway,
+            clock=self.clock,
+            policy=TenderPolicy(
+                SplitTenderOrder(self.settings.payment_capture_order),
+                SplitTenderOrder(self.settings.payment_refund_order),
+            ),
+            max_attempts=self.settings.payment_retry_attempts,
+            retry_backoff_seconds=self.settings.payment_retry_backoff_seconds,
+        )
+        self.invoices = InvoiceService(
+            self.uow, clock=self.clock, ids=self.ids, renderer=JinjaDocumentRenderer()
+        )
+        self.notifications = NotificationService(
+            self.uow,
+            clock=self.clock,
+            templates=JinjaEmailTemplates(),
+            sender=SmtpEmailSender(
+                host=self.settings.smtp_host,
+                port=self.settings.smtp_port,
+                sender=self.settings.smtp_from,
+                timeout=self.settings.smtp_timeout_seconds,
+            ),
+            max_attempts=self.settings.notification_max_attempts,
+            retry_seconds=self.settings.notification_retry_seconds,
+            care_email=self.settings.care_email,
+        )
+
+    def _sandbox_engine(self) -> Engine:
+        """The sandbox gateway's own store: see :mod:`oms.adapters.gateways.payments_sandbox`."""
+        if self.settings.sandbox_gateway_database_url:
+            url = self.settings.sandbox_gateway_database_url
+        elif not is_sqlite(self.engine):
+            return self.engine
+        else:
+            database = make_url(str(self.engine.url)).database or ""
+            if not database or database == ":memory:":
+                raise ValueError("the sandbox gateway needs a file database next to SQLite")
+            stem = database[:-3] if database.endswith(".db") else database
+            url = f"sqlite:///{stem}-sandbox-gateway.db"
+        self._gateway_engine = make_engine(url)
+        return self._gateway_engine
 
     def uow(self, *, read_only: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(
@@ -49,7 +129,21 @@ class Services:
         )
 
     def close(self) -> None:
+        self._webhook_sender.close()
         self.engine.dispose()
+        if self._gateway_engine is not None:
+            self._gateway_engine.dispose()
+
+
+def webhook_policy(settings: Settings) -> WebhookPolicy:
+    return WebhookPolicy(
+        max_attempts=settings.webhook_max_attempts,
+        retry_base=timedelta(seconds=settings.webhook_retry_base_seconds),
+        retry_cap=timedelta(seconds=settings.webhook_retry_max_seconds),
+        timeout_seconds=settings.webhook_timeout_seconds,
+        batch_size=settings.webhook_batch_size,
+        concurrency=settings.webhook_concurrency,
+    )
 
 
 def build_services(

@@ -41,6 +41,51 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = Field(default=24, ge=1)
     relay_batch_size: int = Field(default=100, ge=1, le=10_000)
     worker_poll_seconds: float = Field(default=0.5, gt=0)
+    # --- events: relay and webhooks ---
+    nats_duplicate_window_seconds: float = Field(
+        default=600,
+        gt=0,
+        description="JetStream de-duplication window of a stream the relay creates: a relay "
+        "restarted within it never publishes an event twice.",
+    )
+    relay_publish_delay_seconds: float = Field(
+        default=0, ge=0, description="Test hook: pause after each published event."
+    )
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    webhook_retry_base_seconds: float = Field(
+        default=30, gt=0, description="Wait after the first failure; doubles after each."
+    )
+    webhook_retry_max_seconds: float = Field(default=6 * 3600, gt=0)
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    webhook_batch_size: int = Field(default=50, ge=1, le=1000)
+    webhook_concurrency: int = Field(default=8, ge=1, le=64)
+
+    # payments
+    payment_gateway: Literal["sandbox"] = Field(
+        default="sandbox", description="Payment gateway adapter (only the sandbox ships so far)."
+    )
+    sandbox_gateway_database_url: str | None = Field(
+        default=None,
+        description="Where the sandbox gateway keeps its state; unset means the OMS database "
+        "on PostgreSQL, or a sibling file '<name>-sandbox-gateway.db' next to an SQLite file.",
+    )
+    payment_capture_order: Literal["gift_card_first", "gift_card_last"] = "gift_card_first"
+    payment_refund_order: Literal["gift_card_first", "gift_card_last"] = "gift_card_last"
+    payment_retry_attempts: int = Field(default=3, ge=1, le=10)
+    payment_retry_backoff_seconds: float = Field(default=0.1, ge=0)
+
+    # notifications (email by SMTP)
+    smtp_host: str = Field(default="127.0.0.1", description="SMTP server for customer email.")
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = Field(default="Orders <orders@example.com>", description="From: header.")
+    smtp_timeout_seconds: float = Field(default=10, gt=0)
+    care_email: str | None = Field(
+        default=None, description="Customer-care mailbox told about payment problems."
+    )
+    notification_max_attempts: int = Field(default=8, ge=1)
+    notification_retry_seconds: float = Field(
+        default=60, gt=0, description="First retry delay after an SMTP failure; doubles each time."
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

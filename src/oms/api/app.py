@@ -10,7 +10,20 @@ from fastapi import FastAPI
 from oms import __version__
 from oms.api.errors import install_error_handlers
 from oms.api.middleware import IdempotencyMiddleware, RequestIdMiddleware
-from oms.api.routers import access, events, health, problems, sourcing
+from oms.api.routers import (
+    access,
+    events,
+    health,
+    inventory,
+    network,
+    notifications,
+    orders,
+    payments,
+    problems,
+    processes,
+    sourcing,
+    webhooks,
+)
 from oms.bootstrap import Services, build_services, prepare_schema
 from oms.config import Settings
 
@@ -54,6 +67,19 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     install_error_handlers(app)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    for module in (health, access, events, problems, sourcing):
+    for module in (
+        health,
+        access,
+        network,
+        inventory,
+        orders,
+        events,
+        webhooks,
+        payments,
+        notifications,
+        processes,
+        sourcing,
+        problems,
+    ):
         app.include_router(module.router)
     return app

@@ -11,6 +11,7 @@ import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from oms import __version__
 from oms.bootstrap import Services, build_services, prepare_schema
@@ -29,6 +30,16 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
+inventory_app = typer.Typer(help="Locations, items and stock.", no_args_is_help=True)
+app.add_typer(inventory_app, name="inventory")
+order_app = typer.Typer(help="Orders: find, show, cancel, hold, backorders.", no_args_is_help=True)
+app.add_typer(order_app, name="order")
+notify_app = typer.Typer(help="Customer notifications (email).", no_args_is_help=True)
+payments_app = typer.Typer(help="Payments and invoices.", no_args_is_help=True)
+app.add_typer(notify_app, name="notifications")
+app.add_typer(payments_app, name="payments")
+process_app = typer.Typer(help="BPMN processes.", no_args_is_help=True)
+app.add_typer(process_app, name="process")
 sourcing_app = typer.Typer(help="Sourcing profiles and rules.", no_args_is_help=True)
 app.add_typer(sourcing_app, name="sourcing")
 
@@ -54,8 +65,16 @@ def main_options(
     """Omni-channel order management system."""
 
 
-def services_from_env() -> Services:
-    return build_services(Settings())
+def services_from_env(*, prepare: bool = True) -> Services:
+    """Services from the environment, with the schema made current (SQLite) or checked."""
+    services = build_services(Settings())
+    if prepare:
+        try:
+            prepare_schema(services.engine)
+        except BaseException:
+            services.close()
+            raise
+    return services
 
 
 @db_app.command("upgrade")
@@ -63,7 +82,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] 
     """Apply database migrations (creates the SQLite file on first use)."""
     from oms.adapters.db import migrate
 
-    services = services_from_env()
+    services = services_from_env(prepare=False)
     try:
         migrate.upgrade(services.engine, revision)
         console.print(f"database at revision {migrate.current_revision(services.engine)}")
@@ -76,7 +95,7 @@ def db_current() -> None:
     """Show the database's schema revision and the one this version needs."""
     from oms.adapters.db import migrate
 
-    services = services_from_env()
+    services = services_from_env(prepare=False)
     try:
         current = migrate.current_revision(services.engine)
         head = migrate.head_revision(services.engine)
@@ -98,7 +117,6 @@ def apikey_create(
     """Create an API key and print its secret (shown this once)."""
     services = services_from_env()
     try:
-        prepare_schema(services.engine)
         created = services.access.create_key(name=name, role=role, location_codes=location or [])
     finally:
         services.close()
@@ -138,12 +156,375 @@ def apikey_revoke(key_id: str) -> None:
     console.print(f"revoked {key_id}")
 
 
+@inventory_app.command("import")
+def inventory_import(
+    file: Annotated[Path, typer.Argument(help="CSV (header line) or JSON file", exists=False)],
+    kind: Annotated[
+        str, typer.Option(help="stock (sku, location, on_hand[, blocked, as_of]), locations, items")
+    ] = "stock",
+    source: Annotated[str, typer.Option(help="Feed source recorded with the counts")] = "import",
+    as_of: Annotated[
+        str | None, typer.Option(help="When the stock was counted (ISO 8601; default now)")
+    ] = None,
+) -> None:
+    """Import a file whole: any invalid row rejects it, with a report of every bad row."""
+    from datetime import datetime
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from oms.services.inventory import ImportRejected
+
+    if not file.is_file():
+        raise CliError(f"no such file: {file}")
+    counted_at = None
+    if as_of:
+        try:
+            counted_at = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        except ValueError:
+            raise CliError(f"--as-of '{as_of}' is not an ISO 8601 time") from None
+        if counted_at.tzinfo is None:
+            raise CliError("--as-of needs a time zone offset, e.g. 2026-01-05T09:00:00Z")
+    services = services_from_env()
+    try:
+        prepare_schema(services.engine)
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        ) as progress:
+            task = progress.add_task(f"importing {kind} from {file.name}", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            try:
+                summary = services.inventory.import_file(
+                    file, kind=kind, source=source, as_of=counted_at, progress=advance
+                )
+            except ImportRejected as rejected:
+                progress.stop()
+                report = Table("row", "field", "why", title="rows rejected", title_justify="left")
+                for bad in rejected.extensions["rows"]:
+                    for error in bad["errors"]:
+                        report.add_row(str(bad["row"]), error["pointer"], error["detail"])
+                Console(stderr=True).print(report)
+                raise
+    finally:
+        services.close()
+    console.print(
+        f"{summary.kind}: {summary.rows} rows; created {summary.created}, updated "
+        f"{summary.updated}, applied {summary.applied}, unchanged {summary.unchanged}, "
+        f"stale {len(summary.stale)}",
+        highlight=False,
+    )
+    for stale in summary.stale[:20]:
+        console.print(f"stale (ignored): {stale}", highlight=False)
+
+
+@inventory_app.command("atp")
+def inventory_atp(
+    sku: str,
+    channel: Annotated[str | None, typer.Option(help="Apply this channel's buffer")] = None,
+) -> None:
+    """Show an item's positions and ATP per location."""
+    services = services_from_env()
+    try:
+        found = services.inventory.item_availability(sku, channel=channel)
+    finally:
+        services.close()
+    table = Table("location", "on hand", "allocated", "reserved", "blocked", "safety", "ATP")
+    for p in found.positions:
+        table.add_row(
+            p.location_code,
+            *(str(v) for v in (p.on_hand, p.allocated, p.reserved, p.blocked, p.safety_stock)),
+            str(found.atp.get(p.location_code, 0)),
+        )
+    console.print(table)
+    console.print(f"network ATP{f' for {channel}' if channel else ''}: {found.total_atp}")
+
+
+@inventory_app.command("release-expired")
+def inventory_release_expired() -> None:
+    """Free holds past their expiry now (the worker does this periodically)."""
+    services = services_from_env()
+    try:
+        freed = services.inventory.release_expired_reservations()
+    finally:
+        services.close()
+    console.print(f"released {freed} expired reservation(s)")
+
+
+@order_app.command("show")
+def order_show(order: Annotated[str, typer.Argument(help="Order id or number")]) -> None:
+    """Show an order: lines with their quantities, holds and the timeline."""
+    services = services_from_env()
+    try:
+        found = services.orders.get(order)
+        timeline, _events = services.order_queries.history(found.order_id)
+    finally:
+        services.close()
+    hold = " (on hold)" if found.on_hold else ""
+    console.print(
+        f"{found.order_number}  {found.channel}:{found.channel_reference}  {found.status}{hold}  "
+        f"{found.total} {found.currency}",
+        highlight=False,
+    )
+    table = Table("line", "sku", "qty", "delivery", "status", "quantities", "promised")
+    for line in found.lines:
+        table.add_row(
+            str(line.line_no),
+            line.sku,
+            str(line.quantity),
+            line.delivery.method.value,
+            line.status,
+            ", ".join(
+                f"{quantity} {state.value}" + (f"@{location}" if location else "")
+                for (state, location), quantity in sorted(line.buckets.items(), key=str)
+            ),
+            line.promised_on.isoformat() if line.promised_on else "",
+        )
+    console.print(table)
+    for entry in timeline:
+        reason = f" ({entry.reason})" if entry.reason else ""
+        line_part = f" line {entry.line_no}" if entry.line_no else ""
+        console.print(
+            f"{entry.at.isoformat(timespec='seconds')}  {entry.action}{line_part}{reason}  "
+            f"by {entry.actor}",
+            highlight=False,
+        )
+
+
+@order_app.command("search")
+def order_search(
+    email: Annotated[str | None, typer.Option(help="Customer email")] = None,
+    phone: Annotated[str | None, typer.Option(help="Customer phone")] = None,
+    reference: Annotated[str | None, typer.Option(help="The channel's reference")] = None,
+    status: Annotated[str | None, typer.Option(help="Derived status, e.g. backordered")] = None,
+    channel: Annotated[str | None, typer.Option(help="web, app, store, ...")] = None,
+    location: Annotated[str | None, typer.Option(help="Held or fulfilled at")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
+) -> None:
+    """Find orders, newest first."""
+    from oms.queries.orders import OrderSearch
+
+    services = services_from_env()
+    try:
+        page = services.order_queries.search(
+            OrderSearch(
+                email=email,
+                phone=phone,
+                channel_reference=reference,
+                status=status,
+                channel=channel,
+                location_code=location,
+            ),
+            limit=limit,
+        )
+    finally:
+        services.close()
+    table = Table("order", "channel", "reference", "customer", "status", "total", "created")
+    for item in page.items:
+        table.add_row(
+            item.order_number,
+            item.channel,
+            item.channel_reference,
+            item.customer_email or item.customer_phone or "",
+            item.status + (" (hold)" if item.on_hold else ""),
+            f"{item.total} {item.currency}",
+            item.created_at.isoformat(timespec="seconds"),
+        )
+    console.print(table)
+
+
+@order_app.command("cancel")
+def order_cancel(
+    order: Annotated[str, typer.Argument(help="Order id or number")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the timeline)")],
+    line: Annotated[int | None, typer.Option(help="Only this line")] = None,
+    quantity: Annotated[int | None, typer.Option(help="Only this many units of the line")] = None,
+) -> None:
+    """Cancel an order, a line or part of one (released units become cancel requests)."""
+    services = services_from_env()
+    try:
+        result = services.orders.cancel(order, reason=reason, line_no=line, quantity=quantity)
+    finally:
+        services.close()
+    console.print(f"cancelled {result.cancelled} unit(s)", highlight=False)
+    for request in result.requests:
+        console.print(
+            f"cancel request {request.request_id}: {request.quantity} unit(s) of line "
+            f"{request.line_no} at {request.location_code} await the location",
+            highlight=False,
+        )
+
+
+@order_app.command("hold")
+def order_hold(
+    order: Annotated[str, typer.Argument(help="Order id or number")],
+    hold_type: Annotated[str, typer.Argument(help="fraud, payment or manual")],
+    reason: Annotated[str, typer.Option(help="Why")],
+    release: Annotated[bool, typer.Option("--release", help="Release the hold instead")] = False,
+) -> None:
+    """Place (or release) a hold on an order."""
+    services = services_from_env()
+    try:
+        if release:
+            services.orders.release_hold(order, hold_type, reason=reason)
+        else:
+            services.orders.place_hold(order, hold_type, reason=reason)
+    finally:
+        services.close()
+    console.print(f"{hold_type} hold {'released' if release else 'placed'}", highlight=False)
+
+
+@order_app.command("allocate-backorders")
+def order_allocate_backorders(sku: str) -> None:
+    """Allocate the waiting lines of a SKU, oldest order first (after supply arrived)."""
+    services = services_from_env()
+    try:
+        allocated = services.orders.allocate_backorders(sku)
+    finally:
+        services.close()
+    for item in allocated:
+        console.print(
+            f"{item['order_number']} line {item['line_no']}: {item['quantity']} at "
+            f"{item['location_code']}",
+            highlight=False,
+        )
+    console.print(f"{len(allocated)} allocation(s)")
+
+
+@notify_app.command("dispatch")
+def notifications_dispatch(
+    loop: Annotated[bool, typer.Option(help="Keep polling (Ctrl+C to stop)")] = False,
+) -> None:
+    """Turn new events into emails and send what is due (once, or in a loop)."""
+    import time
+
+    services = services_from_env()
+    try:
+        while True:
+            report = services.notifications.dispatch()
+            if report.sent or report.retrying or report.failed or not loop:
+                console.print(
+                    f"sent {report.sent}, to retry {report.retrying}, given up {report.failed}"
+                )
+            if not loop:
+                break
+            time.sleep(services.settings.worker_poll_seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        services.close()
+
+
+@payments_app.command("show")
+def payments_show(order_ref: str) -> None:
+    """An order's payments per tender and its ledger."""
+    services = services_from_env()
+    try:
+        summary = services.payments.summary(order_ref)
+    finally:
+        services.close()
+    table = Table("tender", "kind", "authorised open", "captured", "refunded")
+    for t in summary.tenders:
+        table.add_row(
+            t.tender.tender_id,
+            t.tender.kind.value,
+            str(t.authorised_open.amount),
+            str(t.captured.amount),
+            str(t.refunded.amount),
+        )
+    console.print(table)
+    console.print(
+        f"{summary.currency}: captured {summary.captured.amount}, refunded "
+        f"{summary.refunded.amount}, net {summary.net_captured.amount}",
+        highlight=False,
+    )
+
+
+@payments_app.command("invoice")
+def payments_invoice(
+    invoice_id: str,
+    html: Annotated[bool, typer.Option(help="Print the printable HTML document")] = False,
+) -> None:
+    """Print an invoice as JSON (or HTML)."""
+    import json
+
+    services = services_from_env()
+    try:
+        if html:
+            print(services.invoices.html(invoice_id))
+        else:
+            print(json.dumps(services.invoices.get(invoice_id).document, indent=2))
+    finally:
+        services.close()
+
+
+@process_app.command("deploy")
+def process_deploy(
+    file: Annotated[Path, typer.Argument(help="A BPMN 2.0 file (.bpmn) with one process")],
+) -> None:
+    """Validate a BPMN file and deploy it as the newest version of its process."""
+    bpmn_xml = file.read_text(encoding="utf-8")
+    services = services_from_env()
+    try:
+        deployment = services.processes.deploy(bpmn_xml, deployed_by=f"cli:{file.name}")
+    finally:
+        services.close()
+    definition = deployment.definition
+    if deployment.created:
+        console.print(
+            f"deployed {definition.key} version {definition.version} ({definition.name})",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"unchanged: {definition.key} version {definition.version} has this content already",
+            highlight=False,
+        )
+
+
+@process_app.command("list")
+def process_list(
+    key: Annotated[str | None, typer.Option(help="Only this process")] = None,
+) -> None:
+    """List deployed process definitions and their versions."""
+    services = services_from_env()
+    try:
+        definitions = services.processes.definitions(key)
+    finally:
+        services.close()
+    table = Table("key", "version", "name", "deployed", "by", "checksum")
+    for definition in definitions:
+        table.add_row(
+            definition.key,
+            str(definition.version),
+            definition.name,
+            definition.deployed_at.isoformat(timespec="seconds"),
+            definition.deployed_by,
+            definition.checksum[:12],
+        )
+    console.print(table)
+
+
 @sourcing_app.command("list")
 def sourcing_list() -> None:
     """List the sourcing profiles (current versions) and the rules in force."""
     services = services_from_env()
     try:
-        prepare_schema(services.engine)
         profiles = services.sourcing.list_profiles()
         rules = services.sourcing.rules()
     finally:
@@ -176,7 +557,6 @@ def sourcing_show(
     """Print a profile as JSON (the format 'oms sourcing set' reads)."""
     services = services_from_env()
     try:
-        prepare_schema(services.engine)
         stored = services.sourcing.get_profile(name, version)
     finally:
         services.close()
@@ -210,7 +590,6 @@ def sourcing_set(
         raise CliError(f"{file}: expected a profile, a list of profiles or an object with them")
     services = services_from_env()
     try:
-        prepare_schema(services.engine)
         for document in content.get("profiles", []):
             if not isinstance(document, dict):
                 raise CliError(f"{file}: each profile must be a JSON object")
@@ -276,6 +655,30 @@ def demo(
         _serve(settings, host, port)
 
 
+@app.command()
+def worker(
+    once: Annotated[
+        bool, typer.Option("--once", help="One pass (relay until empty, each job once), then exit")
+    ] = False,
+) -> None:
+    """Relay committed events (NATS JetStream when OMS_NATS_URL is set; webhooks always) and run
+    the periodic jobs, until SIGTERM or SIGINT."""
+    import asyncio
+
+    from oms.observability import configure_logging
+    from oms.worker import Worker
+
+    services = services_from_env()
+    configure_logging(services.settings.log_level)
+    runner = Worker(services)
+    try:
+        asyncio.run(runner.run(once=once))
+    finally:
+        services.close()
+    if once and runner.relay_error:
+        raise CliError(f"events were not relayed: {runner.relay_error}")
+
+
 def _exit_code_of(error: BaseException) -> int | None:
     code = getattr(error, "exit_code", None)
     return code if isinstance(code, int) else None
@@ -295,6 +698,10 @@ def main() -> None:
         sys.exit(1)
     except CliError as error:
         print(f"oms: {error}", file=sys.stderr)
+        sys.exit(1)
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        print(f"oms: database error: {reason}", file=sys.stderr)
         sys.exit(1)
     except OSError as error:
         where = f": {error.filename}" if error.filename else ""

@@ -33,6 +33,7 @@ class Permission(StrEnum):
     SOURCING_WRITE = "sourcing:write"
     PROCESSES_READ = "processes:read"
     PROCESSES_WRITE = "processes:write"
+    PROCESS_TASKS_WORK = "process_tasks:work"
     CARE = "care"
     WEBHOOKS_MANAGE = "webhooks:manage"
 
@@ -52,6 +53,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.FULFILLMENTS_READ,
             Permission.SOURCING_READ,
             Permission.PROCESSES_READ,
+            Permission.PROCESS_TASKS_WORK,
             Permission.CARE,
         }
     ),
@@ -64,6 +66,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.FULFILLMENTS_READ,
             Permission.FULFILLMENTS_WRITE,
             Permission.PROCESSES_READ,
+            Permission.PROCESS_TASKS_WORK,
         }
     ),
 }

@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 from oms.domain.access import Role
 from oms.domain.events import DomainEvent
+from oms.domain.inventory import (
+    ChannelBuffer,
+    DeltaKind,
+    Position,
+    PositionChange,
+    Reservation,
+    StockLine,
+    SupplyLine,
+)
+from oms.domain.items import Item
+from oms.domain.locations import Capability, Location, LocationStatus, LocationType
+from oms.domain.notifications import ContactPreferences
+from oms.domain.orders import Order
+from oms.domain.payments import Money, Tender, TenderPolicy
+from oms.domain.processes import (
+    BufferedMessage,
+    HistoryEntry,
+    ProcessDefinition,
+    ProcessInstance,
+    ProcessTask,
+    ProcessTimer,
+    TaskState,
+    TimerState,
+)
+from oms.domain.webhooks import DeliveryStatus
 
 
 class Clock(Protocol):
@@ -123,6 +149,505 @@ class OutboxRepository(Protocol):
     def mark_published(self, positions: Sequence[int], *, at: datetime) -> None: ...
 
 
+class ProcessRepository(Protocol):
+    """Process definitions, instances, associate tasks, timers and history."""
+
+    def add_definition(
+        self, *, key: str, name: str, bpmn_xml: str, checksum: str, at: datetime, by: str
+    ) -> ProcessDefinition:
+        """Store the next version of ``key``."""
+        ...
+
+    def get_definition(self, definition_id: int) -> ProcessDefinition | None: ...
+
+    def latest_definition(self, key: str) -> ProcessDefinition | None: ...
+
+    def definition_version(self, key: str, version: int) -> ProcessDefinition | None: ...
+
+    def list_definitions(self, key: str | None = None) -> list[ProcessDefinition]: ...
+
+    def add_instance(self, instance: ProcessInstance) -> None: ...
+
+    def get_instance(self, instance_id: str, *, for_update: bool = False) -> ProcessInstance | None:
+        """``for_update`` locks the row (PostgreSQL) until the unit of work ends."""
+        ...
+
+    def running_instances(self, correlation_key: str) -> list[ProcessInstance]:
+        """Running instances with this correlation key, locked for update."""
+        ...
+
+    def instances_for(self, correlation_key: str) -> list[ProcessInstance]: ...
+
+    def save_instance(self, instance: ProcessInstance, *, expected_revision: int) -> bool:
+        """Write the instance if its revision is still ``expected_revision``; False if not."""
+        ...
+
+    def add_task(self, task: ProcessTask) -> None: ...
+
+    def get_task(self, task_id: str, *, for_update: bool = False) -> ProcessTask | None: ...
+
+    def save_task(self, task: ProcessTask) -> None: ...
+
+    def tasks_of(self, instance_id: str) -> list[ProcessTask]: ...
+
+    def list_tasks(
+        self,
+        *,
+        location_codes: Sequence[str] | None,
+        candidate_roles: Sequence[str] | None = None,
+        states: Sequence[TaskState],
+        limit: int,
+    ) -> list[ProcessTask]: ...
+
+    def add_timer(self, timer: ProcessTimer) -> None: ...
+
+    def timers_of(self, instance_id: str) -> list[ProcessTimer]: ...
+
+    def set_timer_state(
+        self,
+        timer_id: str,
+        *,
+        expected: TimerState,
+        state: TimerState,
+        at: datetime | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Conditional update: True only for the caller that moved it from ``expected``."""
+        ...
+
+    def claim_due_timer(self, *, now: datetime, skip: Sequence[str] = ()) -> ProcessTimer | None:
+        """The earliest pending timer due by ``now``, locked (SKIP LOCKED on PostgreSQL)."""
+        ...
+
+    def buffer_message(self, message: BufferedMessage) -> None: ...
+
+    def buffered_messages(
+        self, correlation_key: str, message_names: Sequence[str]
+    ) -> list[BufferedMessage]:
+        """Unconsumed messages for this key and these names, oldest first, locked."""
+        ...
+
+    def consume_message(self, message_id: str, *, instance_id: str, at: datetime) -> bool: ...
+
+    def add_history(self, entries: Sequence[HistoryEntry]) -> None: ...
+
+    def history(self, instance_id: str) -> list[HistoryEntry]: ...
+
+
+@dataclass(frozen=True)
+class EventDelivery:
+    """An event handed to a broker: channel ``nats``, the stream, its sequence there."""
+
+    event_id: str
+    channel: str
+    target: str
+    sequence: int | None
+    duplicate: bool
+    delivered_at: datetime
+
+
+class EventDeliveryRepository(Protocol):
+    def add(self, deliveries: Sequence[EventDelivery]) -> None: ...
+
+    def for_event(self, event_id: str) -> list[EventDelivery]: ...
+
+
+@dataclass(frozen=True)
+class WebhookSubscription:
+    subscription_id: str
+    name: str
+    url: str
+    event_types: tuple[str, ...]
+    secret: str
+    active: bool
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One event for one subscription. ``round_attempts`` counts attempts since the last replay
+    (the retry budget); ``attempt_count`` counts all of them."""
+
+    delivery_id: str
+    subscription_id: str
+    event_id: str
+    event_position: int
+    event_type: str
+    status: DeliveryStatus
+    attempt_count: int
+    round_attempts: int
+    replays: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+    last_attempt_at: datetime | None = None
+    last_response_status: int | None = None
+    last_error: str | None = None
+    succeeded_at: datetime | None = None
+    dead_lettered_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WebhookAttempt:
+    delivery_id: str
+    number: int
+    started_at: datetime
+    duration_ms: int
+    response_status: int | None
+    error: str | None
+    succeeded: bool
+
+
+@dataclass(frozen=True)
+class DueWebhook:
+    """A delivery claimed (leased) for one attempt, with what it takes to send it."""
+
+    delivery: WebhookDelivery
+    lease_token: str
+    url: str
+    secret: str
+    event: OutboxEvent
+
+
+class WebhookRepository(Protocol):
+    def add_subscription(self, subscription: WebhookSubscription) -> None: ...
+
+    def get_subscription(self, subscription_id: str) -> WebhookSubscription | None: ...
+
+    def list_subscriptions(self) -> list[WebhookSubscription]: ...
+
+    def update_subscription(self, subscription: WebhookSubscription) -> None: ...
+
+    def delete_subscription(self, subscription_id: str) -> bool: ...
+
+    def active_subscriptions(self) -> list[WebhookSubscription]: ...
+
+    def add_deliveries(self, deliveries: Sequence[WebhookDelivery]) -> None: ...
+
+    def get_delivery(self, delivery_id: str) -> WebhookDelivery | None: ...
+
+    def list_deliveries(
+        self,
+        subscription_id: str,
+        *,
+        status: DeliveryStatus | None,
+        after_position: int,
+        limit: int,
+    ) -> list[WebhookDelivery]: ...
+
+    def attempts(self, delivery_id: str) -> list[WebhookAttempt]: ...
+
+    def claim_due(
+        self, *, now: datetime, limit: int, lease_token: str, leased_until: datetime
+    ) -> list[DueWebhook]:
+        """Lease the deliveries due at ``now`` (of active subscriptions) that no one else holds."""
+        ...
+
+    def finish_attempt(
+        self,
+        attempt: WebhookAttempt,
+        *,
+        lease_token: str,
+        status: DeliveryStatus,
+        next_attempt_at: datetime | None,
+    ) -> bool:
+        """Record the attempt; update the delivery only if this lease still holds it."""
+        ...
+
+    def replay(self, delivery_id: str, *, at: datetime) -> bool:
+        """Schedule a delivery that is not waiting (succeeded or dead-lettered) once more."""
+        ...
+
+    def replay_dead_letters(self, subscription_id: str, *, at: datetime) -> int: ...
+
+
+@dataclass(frozen=True)
+class WebhookResponse:
+    """What came back from one webhook request: a status code, or an error (timeout, refused)."""
+
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    body_excerpt: str = ""
+
+
+class WebhookSender(Protocol):
+    def send(
+        self, url: str, *, headers: Mapping[str, str], body: bytes, timeout: float
+    ) -> WebhookResponse: ...
+
+
+# --- inventory ----------------------------------------------------------------------------------
+
+
+class LocationRepository(Protocol):
+    def add(self, location: Location, *, at: datetime) -> None:
+        """Raises LocationExists when the code is taken."""
+        ...
+
+    def update(self, location: Location, *, at: datetime) -> None:
+        """Raises LocationNotFound."""
+        ...
+
+    def upsert_many(self, locations: Sequence[Location], *, at: datetime) -> tuple[int, int]:
+        """Create or replace by code; returns (created, updated)."""
+        ...
+
+    def get(self, code: str) -> Location | None: ...
+
+    def require(self, code: str) -> Location:
+        """The location, or LocationNotFound."""
+        ...
+
+    def get_many(self, codes: Sequence[str]) -> dict[str, Location]: ...
+
+    def list(
+        self,
+        *,
+        type: LocationType | None = None,
+        status: LocationStatus | None = None,
+        capability: Capability | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[Location]:
+        """By code; ``after`` is the last code of the previous page."""
+        ...
+
+    def consume_capacity(self, code: str, *, on: date, amount: int = 1) -> int:
+        """Use ``amount`` of the day's capacity atomically; the remaining capacity (None-capacity
+        locations report -1). Raises CapacityExhausted."""
+        ...
+
+    def release_capacity(self, code: str, *, on: date, amount: int = 1) -> None: ...
+
+    def capacity_used(self, codes: Sequence[str], *, on: date) -> dict[str, int]: ...
+
+
+class ItemRepository(Protocol):
+    def add(self, item: Item, *, at: datetime) -> None:
+        """Raises ItemExists."""
+        ...
+
+    def update(self, item: Item, *, at: datetime) -> None: ...
+
+    def upsert_many(self, items: Sequence[Item], *, at: datetime) -> tuple[int, int]: ...
+
+    def get(self, sku: str) -> Item | None: ...
+
+    def require(self, sku: str) -> Item:
+        """The item, or ItemNotFound."""
+        ...
+
+    def get_many(self, skus: Sequence[str]) -> dict[str, Item]: ...
+
+    def list(self, *, after: str | None = None, limit: int | None = None) -> list[Item]: ...
+
+
+@dataclass(frozen=True)
+class SnapshotLine:
+    sku: str
+    location_code: str
+    on_hand: int
+    blocked: int | None = None
+
+
+@dataclass(frozen=True)
+class DeltaLine:
+    source: str
+    message_id: str
+    sku: str
+    location_code: str
+    kind: DeltaKind
+    quantity: int
+    occurred_at: datetime
+    reason: str | None = None
+
+
+@dataclass
+class FeedOutcome:
+    """What a feed did: applied positions, and what it ignored and why (reported, not fatal)."""
+
+    applied: int = 0
+    unchanged: int = 0
+    stale: list[dict[str, object]] = field(default_factory=list)
+    duplicates: list[dict[str, object]] = field(default_factory=list)
+    superseded: list[dict[str, object]] = field(default_factory=list)
+    changes: list[PositionChange] = field(default_factory=list)
+
+
+class InventoryRepository(Protocol):
+    """Stock per (item, location). Every write is an atomic conditional UPDATE; rows are touched
+    in (item, location) order; every change records ``inventory.changed`` (and threshold events)
+    in the unit of work it runs in."""
+
+    # -- used by order capture, sourcing and fulfillment ------------------------------------
+
+    def allocate(
+        self,
+        lines: Sequence[StockLine],
+        *,
+        at: datetime,
+        channel: str | None = None,
+        reason: str = "allocated",
+    ) -> list[PositionChange]:
+        """All or nothing: InsufficientStock(sku, location, available) for the first line short.
+        The caller's unit of work must be rolled back (it is, when the exception leaves it)."""
+        ...
+
+    def deallocate(
+        self, lines: Sequence[StockLine], *, at: datetime, reason: str = "deallocated"
+    ) -> list[PositionChange]:
+        """Give allocated units back to the pool; NotAllocated if fewer are allocated."""
+        ...
+
+    def consume(
+        self, lines: Sequence[StockLine], *, at: datetime, reference: str
+    ) -> list[PositionChange]:
+        """Shipped or handed over: on hand and allocated both go down (NotAllocated if short)."""
+        ...
+
+    def confirm_reservation(
+        self, reservation_id: str, *, at: datetime, reason: str = "reservation confirmed"
+    ) -> list[StockLine]:
+        """Turn an active hold into an allocation; the allocated lines. ReservationNotFound,
+        ReservationNotActive (confirmed, released or expired, even if not yet freed)."""
+        ...
+
+    def atp(
+        self,
+        skus: Sequence[str],
+        *,
+        at: datetime,
+        location_codes: Sequence[str] | None = None,
+        channel: str | None = None,
+    ) -> dict[str, dict[str, int]]:
+        """sku -> {location code: ATP (channel buffer applied)}, only positive ATP listed."""
+        ...
+
+    def positions(
+        self,
+        skus: Sequence[str],
+        *,
+        at: datetime,
+        location_codes: Sequence[str] | None = None,
+    ) -> list[Position]:
+        """Positions with ``reserved`` counting only holds unexpired at ``at``."""
+        ...
+
+    def channel_buffer(self, channel: str | None) -> ChannelBuffer: ...
+
+    # -- reservations ---------------------------------------------------------------------------
+
+    def reserve(
+        self,
+        lines: Sequence[StockLine],
+        *,
+        reservation_id: str,
+        reference: str,
+        channel: str,
+        expires_at: datetime,
+        at: datetime,
+    ) -> Reservation:
+        """All or nothing, like allocate."""
+        ...
+
+    def get_reservation(self, reservation_id: str) -> Reservation | None: ...
+
+    def release_reservation(self, reservation_id: str, *, at: datetime) -> Reservation: ...
+
+    def release_expired(self, *, at: datetime, limit: int) -> int:
+        """Free up to ``limit`` expired holds; how many reservations were freed."""
+        ...
+
+    # -- feeds and stock keeping ----------------------------------------------------------------
+
+    def apply_snapshot(
+        self,
+        lines: Sequence[SnapshotLine],
+        *,
+        as_of: datetime,
+        sequence: int | None,
+        source: str,
+        at: datetime,
+        record_events: bool = True,
+    ) -> FeedOutcome: ...
+
+    def apply_deltas(self, deltas: Sequence[DeltaLine], *, at: datetime) -> FeedOutcome: ...
+
+    def set_blocked(
+        self, sku: str, location_code: str, *, blocked: int, at: datetime, reason: str
+    ) -> PositionChange: ...
+
+    def set_safety_stock(
+        self, sku: str, location_code: str, *, quantity: int | None, at: datetime
+    ) -> PositionChange:
+        """None: back to the default of the location's type."""
+        ...
+
+    def set_safety_stock_default(
+        self, location_type: LocationType, quantity: int, *, at: datetime
+    ) -> int:
+        """Set the default for a location type; updates positions without their own value."""
+        ...
+
+    def safety_stock_defaults(self) -> Mapping[LocationType, int]: ...
+
+    def set_channel_buffer(self, buffer: ChannelBuffer) -> None: ...
+
+    def add_supply(self, lines: Sequence[SupplyLine], *, at: datetime) -> None: ...
+
+    def supply(
+        self, skus: Sequence[str], *, location_codes: Sequence[str] | None = None
+    ) -> list[SupplyLine]:
+        """Open and in-transit supply, by expected date."""
+        ...
+
+    def movement_totals(self, skus: Sequence[str]) -> dict[tuple[str, str], int]:
+        """Sum of on-hand changes in the movement journal per (sku, location)."""
+        ...
+
+
+# --- orders -------------------------------------------------------------------------------------
+
+
+class DuplicateChannelReference(Exception):
+    """Another transaction stored an order with the same channel reference first."""
+
+
+@dataclass(frozen=True)
+class WaitingLine:
+    """Backordered units of one order line, listed first come first served."""
+
+    order_id: str
+    line_no: int
+    quantity: int
+    created_at: datetime
+
+
+class OrderRepository(Protocol):
+    def add(self, order: Order, *, at: datetime) -> None:
+        """Insert a new order; DuplicateChannelReference when another has its channel reference
+        (the unit of work must then be rolled back)."""
+        ...
+
+    def save(self, order: Order, *, at: datetime) -> None:
+        """Write back a loaded order; OrderChangedConcurrently if its version moved on."""
+        ...
+
+    def get(self, order_id: str, *, for_update: bool = False) -> Order | None: ...
+
+    def id_for_channel_reference(self, channel: str, channel_reference: str) -> str | None: ...
+
+    def id_for_number(self, order_number: str) -> str | None: ...
+
+    def waiting_lines(self, sku: str, *, limit: int = 1000) -> list[WaitingLine]:
+        """Backordered units of ``sku``, oldest order first."""
+        ...
+
+    def waiting_quantities(self, skus: Sequence[str]) -> dict[str, int]: ...
+
+
 # -- sourcing ------------------------------------------------------------------------------------
 
 
@@ -195,6 +720,36 @@ class UnitOfWork(Protocol):
     def outbox(self) -> OutboxRepository: ...
 
     @property
+    def payments(self) -> PaymentRepository: ...
+
+    @property
+    def invoices(self) -> InvoiceRepository: ...
+
+    @property
+    def notifications(self) -> NotificationRepository: ...
+
+    @property
+    def processes(self) -> ProcessRepository: ...
+
+    @property
+    def event_deliveries(self) -> EventDeliveryRepository: ...
+
+    @property
+    def webhooks(self) -> WebhookRepository: ...
+
+    @property
+    def locations(self) -> LocationRepository: ...
+
+    @property
+    def items(self) -> ItemRepository: ...
+
+    @property
+    def inventory(self) -> InventoryRepository: ...
+
+    @property
+    def orders(self) -> OrderRepository: ...
+
+    @property
     def sourcing_profiles(self) -> SourcingProfileRepository: ...
 
     @property
@@ -218,3 +773,248 @@ class UnitOfWork(Protocol):
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self, *, read_only: bool = False) -> UnitOfWork: ...
+
+
+# --- payments ---------------------------------------------------------------------------------
+
+
+class GatewayTimeout(Exception):
+    """The gateway did not answer in time: the request may or may not have been carried out.
+    Retry it with the SAME idempotency key; the gateway then answers with the first result."""
+
+
+class GatewayKeyReused(Exception):
+    """The idempotency key was already used for a different request (a programming error)."""
+
+
+@dataclass(frozen=True)
+class GatewayResult:
+    """A gateway's answer. A decline is an answer, not an error."""
+
+    approved: bool
+    reference: str | None
+    """The gateway's id of what it did (authorisation, capture, void or refund)."""
+    amount: Money | None
+    expires_at: datetime | None = None
+    decline_code: str | None = None
+    message: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "approved": self.approved,
+            "reference": self.reference,
+            "amount": str(self.amount.amount) if self.amount else None,
+            "currency": self.amount.currency if self.amount else None,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "decline_code": self.decline_code,
+            "message": self.message,
+        }
+
+
+class PaymentGateway(Protocol):
+    """A payment service provider. Every call carries an idempotency key: a repeated call with
+    the same key returns the first result and never does the thing twice."""
+
+    name: str
+
+    def authorise(self, *, token: str, amount: Money, idempotency_key: str) -> GatewayResult: ...
+
+    def capture(
+        self, *, authorisation: str, amount: Money, idempotency_key: str
+    ) -> GatewayResult: ...
+
+    def void(
+        self, *, authorisation: str, amount: Money | None, idempotency_key: str
+    ) -> GatewayResult:
+        """Release ``amount`` of the authorisation (all that is left when None)."""
+        ...
+
+    def refund(self, *, capture: str, amount: Money, idempotency_key: str) -> GatewayResult: ...
+
+
+class TransactionKind(StrEnum):
+    AUTHORISATION = "authorisation"
+    CAPTURE = "capture"
+    VOID = "void"
+    REFUND = "refund"
+
+
+@dataclass(frozen=True)
+class PaymentTransaction:
+    """One row of an order's payment ledger; the ledger is rebuilt by replaying them in order."""
+
+    order_ref: str
+    tender_id: str
+    kind: TransactionKind
+    reference: str
+    parent_reference: str | None
+    """Capture/void: the authorisation; refund: the capture; re-authorisation: the one renewed."""
+    amount: Money
+    at: datetime
+    expires_at: datetime | None = None
+    shipment_ref: str | None = None
+    refund_ref: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class GatewayCall:
+    order_ref: str
+    tender_id: str
+    gateway: str
+    operation: str
+    idempotency_key: str
+    attempt: int
+    request: dict[str, Any]
+    outcome: str  # "approved" | "declined" | "timeout" | "error"
+    response: dict[str, Any] | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class StoredPaymentOrder:
+    order_ref: str
+    currency: str
+    policy: TenderPolicy
+    customer: dict[str, str] | None
+    created_at: datetime
+
+
+class PaymentRepository(Protocol):
+    def add_order(self, order: StoredPaymentOrder) -> None: ...
+
+    def get_order(self, order_ref: str, *, for_update: bool = False) -> StoredPaymentOrder | None:
+        """``for_update`` locks the order's payments until the end of the transaction."""
+        ...
+
+    def add_tender(self, order_ref: str, tender: Tender, *, position: int) -> None: ...
+
+    def tenders(self, order_ref: str) -> list[Tender]: ...
+
+    def add_transaction(self, transaction: PaymentTransaction) -> None: ...
+
+    def transactions(self, order_ref: str) -> list[PaymentTransaction]: ...
+
+    def add_gateway_call(self, call: GatewayCall) -> None: ...
+
+    def gateway_calls(self, order_ref: str) -> list[GatewayCall]: ...
+
+
+@dataclass(frozen=True)
+class StoredInvoice:
+    invoice_id: str
+    number: str
+    order_ref: str
+    shipment_ref: str
+    kind: str
+    currency: str
+    document: dict[str, Any]
+    issued_at: datetime
+
+
+class InvoiceRepository(Protocol):
+    def add(self, invoice: StoredInvoice) -> None: ...
+
+    def get(self, invoice_id: str) -> StoredInvoice | None: ...
+
+    def for_shipment(self, order_ref: str, shipment_ref: str) -> StoredInvoice | None: ...
+
+    def for_order(self, order_ref: str) -> list[StoredInvoice]: ...
+
+    def next_number(self, *, year: int) -> int: ...
+
+
+class DocumentRenderer(Protocol):
+    def render(self, template: str, context: dict[str, Any]) -> str: ...
+
+
+# --- notifications ----------------------------------------------------------------------------
+
+
+class EmailNotSent(Exception):
+    """The mail server refused the message or could not be reached; try again later."""
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    to: str
+    subject: str
+    body: str
+    message_id: str
+    """Stable per event, so a receiver can drop a duplicate after a crash mid-send."""
+    html: str | None = None
+
+
+class EmailSender(Protocol):
+    def send(self, message: OutgoingEmail) -> None:
+        """Hand the message to the mail server; raise :class:`EmailNotSent` when it fails."""
+        ...
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    body: str
+    language: str
+    """The language actually used (the fallback when the wanted one has no template)."""
+
+
+class EmailTemplates(Protocol):
+    def render(self, template: str, language: str, context: dict[str, Any]) -> RenderedEmail:
+        """Raises :class:`TemplateProblem` when the template or a value it needs is missing."""
+        ...
+
+
+class TemplateProblem(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Delivery:
+    delivery_id: int
+    event_id: str
+    event_type: str
+    channel: str
+    template: str
+    language: str
+    recipient: str | None
+    subject: str | None
+    body: str | None
+    status: str  # pending | sending | sent | skipped | failed | invalid
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class NotificationRepository(Protocol):
+    def cursor(self, name: str) -> int: ...
+
+    def advance_cursor(self, name: str, position: int, *, at: datetime) -> None: ...
+
+    def add_delivery(self, delivery: Delivery) -> bool:
+        """Insert unless the event already has a delivery on that channel; False if it had."""
+        ...
+
+    def due(self, *, at: datetime, limit: int) -> list[Delivery]: ...
+
+    def claim(self, delivery_id: int, *, at: datetime, lease_until: datetime) -> bool:
+        """Take a due delivery for sending (one sender wins); counts the attempt."""
+        ...
+
+    def mark_sent(self, delivery_id: int, *, at: datetime) -> None: ...
+
+    def mark_failed(
+        self, delivery_id: int, *, error: str, retry_at: datetime | None, at: datetime
+    ) -> None:
+        """Record a failed attempt: retry at ``retry_at``, or give up when it is None."""
+        ...
+
+    def deliveries(
+        self, *, event_id: str | None = None, recipient: str | None = None
+    ) -> list[Delivery]: ...
+
+    def preferences(self, email: str) -> ContactPreferences | None: ...
+
+    def save_preferences(self, preferences: ContactPreferences, *, at: datetime) -> None: ...

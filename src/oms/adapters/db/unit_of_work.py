@@ -9,6 +9,16 @@ from typing import Self
 from sqlalchemy import Connection, Engine, RootTransaction
 
 from oms.adapters.db.engine import READ_ONLY
+from oms.adapters.db.events import SqlEventDeliveryRepository, SqlWebhookRepository
+from oms.adapters.db.inventory import (
+    SqlInventoryRepository,
+    SqlItemRepository,
+    SqlLocationRepository,
+)
+from oms.adapters.db.notifications import SqlNotificationRepository
+from oms.adapters.db.orders import SqlOrderRepository
+from oms.adapters.db.payments import SqlInvoiceRepository, SqlPaymentRepository
+from oms.adapters.db.processes import SqlProcessRepository
 from oms.adapters.db.repositories import (
     SqlApiKeyRepository,
     SqlIdempotencyRepository,
@@ -109,6 +119,46 @@ class SqlUnitOfWork:
     @cached_property
     def outbox(self) -> SqlOutboxRepository:
         return SqlOutboxRepository(self.connection)
+
+    @cached_property
+    def payments(self) -> SqlPaymentRepository:
+        return SqlPaymentRepository(self.connection)
+
+    @cached_property
+    def invoices(self) -> SqlInvoiceRepository:
+        return SqlInvoiceRepository(self.connection)
+
+    @cached_property
+    def notifications(self) -> SqlNotificationRepository:
+        return SqlNotificationRepository(self.connection)
+
+    @cached_property
+    def processes(self) -> SqlProcessRepository:
+        return SqlProcessRepository(self.connection)
+
+    @cached_property
+    def event_deliveries(self) -> SqlEventDeliveryRepository:
+        return SqlEventDeliveryRepository(self.connection)
+
+    @cached_property
+    def webhooks(self) -> SqlWebhookRepository:
+        return SqlWebhookRepository(self.connection)
+
+    @cached_property
+    def locations(self) -> SqlLocationRepository:
+        return SqlLocationRepository(self.connection)
+
+    @cached_property
+    def items(self) -> SqlItemRepository:
+        return SqlItemRepository(self.connection)
+
+    @cached_property
+    def inventory(self) -> SqlInventoryRepository:
+        return SqlInventoryRepository(self.connection, record=self.record)
+
+    @cached_property
+    def orders(self) -> SqlOrderRepository:
+        return SqlOrderRepository(self.connection)
 
     @cached_property
     def sourcing_profiles(self) -> SqlSourcingProfileRepository:

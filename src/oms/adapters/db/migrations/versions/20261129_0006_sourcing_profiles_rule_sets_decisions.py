@@ -1,7 +1,7 @@
 """sourcing: profiles, rule sets, decisions
 
 Revision ID: 0006
-Revises: 0001
+Revises: 0004
 Create Date: 2026-11-29 20:59:49.619091
 """
 
@@ -15,7 +15,7 @@ import oms.adapters.db.types
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0006"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,468 @@
+"""Inventory benchmark: basket availability, snapshot ingest and hot-item reservations.
+
+    python benchmarks/inventory.py --size small            # a temporary SQLite file
+    python benchmarks/inventory.py --size medium --database-url postgresql://.../bench_empty
+
+It builds its own network (locations x items) in an empty database, then measures
+
+* snapshot ingest, positions/s: first count (creates the positions) and a recount (updates),
+  each position through the same repository code as the API (journal rows and events included);
+* network availability of a 5-line basket (ship, random destination), p50/p99 in-process and
+  over HTTP against a real ``oms serve`` subprocess on 127.0.0.1;
+* reservations/s with 8 OS processes holding 1 unit at a time of one hot item at one location.
+
+It prints a table and writes ``benchmarks/results/inventory.json`` (figures, targets, the
+profile of the slowest paths and machine facts). Targets (issue 4): basket p99 <= 5 ms
+in-process, ingest >= 50,000 positions/s, >= 1,000 reservations/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import multiprocessing
+import os
+import platform
+import pstats
+import random
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+SIZES: dict[str, dict[str, int]] = {
+    "small": {"locations": 50, "items": 1_000, "basket_calls": 300, "http_calls": 200},
+    "medium": {"locations": 200, "items": 5_000, "basket_calls": 500, "http_calls": 300},
+    "large": {"locations": 500, "items": 20_000, "basket_calls": 1_000, "http_calls": 500},
+}
+RESERVATION_SECONDS = {"small": 3.0, "medium": 6.0, "large": 10.0}
+CLIENTS = 8
+CHUNK = 5_000
+HERE = Path(__file__).resolve().parent
+SEED = 4
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+
+    def pick(q: float) -> float:
+        index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+        return round(ordered[index] * 1000, 3)
+
+    return {
+        "count": len(ordered),
+        "p50_ms": pick(0.50),
+        "p95_ms": pick(0.95),
+        "p99_ms": pick(0.99),
+        "max_ms": round(ordered[-1] * 1000, 3),
+        "mean_ms": round(sum(ordered) / len(ordered) * 1000, 3),
+    }
+
+
+def profile_top(profiler: cProfile.Profile, limit: int = 8) -> list[str]:
+    stream = io.StringIO()
+    stats = pstats.Stats(profiler, stream=stream)
+    stats.sort_stats("tottime").print_stats(limit)
+    lines = [line.strip() for line in stream.getvalue().splitlines() if line.strip()]
+    start = next((i for i, line in enumerate(lines) if line.startswith("ncalls")), 0)
+    return lines[start : start + limit + 1]
+
+
+def machine_facts(database_url: str) -> dict[str, Any]:
+    import sqlalchemy
+
+    from oms.adapters.db.engine import make_engine
+
+    facts: dict[str, Any] = {
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "platform": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "sqlalchemy": sqlalchemy.__version__,
+        "sqlite": sqlite3.sqlite_version,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+    with contextlib.suppress(OSError, StopIteration):
+        facts["cpu_model"] = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    with contextlib.suppress(OSError):
+        facts["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=HERE,
+            check=False,
+        ).stdout.strip()
+    engine = make_engine(database_url)
+    backend = engine.dialect.name
+    database: dict[str, Any] = {
+        "backend": backend,
+        "url": engine.url.render_as_string(hide_password=True),
+    }
+    if backend == "postgresql":
+        with engine.connect() as connection:
+            database["version"] = connection.exec_driver_sql("SHOW server_version").scalar()
+    engine.dispose()
+    facts["database"] = database
+    return facts
+
+
+def build_network(services: Any, *, locations: int, items: int, rng: random.Random) -> None:
+    location_records = []
+    for n in range(locations):
+        kind = "dc" if n < max(2, locations // 25) else ("dark_store" if n % 10 == 0 else "store")
+        location_records.append(
+            {
+                "code": f"L{n:04d}",
+                "name": f"Location {n}",
+                "type": kind,
+                "latitude": rng.uniform(26.0, 48.0),
+                "longitude": rng.uniform(-122.0, -71.0),
+                "timezone": "America/New_York",
+                "capabilities": ["ship"] if kind == "dc" else ["ship", "pickup", "curbside"],
+                "pick_minutes": 60 if kind == "dc" else 30,
+                "cutoff_time": "15:00",
+                "handling_cost": "1.50" if kind == "dc" else "3.00",
+            }
+        )
+    services.inventory.import_locations(location_records)
+    item_records = [{"sku": f"SKU-{n:06d}", "name": f"Item {n}"} for n in range(items)]
+    item_records.append({"sku": "HOT-1", "name": "The hot item"})
+    services.inventory.import_items(item_records)
+
+
+def ingest(
+    services: Any,
+    *,
+    locations: int,
+    items: int,
+    rng: random.Random,
+    as_of: datetime,
+    only_locations: int | None = None,
+) -> int:
+    """One full count of every position, one transaction per CHUNK positions; returns how many
+    positions were sent."""
+    from oms.services.ports import SnapshotLine
+
+    sent = 0
+    batch: list[Any] = []
+    for n in range(only_locations or locations):
+        code = f"L{n:04d}"
+        batch.extend(SnapshotLine(f"SKU-{i:06d}", code, rng.randint(0, 40)) for i in range(items))
+        while len(batch) >= CHUNK:
+            services.inventory.apply_snapshot(batch[:CHUNK], as_of=as_of, source="bench")
+            sent += CHUNK
+            del batch[:CHUNK]
+    if batch:
+        services.inventory.apply_snapshot(batch, as_of=as_of, source="bench")
+        sent += len(batch)
+    return sent
+
+
+def reserve_worker(database_url: str, seconds: float, barrier: Any, results: Any) -> None:
+    from oms.bootstrap import build_services
+    from oms.config import Settings
+    from oms.domain.inventory import InsufficientStock
+    from oms.services.inventory import ReservationRequestLine
+
+    services = build_services(Settings(database_url=database_url))
+    done = refused = 0
+    try:
+        barrier.wait(timeout=120)
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            try:
+                services.inventory.reserve(
+                    [ReservationRequestLine("HOT-1", 1, "L0000")], reference="bench"
+                )
+                done += 1
+            except InsufficientStock:
+                refused += 1
+        elapsed = time.perf_counter() - started
+    finally:
+        services.close()
+    results.put({"done": done, "refused": refused, "seconds": elapsed})
+
+
+def measure_reservations(services: Any, database_url: str, seconds: float) -> dict[str, Any]:
+    from oms.services.ports import SnapshotLine
+
+    services.inventory.apply_snapshot(
+        [SnapshotLine("HOT-1", "L0000", 1_000_000)], as_of=services.clock.now(), source="bench"
+    )
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(CLIENTS)
+    results = context.Queue()
+    workers = [
+        context.Process(target=reserve_worker, args=(database_url, seconds, barrier, results))
+        for _ in range(CLIENTS)
+    ]
+    for worker in workers:
+        worker.start()
+    reports = [results.get(timeout=seconds + 180) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    total = sum(r["done"] for r in reports)
+    wall = max(r["seconds"] for r in reports)
+    position = services.inventory.item_availability("HOT-1", location_codes=["L0000"])
+    held = position.positions[0].reserved
+    return {
+        "clients": CLIENTS,
+        "reservations": total,
+        "refused": sum(r["refused"] for r in reports),
+        "seconds": round(wall, 3),
+        "per_s": round(total / wall, 1),
+        "held_after": held,
+        "consistent": held == total,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def measure_http(
+    database_url: str, api_key: str, baskets: list[list[dict[str, Any]]], calls: int
+) -> dict[str, Any]:
+    import httpx
+
+    port = free_port()
+    oms = str(Path(sys.executable).with_name("oms"))
+    env = {**os.environ, "OMS_DATABASE_URL": database_url, "OMS_LOG_LEVEL": "WARNING"}
+    server = subprocess.Popen(
+        [oms, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, headers={"X-API-Key": api_key}, timeout=30) as client:
+            for _ in range(200):
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            else:
+                raise RuntimeError("oms serve did not start")
+            samples = []
+            for n in range(calls + 20):
+                body = {
+                    "lines": baskets[n % len(baskets)],
+                    "method": "ship",
+                    "destination": {"latitude": 40.7, "longitude": -74.0},
+                }
+                started = time.perf_counter()
+                response = client.post("/availability", json=body)
+                elapsed = time.perf_counter() - started
+                if response.status_code != 200:
+                    raise RuntimeError(
+                        f"availability over HTTP: {response.status_code} {response.text}"
+                    )
+                if n >= 20:
+                    samples.append(elapsed)
+        return percentiles(samples)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def run(size: str, database_url: str | None, *, http: bool = True) -> dict[str, Any]:
+    from oms.adapters.db import migrate
+    from oms.adapters.db.engine import make_engine
+    from oms.bootstrap import build_services
+    from oms.config import Settings
+    from oms.domain.access import Role
+    from oms.domain.promising import DeliveryMethod
+    from oms.services.inventory import BasketLine
+
+    shape = SIZES[size]
+    rng = random.Random(SEED)
+    temporary = None
+    if not database_url:
+        temporary = tempfile.mkdtemp(prefix="oms-bench-inventory-")
+        database_url = f"sqlite:///{temporary}/oms.db"
+    engine = make_engine(database_url)
+    migrate.upgrade(engine)
+    services = build_services(Settings(database_url=database_url), engine=engine)
+    if services.inventory.list_locations(limit=1):
+        raise SystemExit("inventory benchmark: the database must be empty (it builds a network)")
+    figures: dict[str, Any] = {
+        "locations": shape["locations"],
+        "items": shape["items"],
+        "positions": shape["locations"] * shape["items"],
+    }
+    notes: list[str] = []
+
+    started = time.perf_counter()
+    build_network(services, locations=shape["locations"], items=shape["items"], rng=rng)
+    figures["network_build_s"] = round(time.perf_counter() - started, 3)
+
+    as_of = services.clock.now() - timedelta(hours=2)
+    started = time.perf_counter()
+    sent = ingest(
+        services, locations=shape["locations"], items=shape["items"], rng=rng, as_of=as_of
+    )
+    first = time.perf_counter() - started
+    started = time.perf_counter()
+    ingest(
+        services,
+        locations=shape["locations"],
+        items=shape["items"],
+        rng=rng,
+        as_of=as_of + timedelta(hours=1),
+    )
+    second = time.perf_counter() - started
+    figures["snapshot_ingest"] = {
+        "first_count_positions_per_s": round(sent / first, 1),
+        "recount_positions_per_s": round(sent / second, 1),
+        "first_count_s": round(first, 3),
+        "recount_s": round(second, 3),
+        "positions_per_transaction": CHUNK,
+    }
+    # The profile comes from a separate, smaller recount: profiling slows what it watches.
+    profiler = cProfile.Profile()
+    profiler.enable()
+    ingest(
+        services,
+        locations=shape["locations"],
+        items=shape["items"],
+        rng=rng,
+        as_of=as_of + timedelta(hours=1, minutes=30),
+        only_locations=max(1, CHUNK * 2 // shape["items"]),
+    )
+    profiler.disable()
+    notes.append("recount profile (tottime): " + " | ".join(profile_top(profiler, 8)))
+
+    skus = [f"SKU-{n:06d}" for n in range(shape["items"])]
+    baskets = [
+        [{"sku": sku, "quantity": rng.randint(1, 3)} for sku in rng.sample(skus, 5)]
+        for _ in range(200)
+    ]
+    services.inventory.network()  # warm the location cache, as a running server has it
+    samples = []
+    fulfillable = 0
+
+    def one_basket(n: int) -> Any:
+        basket = baskets[n % len(baskets)]
+        destination = (rng.uniform(26.0, 48.0), rng.uniform(-122.0, -71.0))
+        lines = [BasketLine(line["sku"], line["quantity"]) for line in basket]
+        return services.inventory.basket_availability(
+            lines, method=DeliveryMethod.SHIP, destination=destination
+        )
+
+    for n in range(shape["basket_calls"] + 20):
+        started = time.perf_counter()
+        result = one_basket(n)
+        elapsed = time.perf_counter() - started
+        if n >= 20:
+            samples.append(elapsed)
+            fulfillable += result.fulfillable
+    figures["basket_availability_in_process"] = {**percentiles(samples), "lines": 5}
+    figures["basket_availability_fulfillable_share"] = round(fulfillable / len(samples), 3)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for n in range(100):
+        one_basket(n)
+    profiler.disable()
+    notes.append("basket availability profile (tottime): " + " | ".join(profile_top(profiler, 8)))
+
+    if http:
+        key = services.access.create_key(name="bench", role=Role.INTEGRATION).secret
+        figures["basket_availability_http"] = measure_http(
+            database_url, key, baskets, shape["http_calls"]
+        )
+
+    figures["reservations_hot_item"] = measure_reservations(
+        services, database_url, RESERVATION_SECONDS[size]
+    )
+    services.close()
+    machine = machine_facts(database_url)
+    if temporary:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return {
+        "figures": figures,
+        "targets": {
+            "basket_availability_in_process": {"p99_ms": "<= 5"},
+            "snapshot_ingest": {"positions_per_s": ">= 50000"},
+            "reservations_hot_item": {"per_s": ">= 1000"},
+        },
+        "notes": notes,
+        "machine": machine,
+    }
+
+
+def print_table(document: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"inventory benchmark ({document['size']}, "
+        f"{document['machine']['database']['backend']})"
+    )
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, inner)
+        else:
+            table.add_row(prefix, f"{value:,}" if isinstance(value, int | float) else str(value))
+
+    walk("", document["figures"])
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--size", choices=list(SIZES), default="small")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("OMS_BENCH_DATABASE_URL"),
+        help="An empty database (default: OMS_BENCH_DATABASE_URL, else a temporary SQLite file)",
+    )
+    parser.add_argument("--no-http", action="store_true", help="Skip the HTTP measurement")
+    arguments = parser.parse_args(argv)
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    result = run(arguments.size, arguments.database_url, http=not arguments.no_http)
+    document = {
+        "benchmark": "inventory",
+        "size": arguments.size,
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "duration_s": round(time.perf_counter() - started, 3),
+        "figures": result["figures"],
+        "targets": result["targets"],
+        "notes": result["notes"],
+        "machine": result["machine"],
+    }
+    results = Path(os.environ.get("OMS_BENCH_RESULTS_DIR") or HERE / "results")
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "inventory.json").write_text(json.dumps(document, indent=2) + "\n")
+    print_table(document)
+    print(f"wrote {results / 'inventory.json'} in {document['duration_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

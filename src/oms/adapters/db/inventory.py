@@ -1,0 +1,1554 @@
+"""SQL repositories for locations, items and stock (see :mod:`oms.services.ports`).
+
+How stock stays honest on SQLite and PostgreSQL alike:
+
+* Allocations, reservations, releases and consumption are single conditional ``UPDATE``s whose
+  ``WHERE`` checks the available quantity; the database decides, never a read in Python.
+* A transaction that touches several positions touches them in (item id, location id) order, and
+  for each position its reservation lines before the position row, so none can deadlock.
+* ``reserved`` on a position is the sum of its *active* holds, including holds that expired but
+  were not freed yet. Readers subtract those with the clock; a writer that finds too little
+  stock first frees the expired holds of that position (under the row lock), then retries.
+* Feeds (snapshots, deltas) lock the positions they set (``SELECT ... FOR UPDATE`` on
+  PostgreSQL; SQLite writers hold the database lock from ``BEGIN IMMEDIATE``), because an
+  absolute count has to be combined with the movements recorded after its source time.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Insert,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from oms.adapters.db.tables import (
+    channel_buffers,
+    feed_messages,
+    inventory_movements,
+    inventory_positions,
+    items,
+    location_capacity_usage,
+    locations,
+    reservation_lines,
+    reservations,
+    safety_stock_defaults,
+    supply_lines,
+)
+from oms.domain.errors import Invalid
+from oms.domain.events import DomainEvent
+from oms.domain.inventory import (
+    DEFAULT_SAFETY_STOCK,
+    NO_BUFFER,
+    ChannelBuffer,
+    InsufficientStock,
+    NotAllocated,
+    Position,
+    PositionChange,
+    Reservation,
+    ReservationLine,
+    ReservationNotActive,
+    ReservationNotFound,
+    ReservationStatus,
+    StockLine,
+    SupplyLine,
+    UnknownStock,
+    change_events,
+    delta_change,
+    snapshot_is_stale,
+)
+from oms.domain.items import DEFAULT_LOW_STOCK_THRESHOLD, Item, ItemExists, ItemNotFound
+from oms.domain.locations import (
+    Capability,
+    CapacityExhausted,
+    CapacityUnit,
+    Location,
+    LocationExists,
+    LocationNotFound,
+    LocationStatus,
+    LocationType,
+    LocationUnavailable,
+    opening_hours_json,
+    parse_clock_time,
+    parse_opening_hours,
+)
+from oms.services.ports import DeltaLine, FeedOutcome, SnapshotLine
+
+Record = Callable[..., None]
+T = TypeVar("T")
+CHUNK = 500
+
+P = inventory_positions.c
+
+
+def insert_ignoring_conflicts(connection: Connection, table: Any) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` in the connection's dialect."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def _chunks(values: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+# --- locations --------------------------------------------------------------------------------
+
+
+def _location_values(location: Location) -> dict[str, Any]:
+    return {
+        "code": location.code,
+        "name": location.name,
+        "type": location.type.value,
+        "status": location.status.value,
+        "capabilities": sorted(c.value for c in location.capabilities),
+        "address": dict(location.address),
+        "latitude": location.latitude,
+        "longitude": location.longitude,
+        "timezone": location.timezone,
+        "daily_capacity": location.daily_capacity,
+        "capacity_unit": location.capacity_unit.value,
+        "handling_cost": location.handling_cost,
+        "currency": location.currency,
+        "pick_minutes": location.pick_minutes,
+        "cutoff_time": f"{location.cutoff_time:%H:%M}" if location.cutoff_time else None,
+        "opening_hours": opening_hours_json(location.opening_hours),
+    }
+
+
+def location_of(row: Any) -> Location:
+    cutoff: time | None = (
+        parse_clock_time(row["cutoff_time"], pointer="#/cutoff_time")
+        if row["cutoff_time"]
+        else None
+    )
+    return Location(
+        code=row["code"],
+        name=row["name"],
+        type=LocationType(row["type"]),
+        status=LocationStatus(row["status"]),
+        capabilities=frozenset(Capability(c) for c in row["capabilities"]),
+        address=dict(row["address"] or {}),
+        latitude=float(row["latitude"]),
+        longitude=float(row["longitude"]),
+        timezone=row["timezone"],
+        daily_capacity=row["daily_capacity"],
+        capacity_unit=CapacityUnit(row["capacity_unit"]),
+        handling_cost=Decimal(row["handling_cost"]),
+        currency=row["currency"],
+        pick_minutes=row["pick_minutes"],
+        cutoff_time=cutoff,
+        opening_hours=parse_opening_hours(row["opening_hours"]),
+    )
+
+
+class SqlLocationRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, location: Location, *, at: datetime) -> None:
+        try:
+            with self._connection.begin_nested():
+                self._connection.execute(
+                    insert(locations).values(
+                        **_location_values(location), created_at=at, updated_at=at
+                    )
+                )
+        except IntegrityError:
+            raise LocationExists(f"a location '{location.code}' exists already") from None
+
+    def update(self, location: Location, *, at: datetime) -> None:
+        result = self._connection.execute(
+            update(locations)
+            .where(locations.c.code == location.code)
+            .values(**_location_values(location), updated_at=at)
+        )
+        if result.rowcount == 0:
+            raise LocationNotFound(f"no location '{location.code}'", location=location.code)
+
+    def upsert_many(self, batch: Sequence[Location], *, at: datetime) -> tuple[int, int]:
+        existing = set(self.get_many([loc.code for loc in batch]))
+        new = [loc for loc in batch if loc.code not in existing]
+        old = [loc for loc in batch if loc.code in existing]
+        if new:
+            self._connection.execute(
+                insert(locations),
+                [{**_location_values(loc), "created_at": at, "updated_at": at} for loc in new],
+            )
+        for loc in old:
+            self.update(loc, at=at)
+        return len(new), len(old)
+
+    def get(self, code: str) -> Location | None:
+        row = self._connection.execute(select(locations).where(locations.c.code == code)).first()
+        return location_of(row._mapping) if row else None
+
+    def require(self, code: str) -> Location:
+        location = self.get(code)
+        if location is None:
+            raise LocationNotFound(f"no location '{code}'", location=code)
+        return location
+
+    def get_many(self, codes: Sequence[str]) -> dict[str, Location]:
+        found: dict[str, Location] = {}
+        for chunk in _chunks(sorted(set(codes))):
+            for row in self._connection.execute(
+                select(locations).where(locations.c.code.in_(chunk))
+            ):
+                found[row.code] = location_of(row._mapping)
+        return found
+
+    def list(
+        self,
+        *,
+        type: LocationType | None = None,
+        status: LocationStatus | None = None,
+        capability: Capability | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[Location]:
+        query = select(locations).order_by(locations.c.code)
+        if type is not None:
+            query = query.where(locations.c.type == type.value)
+        if status is not None:
+            query = query.where(locations.c.status == status.value)
+        if after is not None:
+            query = query.where(locations.c.code > after)
+        found = [location_of(row._mapping) for row in self._connection.execute(query)]
+        if capability is not None:
+            found = [loc for loc in found if loc.can(capability)]
+        return found[:limit] if limit is not None else found
+
+    def _location_id(self, code: str) -> tuple[int, int | None]:
+        row = self._connection.execute(
+            select(locations.c.id, locations.c.daily_capacity).where(locations.c.code == code)
+        ).first()
+        if row is None:
+            raise LocationNotFound(f"no location '{code}'", location=code)
+        return int(row.id), row.daily_capacity
+
+    def consume_capacity(self, code: str, *, on: date, amount: int = 1) -> int:
+        location_id, capacity = self._location_id(code)
+        self._connection.execute(
+            insert_ignoring_conflicts(self._connection, location_capacity_usage).values(
+                location_id=location_id, on_date=on, used=0
+            )
+        )
+        usage = location_capacity_usage.c
+        condition = [usage.location_id == location_id, usage.on_date == on]
+        if capacity is not None:
+            condition.append(usage.used + amount <= capacity)
+        row = self._connection.execute(
+            update(location_capacity_usage)
+            .where(*condition)
+            .values(used=usage.used + amount)
+            .returning(usage.used)
+        ).first()
+        if row is None:
+            used = self.capacity_used([code], on=on)[code]
+            raise CapacityExhausted(
+                f"{code} has {max(0, (capacity or 0) - used)} of {capacity} left on {on}",
+                location=code,
+                on=on.isoformat(),
+                remaining=max(0, (capacity or 0) - used),
+            )
+        return -1 if capacity is None else capacity - int(row.used)
+
+    def release_capacity(self, code: str, *, on: date, amount: int = 1) -> None:
+        location_id, _ = self._location_id(code)
+        usage = location_capacity_usage.c
+        self._connection.execute(
+            update(location_capacity_usage)
+            .where(usage.location_id == location_id, usage.on_date == on)
+            .values(used=func.max(usage.used - amount, 0))
+            if self._connection.dialect.name == "sqlite"
+            else update(location_capacity_usage)
+            .where(usage.location_id == location_id, usage.on_date == on)
+            .values(used=func.greatest(usage.used - amount, 0))
+        )
+
+    def capacity_used(self, codes: Sequence[str], *, on: date) -> dict[str, int]:
+        usage = location_capacity_usage.c
+        rows = self._connection.execute(
+            select(locations.c.code, usage.used)
+            .join(location_capacity_usage, usage.location_id == locations.c.id)
+            .where(locations.c.code.in_(list(codes)), usage.on_date == on)
+        )
+        used = {code: 0 for code in codes}
+        used.update({row.code: int(row.used) for row in rows})
+        return used
+
+
+# --- items ------------------------------------------------------------------------------------
+
+
+def _item_values(item: Item) -> dict[str, Any]:
+    return {
+        "sku": item.sku,
+        "gtin": item.gtin,
+        "name": item.name,
+        "weight_grams": item.weight_grams,
+        "length_mm": item.length_mm,
+        "width_mm": item.width_mm,
+        "height_mm": item.height_mm,
+        "ship_alone": item.ship_alone,
+        "hazmat": item.hazmat,
+        "pickup_allowed": item.pickup_allowed,
+        "ship_from_store_allowed": item.ship_from_store_allowed,
+        "low_stock_threshold": item.low_stock_threshold,
+    }
+
+
+def item_of(row: Any) -> Item:
+    return Item(
+        sku=row["sku"],
+        gtin=row["gtin"],
+        name=row["name"],
+        weight_grams=row["weight_grams"],
+        length_mm=row["length_mm"],
+        width_mm=row["width_mm"],
+        height_mm=row["height_mm"],
+        ship_alone=bool(row["ship_alone"]),
+        hazmat=bool(row["hazmat"]),
+        pickup_allowed=bool(row["pickup_allowed"]),
+        ship_from_store_allowed=bool(row["ship_from_store_allowed"]),
+        low_stock_threshold=row["low_stock_threshold"],
+    )
+
+
+class SqlItemRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, item: Item, *, at: datetime) -> None:
+        try:
+            with self._connection.begin_nested():
+                self._connection.execute(
+                    insert(items).values(**_item_values(item), created_at=at, updated_at=at)
+                )
+        except IntegrityError:
+            raise ItemExists(
+                f"an item with SKU '{item.sku}' or GTIN '{item.gtin}' exists already", sku=item.sku
+            ) from None
+
+    def update(self, item: Item, *, at: datetime) -> None:
+        try:
+            with self._connection.begin_nested():
+                result = self._connection.execute(
+                    update(items)
+                    .where(items.c.sku == item.sku)
+                    .values(**_item_values(item), updated_at=at)
+                )
+        except IntegrityError:
+            raise ItemExists(f"another item has GTIN '{item.gtin}'", gtin=item.gtin) from None
+        if result.rowcount == 0:
+            raise ItemNotFound(f"no item '{item.sku}'", sku=item.sku)
+
+    def upsert_many(self, batch: Sequence[Item], *, at: datetime) -> tuple[int, int]:
+        existing = set(self.get_many([item.sku for item in batch]))
+        new = [item for item in batch if item.sku not in existing]
+        old = [item for item in batch if item.sku in existing]
+        try:
+            with self._connection.begin_nested():
+                for chunk in _chunks(new, 5000):
+                    self._connection.execute(
+                        insert(items),
+                        [{**_item_values(i), "created_at": at, "updated_at": at} for i in chunk],
+                    )
+        except IntegrityError as error:
+            raise ItemExists(f"a GTIN is used by another item: {error.orig}") from None
+        for item in old:
+            self.update(item, at=at)
+        return len(new), len(old)
+
+    def get(self, sku: str) -> Item | None:
+        row = self._connection.execute(select(items).where(items.c.sku == sku)).first()
+        return item_of(row._mapping) if row else None
+
+    def require(self, sku: str) -> Item:
+        item = self.get(sku)
+        if item is None:
+            raise ItemNotFound(f"no item '{sku}'", sku=sku)
+        return item
+
+    def get_many(self, skus: Sequence[str]) -> dict[str, Item]:
+        found: dict[str, Item] = {}
+        for chunk in _chunks(sorted(set(skus))):
+            for row in self._connection.execute(select(items).where(items.c.sku.in_(chunk))):
+                found[row.sku] = item_of(row._mapping)
+        return found
+
+    def list(self, *, after: str | None = None, limit: int | None = None) -> list[Item]:
+        query = select(items).order_by(items.c.sku)
+        if after is not None:
+            query = query.where(items.c.sku > after)
+        if limit is not None:
+            query = query.limit(limit)
+        return [item_of(row._mapping) for row in self._connection.execute(query)]
+
+
+# --- stock ------------------------------------------------------------------------------------
+
+_AVAILABLE = P.on_hand - P.allocated - P.reserved - P.blocked - P.safety_stock
+_RETURNED = (P.on_hand, P.allocated, P.reserved, P.blocked, P.safety_stock)
+_LOCKED = (
+    P.item_id,
+    P.location_id,
+    *_RETURNED,
+    P.snapshot_as_of,
+    P.snapshot_sequence,
+    P.last_movement_at,
+)
+
+
+class _Key:
+    """A resolved (item, location) pair, ordered by ids: the lock order."""
+
+    __slots__ = ("item_id", "location_code", "location_id", "location_status", "sku", "threshold")
+
+    def __init__(
+        self,
+        *,
+        item_id: int,
+        location_id: int,
+        sku: str,
+        location_code: str,
+        threshold: int,
+        location_status: str,
+    ) -> None:
+        self.item_id = item_id
+        self.location_id = location_id
+        self.sku = sku
+        self.location_code = location_code
+        self.threshold = threshold
+        self.location_status = location_status
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.item_id, self.location_id)
+
+
+def _position(key: _Key, row: Any, *, expired: int = 0) -> Position:
+    return Position(
+        sku=key.sku,
+        location_code=key.location_code,
+        on_hand=int(row.on_hand),
+        allocated=int(row.allocated),
+        reserved=int(row.reserved) - expired,
+        blocked=int(row.blocked),
+        safety_stock=int(row.safety_stock),
+    )
+
+
+class SqlInventoryRepository:
+    def __init__(self, connection: Connection, *, record: Record) -> None:
+        self._connection = connection
+        self._record = record
+        self._is_postgres = connection.dialect.name == "postgresql"
+
+    # -- resolving skus and codes ------------------------------------------------------------------
+
+    def _keys(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], _Key]:
+        pairs = set(pairs)
+        skus = sorted({sku for sku, _ in pairs})
+        codes = sorted({code for _, code in pairs})
+        item_rows: dict[str, Any] = {}
+        for chunk in _chunks(skus):
+            for row in self._connection.execute(
+                select(items.c.id, items.c.sku, items.c.low_stock_threshold).where(
+                    items.c.sku.in_(chunk)
+                )
+            ):
+                item_rows[row.sku] = row
+        location_rows: dict[str, Any] = {}
+        for chunk in _chunks(codes):
+            for row in self._connection.execute(
+                select(locations.c.id, locations.c.code, locations.c.status).where(
+                    locations.c.code.in_(chunk)
+                )
+            ):
+                location_rows[row.code] = row
+        missing_skus = sorted(set(skus) - set(item_rows))
+        missing_codes = sorted(set(codes) - set(location_rows))
+        if missing_skus or missing_codes:
+            parts = []
+            if missing_skus:
+                parts.append(f"unknown SKU {', '.join(missing_skus[:10])}")
+            if missing_codes:
+                parts.append(f"unknown location {', '.join(missing_codes[:10])}")
+            raise UnknownStock("; ".join(parts), skus=missing_skus, locations=missing_codes)
+        return {
+            (sku, code): _Key(
+                item_id=int(item_rows[sku].id),
+                location_id=int(location_rows[code].id),
+                sku=sku,
+                location_code=code,
+                threshold=int(item_rows[sku].low_stock_threshold),
+                location_status=location_rows[code].status,
+            )
+            for sku, code in pairs
+        }
+
+    def _ordered(self, lines: Sequence[StockLine]) -> list[tuple[_Key, int]]:
+        """Merge lines per position and order them by (item, location): the lock order."""
+        quantities: dict[tuple[str, str], int] = defaultdict(int)
+        for line in lines:
+            quantities[(line.sku, line.location_code)] += line.quantity
+        keys = self._keys(quantities)
+        return sorted(
+            ((keys[pair], qty) for pair, qty in quantities.items()), key=lambda kq: kq[0].order
+        )
+
+    def _where(self, key: _Key) -> ColumnElement[bool]:
+        return and_(P.item_id == key.item_id, P.location_id == key.location_id)
+
+    def _changed(self, key: _Key, reason: str, before: Position, after: Position) -> PositionChange:
+        change = PositionChange(
+            sku=key.sku,
+            location_code=key.location_code,
+            reason=reason,
+            before=before,
+            after=after,
+            low_stock_threshold=key.threshold,
+        )
+        self._record(*change_events(change))
+        return change
+
+    def _free_expired(self, key: _Key, *, at: datetime) -> int:
+        """Expire this position's holds that are past their time; the units freed."""
+        lines = reservation_lines.c
+        freed = self._connection.execute(
+            update(reservation_lines)
+            .where(
+                lines.item_id == key.item_id,
+                lines.location_id == key.location_id,
+                lines.status == ReservationStatus.ACTIVE.value,
+                lines.expires_at <= at,
+            )
+            .values(status=ReservationStatus.EXPIRED.value)
+            .returning(lines.quantity)
+        ).all()
+        total = sum(int(row.quantity) for row in freed)
+        if total:
+            self._connection.execute(
+                update(inventory_positions)
+                .where(self._where(key))
+                .values(reserved=P.reserved - total, updated_at=at)
+            )
+        return total
+
+    def _available(self, key: _Key, *, at: datetime, buffer: ChannelBuffer) -> int:
+        row = self._connection.execute(select(*_RETURNED).where(self._where(key))).first()
+        if row is None:
+            return 0
+        return buffer.apply(_position(key, row).atp)
+
+    def _take(
+        self,
+        key: _Key,
+        quantity: int,
+        *,
+        column: str,
+        at: datetime,
+        buffer: ChannelBuffer,
+        reason: str,
+    ) -> PositionChange:
+        """Add ``quantity`` to ``allocated`` or ``reserved`` if that many are available."""
+        if not LocationStatus(key.location_status).fulfills:
+            raise LocationUnavailable(
+                f"location {key.location_code} is {key.location_status} and fulfills nothing",
+                location=key.location_code,
+                location_status=key.location_status,
+            )
+        condition = (
+            quantity <= _AVAILABLE
+            if buffer.percent == 0 and buffer.units == 0
+            else _AVAILABLE * (100 - buffer.percent) >= (quantity + buffer.units) * 100
+        )
+        target = P.allocated if column == "allocated" else P.reserved
+        statement = (
+            update(inventory_positions)
+            .where(self._where(key), condition)
+            .values({column: target + quantity, "updated_at": at})
+            .returning(*_RETURNED)
+        )
+        row = self._connection.execute(statement).first()
+        if row is None and self._free_expired(key, at=at):
+            row = self._connection.execute(statement).first()
+        if row is None:
+            raise InsufficientStock(
+                sku=key.sku,
+                location=key.location_code,
+                requested=quantity,
+                available=self._available(key, at=at, buffer=buffer),
+            )
+        after = _position(key, row)
+        before = Position(
+            sku=key.sku,
+            location_code=key.location_code,
+            on_hand=after.on_hand,
+            allocated=after.allocated - (quantity if column == "allocated" else 0),
+            reserved=after.reserved - (quantity if column == "reserved" else 0),
+            blocked=after.blocked,
+            safety_stock=after.safety_stock,
+        )
+        return self._changed(key, reason, before, after)
+
+    # -- allocation --------------------------------------------------------------------------------
+
+    def channel_buffer(self, channel: str | None) -> ChannelBuffer:
+        if not channel:
+            return NO_BUFFER
+        row = self._connection.execute(
+            select(channel_buffers).where(channel_buffers.c.channel == channel)
+        ).first()
+        if row is None:
+            return ChannelBuffer(channel=channel)
+        return ChannelBuffer(channel=channel, percent=int(row.percent), units=int(row.units))
+
+    def set_channel_buffer(self, buffer: ChannelBuffer) -> None:
+        if not 0 <= buffer.percent <= 100 or buffer.units < 0:
+            raise Invalid("a channel buffer is 0-100 percent and a non-negative number of units")
+        self._connection.execute(
+            insert_ignoring_conflicts(self._connection, channel_buffers).values(
+                channel=buffer.channel, percent=0, units=0
+            )
+        )
+        self._connection.execute(
+            update(channel_buffers)
+            .where(channel_buffers.c.channel == buffer.channel)
+            .values(percent=buffer.percent, units=buffer.units)
+        )
+
+    def allocate(
+        self,
+        lines: Sequence[StockLine],
+        *,
+        at: datetime,
+        channel: str | None = None,
+        reason: str = "allocated",
+    ) -> list[PositionChange]:
+        buffer = self.channel_buffer(channel)
+        return [
+            self._take(key, quantity, column="allocated", at=at, buffer=buffer, reason=reason)
+            for key, quantity in self._ordered(lines)
+        ]
+
+    def _give_back(
+        self,
+        key: _Key,
+        quantity: int,
+        *,
+        at: datetime,
+        reason: str,
+        consume: bool,
+        reference: str | None = None,
+    ) -> PositionChange:
+        values: dict[str, Any] = {"allocated": P.allocated - quantity, "updated_at": at}
+        condition = [self._where(key), P.allocated >= quantity]
+        if consume:
+            values["on_hand"] = P.on_hand - quantity
+            values["last_movement_at"] = at
+            condition.append(P.on_hand >= quantity)
+        row = self._connection.execute(
+            update(inventory_positions).where(*condition).values(values).returning(*_RETURNED)
+        ).first()
+        if row is None:
+            current = self._connection.execute(
+                select(P.allocated, P.on_hand).where(self._where(key))
+            ).first()
+            allocated = int(current.allocated) if current else 0
+            raise NotAllocated(
+                f"{quantity} x {key.sku} at {key.location_code} asked for but only "
+                f"{allocated} allocated",
+                sku=key.sku,
+                location=key.location_code,
+                requested=quantity,
+                allocated=allocated,
+            )
+        after = _position(key, row)
+        before = Position(
+            sku=key.sku,
+            location_code=key.location_code,
+            on_hand=after.on_hand + (quantity if consume else 0),
+            allocated=after.allocated + quantity,
+            reserved=after.reserved,
+            blocked=after.blocked,
+            safety_stock=after.safety_stock,
+        )
+        if consume:
+            self._movements(
+                [
+                    {
+                        "item_id": key.item_id,
+                        "location_id": key.location_id,
+                        "kind": "shipment",
+                        "on_hand_change": -quantity,
+                        "reason": reason,
+                        "source": "oms",
+                        "message_id": reference,
+                        "occurred_at": at,
+                        "recorded_at": at,
+                    }
+                ]
+            )
+        return self._changed(key, reason, before, after)
+
+    def deallocate(
+        self, lines: Sequence[StockLine], *, at: datetime, reason: str = "deallocated"
+    ) -> list[PositionChange]:
+        return [
+            self._give_back(key, quantity, at=at, reason=reason, consume=False)
+            for key, quantity in self._ordered(lines)
+        ]
+
+    def consume(
+        self, lines: Sequence[StockLine], *, at: datetime, reference: str
+    ) -> list[PositionChange]:
+        return [
+            self._give_back(
+                key,
+                quantity,
+                at=at,
+                reason=f"shipped {reference}",
+                consume=True,
+                reference=reference,
+            )
+            for key, quantity in self._ordered(lines)
+        ]
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def _position_rows(
+        self, skus: Sequence[str], *, at: datetime, location_codes: Sequence[str] | None
+    ) -> list[Any]:
+        query = (
+            select(
+                items.c.sku,
+                items.c.id.label("item_id"),
+                locations.c.code,
+                locations.c.id.label("location_id"),
+                *_RETURNED,
+            )
+            .select_from(
+                inventory_positions.join(items, items.c.id == P.item_id).join(
+                    locations, locations.c.id == P.location_id
+                )
+            )
+            .where(items.c.sku.in_(list(skus)))
+        )
+        if location_codes is not None:
+            query = query.where(locations.c.code.in_(list(location_codes)))
+        rows = list(self._connection.execute(query))
+        held = [int(row.item_id) for row in rows if row.reserved]
+        expired = self._expired_holds(held, at=at) if held else {}
+        return [(row, expired.get((int(row.item_id), int(row.location_id)), 0)) for row in rows]
+
+    def positions(
+        self,
+        skus: Sequence[str],
+        *,
+        at: datetime,
+        location_codes: Sequence[str] | None = None,
+    ) -> list[Position]:
+        found = []
+        for row, expired in self._position_rows(skus, at=at, location_codes=location_codes):
+            found.append(
+                Position(
+                    sku=row.sku,
+                    location_code=row.code,
+                    on_hand=int(row.on_hand),
+                    allocated=int(row.allocated),
+                    reserved=int(row.reserved) - expired,
+                    blocked=int(row.blocked),
+                    safety_stock=int(row.safety_stock),
+                )
+            )
+        if found:
+            in_transit: dict[tuple[str, str], int] = defaultdict(int)
+            for line in self.supply(skus, location_codes=location_codes):
+                if line.status == "in_transit":
+                    in_transit[(line.sku, line.location_code)] += line.quantity
+            if in_transit:
+                found = [
+                    Position(
+                        **{
+                            **p.__dict__,
+                            "in_transit": in_transit.get((p.sku, p.location_code), 0),
+                        }
+                    )
+                    for p in found
+                ]
+        return sorted(found, key=lambda p: (p.sku, p.location_code))
+
+    def _expired_holds(
+        self, item_ids: Sequence[int], *, at: datetime
+    ) -> dict[tuple[int, int], int]:
+        """Units of active holds past their expiry (not freed yet), per (item id, location id)."""
+        lines = reservation_lines.c
+        return {
+            (int(row.item_id), int(row.location_id)): int(row.units)
+            for row in self._connection.execute(
+                select(lines.item_id, lines.location_id, func.sum(lines.quantity).label("units"))
+                .where(
+                    lines.item_id.in_(sorted(set(item_ids))),
+                    lines.status == ReservationStatus.ACTIVE.value,
+                    lines.expires_at <= at,
+                )
+                .group_by(lines.item_id, lines.location_id)
+            )
+        }
+
+    def atp(
+        self,
+        skus: Sequence[str],
+        *,
+        at: datetime,
+        location_codes: Sequence[str] | None = None,
+        channel: str | None = None,
+    ) -> dict[str, dict[str, int]]:
+        # The hot read of availability: ATP computed in SQL, empty positions never leave the
+        # database, and the expired-hold correction only runs where something is held.
+        buffer = self.channel_buffer(channel)
+        query = (
+            select(items.c.sku, locations.c.code, _AVAILABLE, P.reserved, P.item_id, P.location_id)
+            .select_from(
+                inventory_positions.join(items, items.c.id == P.item_id).join(
+                    locations, locations.c.id == P.location_id
+                )
+            )
+            .where(items.c.sku.in_(list(skus)), or_(_AVAILABLE > 0, P.reserved > 0))
+        )
+        if location_codes is not None:
+            query = query.where(locations.c.code.in_(list(location_codes)))
+        rows = self._connection.execute(query).all()
+        held = [row[4] for row in rows if row[3]]
+        expired = self._expired_holds(held, at=at) if held else {}
+        plain = buffer.percent == 0 and buffer.units == 0
+        result: dict[str, dict[str, int]] = {sku: {} for sku in skus}
+        for sku, code, raw, _reserved, item_id, location_id in rows:
+            if expired:
+                raw += expired.get((item_id, location_id), 0)
+            available = raw if plain else buffer.apply(raw)
+            if available > 0:
+                result[sku][code] = available
+        return result
+
+    # -- reservations ------------------------------------------------------------------------------
+
+    def reserve(
+        self,
+        lines: Sequence[StockLine],
+        *,
+        reservation_id: str,
+        reference: str,
+        channel: str,
+        expires_at: datetime,
+        at: datetime,
+    ) -> Reservation:
+        buffer = self.channel_buffer(channel)
+        ordered = self._ordered(lines)
+        # The hold's rows first, the stock last: the position row stays locked (PostgreSQL)
+        # for as short a time as possible. A refusal rolls the whole unit of work back.
+        self._connection.execute(
+            insert(reservations).values(
+                id=reservation_id,
+                reference=reference,
+                channel=channel,
+                status=ReservationStatus.ACTIVE.value,
+                expires_at=expires_at,
+                created_at=at,
+                updated_at=at,
+            )
+        )
+        self._connection.execute(
+            insert(reservation_lines),
+            [
+                {
+                    "reservation_id": reservation_id,
+                    "item_id": key.item_id,
+                    "location_id": key.location_id,
+                    "quantity": quantity,
+                    "status": ReservationStatus.ACTIVE.value,
+                    "expires_at": expires_at,
+                }
+                for key, quantity in ordered
+            ],
+        )
+        for key, quantity in ordered:
+            self._take(key, quantity, column="reserved", at=at, buffer=buffer, reason="reserved")
+        return Reservation(
+            id=reservation_id,
+            reference=reference,
+            channel=channel,
+            status=ReservationStatus.ACTIVE,
+            expires_at=expires_at,
+            created_at=at,
+            lines=tuple(
+                ReservationLine(
+                    sku=key.sku,
+                    location_code=key.location_code,
+                    quantity=quantity,
+                    status=ReservationStatus.ACTIVE,
+                )
+                for key, quantity in ordered
+            ),
+        )
+
+    def get_reservation(self, reservation_id: str) -> Reservation | None:
+        header = self._connection.execute(
+            select(reservations).where(reservations.c.id == reservation_id)
+        ).first()
+        if header is None:
+            return None
+        lines = reservation_lines.c
+        rows = self._connection.execute(
+            select(items.c.sku, locations.c.code, lines.quantity, lines.status)
+            .select_from(
+                reservation_lines.join(items, items.c.id == lines.item_id).join(
+                    locations, locations.c.id == lines.location_id
+                )
+            )
+            .where(lines.reservation_id == reservation_id)
+            .order_by(lines.id)
+        )
+        return Reservation(
+            id=header.id,
+            reference=header.reference,
+            channel=header.channel,
+            status=ReservationStatus(header.status),
+            expires_at=header.expires_at,
+            created_at=header.created_at,
+            lines=tuple(
+                ReservationLine(
+                    sku=row.sku,
+                    location_code=row.code,
+                    quantity=int(row.quantity),
+                    status=ReservationStatus(row.status),
+                )
+                for row in rows
+            ),
+        )
+
+    def _active_lines(self, reservation_id: str) -> list[tuple[_Key, int, int]]:
+        """(key, line id, quantity) of the reservation's active lines, in lock order."""
+        lines = reservation_lines.c
+        rows = self._connection.execute(
+            select(lines.id, items.c.sku, locations.c.code, lines.quantity)
+            .select_from(
+                reservation_lines.join(items, items.c.id == lines.item_id).join(
+                    locations, locations.c.id == lines.location_id
+                )
+            )
+            .where(
+                lines.reservation_id == reservation_id,
+                lines.status == ReservationStatus.ACTIVE.value,
+            )
+        ).all()
+        keys = self._keys((row.sku, row.code) for row in rows)
+        return sorted(
+            ((keys[(row.sku, row.code)], int(row.id), int(row.quantity)) for row in rows),
+            key=lambda entry: (entry[0].order, entry[1]),
+        )
+
+    def _end_line(
+        self, key: _Key, line_id: int, quantity: int, *, status: ReservationStatus, at: datetime
+    ) -> PositionChange | None:
+        """Move one active line to ``status``; the hold leaves ``reserved`` (and goes to
+        ``allocated`` when confirmed). None when another transaction ended it first."""
+        ended = self._connection.execute(
+            update(reservation_lines)
+            .where(
+                reservation_lines.c.id == line_id,
+                reservation_lines.c.status == ReservationStatus.ACTIVE.value,
+            )
+            .values(status=status.value)
+        ).rowcount
+        if not ended:
+            return None
+        values: dict[str, Any] = {"reserved": P.reserved - quantity, "updated_at": at}
+        if status is ReservationStatus.CONFIRMED:
+            values["allocated"] = P.allocated + quantity
+        row = self._connection.execute(
+            update(inventory_positions).where(self._where(key)).values(values).returning(*_RETURNED)
+        ).one()
+        after = _position(key, row)
+        before = Position(
+            sku=key.sku,
+            location_code=key.location_code,
+            on_hand=after.on_hand,
+            allocated=after.allocated - (quantity if status is ReservationStatus.CONFIRMED else 0),
+            reserved=after.reserved + quantity,
+            blocked=after.blocked,
+            safety_stock=after.safety_stock,
+        )
+        return self._changed(key, f"reservation {status.value}", before, after)
+
+    def _require_active(self, reservation_id: str, *, at: datetime) -> Reservation:
+        found = self.get_reservation(reservation_id)
+        if found is None:
+            raise ReservationNotFound(
+                f"no reservation '{reservation_id}'", reservation_id=reservation_id
+            )
+        status = found.effective_status(at)
+        if status is not ReservationStatus.ACTIVE:
+            raise ReservationNotActive(
+                f"reservation '{reservation_id}' is {status.value}",
+                reservation_id=reservation_id,
+                reservation_status=status.value,
+            )
+        return found
+
+    def _set_status(self, reservation_id: str, status: ReservationStatus, at: datetime) -> None:
+        self._connection.execute(
+            update(reservations)
+            .where(
+                reservations.c.id == reservation_id,
+                reservations.c.status == ReservationStatus.ACTIVE.value,
+            )
+            .values(status=status.value, updated_at=at)
+        )
+
+    def confirm_reservation(
+        self, reservation_id: str, *, at: datetime, reason: str = "reservation confirmed"
+    ) -> list[StockLine]:
+        self._require_active(reservation_id, at=at)
+        confirmed: list[StockLine] = []
+        for key, line_id, quantity in self._active_lines(reservation_id):
+            if self._end_line(key, line_id, quantity, status=ReservationStatus.CONFIRMED, at=at):
+                confirmed.append(StockLine(key.sku, key.location_code, quantity))
+            else:
+                # Freed by the worker or a writer between our check and the update: too late.
+                raise ReservationNotActive(
+                    f"reservation '{reservation_id}' expired while being confirmed",
+                    reservation_id=reservation_id,
+                    reservation_status=ReservationStatus.EXPIRED.value,
+                )
+        self._set_status(reservation_id, ReservationStatus.CONFIRMED, at)
+        return confirmed
+
+    def release_reservation(self, reservation_id: str, *, at: datetime) -> Reservation:
+        self._require_active(reservation_id, at=at)
+        for key, line_id, quantity in self._active_lines(reservation_id):
+            self._end_line(key, line_id, quantity, status=ReservationStatus.RELEASED, at=at)
+        self._set_status(reservation_id, ReservationStatus.RELEASED, at)
+        found = self.get_reservation(reservation_id)
+        assert found is not None
+        return found
+
+    def release_expired(self, *, at: datetime, limit: int) -> int:
+        due = [
+            row.id
+            for row in self._connection.execute(
+                select(reservations.c.id)
+                .where(
+                    reservations.c.status == ReservationStatus.ACTIVE.value,
+                    reservations.c.expires_at <= at,
+                )
+                .order_by(reservations.c.expires_at, reservations.c.id)
+                .limit(limit)
+            )
+        ]
+        # All holds of the batch in one lock order, not reservation by reservation.
+        work: list[tuple[_Key, int, int]] = []
+        for reservation_id in due:
+            work.extend(self._active_lines(reservation_id))
+        for key, line_id, quantity in sorted(work, key=lambda e: (e[0].order, e[1])):
+            self._end_line(key, line_id, quantity, status=ReservationStatus.EXPIRED, at=at)
+        for reservation_id in due:
+            self._set_status(reservation_id, ReservationStatus.EXPIRED, at)
+        return len(due)
+
+    # -- feeds -------------------------------------------------------------------------------------
+
+    def safety_stock_defaults(self) -> Mapping[LocationType, int]:
+        defaults = dict(DEFAULT_SAFETY_STOCK)
+        for row in self._connection.execute(select(safety_stock_defaults)):
+            defaults[LocationType(row.location_type)] = int(row.quantity)
+        return defaults
+
+    def set_safety_stock_default(
+        self, location_type: LocationType, quantity: int, *, at: datetime
+    ) -> int:
+        if quantity < 0:
+            raise Invalid("a safety stock default must be >= 0")
+        self._connection.execute(
+            insert_ignoring_conflicts(self._connection, safety_stock_defaults).values(
+                location_type=location_type.value, quantity=quantity
+            )
+        )
+        self._connection.execute(
+            update(safety_stock_defaults)
+            .where(safety_stock_defaults.c.location_type == location_type.value)
+            .values(quantity=quantity)
+        )
+        location_ids = select(locations.c.id).where(locations.c.type == location_type.value)
+        result = self._connection.execute(
+            update(inventory_positions)
+            .where(P.location_id.in_(location_ids), P.safety_stock_set.is_(False))
+            .values(safety_stock=quantity, updated_at=at)
+        )
+        return int(result.rowcount)
+
+    def _lock(self, keys: Sequence[_Key]) -> dict[tuple[int, int], Any]:
+        """Current rows of these positions, locked for this transaction in (item, location)
+        order (PostgreSQL locks rows in the ORDER BY order; SQLite writers hold the database)."""
+        found: dict[tuple[int, int], Any] = {}
+        ordered = sorted({key.order for key in keys})
+        for chunk in _chunks(ordered, 1000):
+            query = (
+                select(*_LOCKED)
+                .where(tuple_(P.item_id, P.location_id).in_(list(chunk)))
+                .order_by(P.item_id, P.location_id)
+            )
+            if self._is_postgres:
+                query = query.with_for_update()
+            for row in self._connection.execute(query):
+                found[(int(row.item_id), int(row.location_id))] = row
+        return found
+
+    def _create_positions(self, keys: Sequence[_Key], *, at: datetime) -> None:
+        if not keys:
+            return
+        defaults = self.safety_stock_defaults()
+        types = dict(
+            self._connection.execute(
+                select(locations.c.id, locations.c.type).where(
+                    locations.c.id.in_(sorted({k.location_id for k in keys}))
+                )
+            ).all()
+        )
+        rows = [
+            {
+                "item_id": key.item_id,
+                "location_id": key.location_id,
+                "on_hand": 0,
+                "allocated": 0,
+                "reserved": 0,
+                "blocked": 0,
+                "safety_stock": defaults[LocationType(types[key.location_id])],
+                "safety_stock_set": False,
+                "updated_at": at,
+            }
+            for key in sorted(keys, key=lambda k: k.order)
+        ]
+        for chunk in _chunks(rows, 5000):
+            self._connection.execute(
+                insert_ignoring_conflicts(self._connection, inventory_positions), list(chunk)
+            )
+
+    def _movements(self, rows: list[dict[str, Any]]) -> None:
+        for chunk in _chunks(rows, 5000):
+            self._connection.execute(insert(inventory_movements), list(chunk))
+
+    def _later_changes(
+        self, keys: Sequence[_Key], *, after: datetime
+    ) -> dict[tuple[int, int], int]:
+        """On-hand changes recorded with a source time after ``after`` (not snapshots)."""
+        moves = inventory_movements.c
+        found: dict[tuple[int, int], int] = {}
+        by_location: dict[int, list[int]] = defaultdict(list)
+        for key in keys:
+            by_location[key.location_id].append(key.item_id)
+        for location_id, item_ids in by_location.items():
+            for chunk in _chunks(item_ids, 1000):
+                for row in self._connection.execute(
+                    select(moves.item_id, func.sum(moves.on_hand_change).label("change"))
+                    .where(
+                        moves.location_id == location_id,
+                        moves.item_id.in_(chunk),
+                        moves.occurred_at > after,
+                        moves.kind != "snapshot",
+                    )
+                    .group_by(moves.item_id)
+                ):
+                    found[(int(row.item_id), location_id)] = int(row.change)
+        return found
+
+    def apply_snapshot(
+        self,
+        lines: Sequence[SnapshotLine],
+        *,
+        as_of: datetime,
+        sequence: int | None,
+        source: str,
+        at: datetime,
+        record_events: bool = True,
+    ) -> FeedOutcome:
+        outcome = FeedOutcome()
+        wanted: dict[tuple[str, str], SnapshotLine] = {}
+        for line in lines:
+            wanted[(line.sku, line.location_code)] = line
+        keys = self._keys(wanted)
+        ordered = sorted(keys.values(), key=lambda k: k.order)
+        current = self._lock(ordered)
+        missing = [k for k in ordered if k.order not in current]
+        if missing:
+            self._create_positions(missing, at=at)
+            current.update(self._lock(missing))
+        needs_history = [
+            k
+            for k in ordered
+            if current[k.order].last_movement_at is not None
+            and current[k.order].last_movement_at > as_of
+        ]
+        later = self._later_changes(needs_history, after=as_of) if needs_history else {}
+        updates: list[dict[str, Any]] = []
+        movements: list[dict[str, Any]] = []
+        for key in ordered:
+            row = current[key.order]
+            line = wanted[(key.sku, key.location_code)]
+            if snapshot_is_stale(
+                as_of=as_of,
+                sequence=sequence,
+                last_as_of=row.snapshot_as_of,
+                last_sequence=row.snapshot_sequence,
+            ):
+                outcome.stale.append(
+                    {
+                        "sku": key.sku,
+                        "location": key.location_code,
+                        "as_of": as_of.isoformat(),
+                        "sequence": sequence,
+                        "last_applied_as_of": row.snapshot_as_of.isoformat()
+                        if row.snapshot_as_of
+                        else None,
+                        "last_applied_sequence": row.snapshot_sequence,
+                    }
+                )
+                continue
+            on_hand = max(0, line.on_hand + later.get(key.order, 0))
+            blocked = int(row.blocked) if line.blocked is None else line.blocked
+            change = on_hand - int(row.on_hand)
+            updates.append(
+                {
+                    "k_item": key.item_id,
+                    "k_location": key.location_id,
+                    "on_hand": on_hand,
+                    "blocked": blocked,
+                    "snapshot_as_of": as_of,
+                    "snapshot_sequence": sequence,
+                    "updated_at": at,
+                }
+            )
+            if change == 0 and blocked == int(row.blocked):
+                outcome.unchanged += 1
+                continue
+            outcome.applied += 1
+            if change:
+                movements.append(
+                    {
+                        "item_id": key.item_id,
+                        "location_id": key.location_id,
+                        "kind": "snapshot",
+                        "on_hand_change": change,
+                        "reason": f"count as of {as_of.isoformat()}",
+                        "source": source,
+                        "message_id": None,
+                        "occurred_at": as_of,
+                        "recorded_at": at,
+                    }
+                )
+            before = _position(key, row)
+            after = Position(
+                sku=key.sku,
+                location_code=key.location_code,
+                on_hand=on_hand,
+                allocated=before.allocated,
+                reserved=before.reserved,
+                blocked=blocked,
+                safety_stock=before.safety_stock,
+            )
+            change_record = PositionChange(
+                sku=key.sku,
+                location_code=key.location_code,
+                reason="snapshot",
+                before=before,
+                after=after,
+                low_stock_threshold=key.threshold,
+            )
+            outcome.changes.append(change_record)
+        statement = (
+            update(inventory_positions)
+            .where(P.item_id == bindparam("k_item"), P.location_id == bindparam("k_location"))
+            .values(
+                on_hand=bindparam("on_hand"),
+                blocked=bindparam("blocked"),
+                snapshot_as_of=bindparam("snapshot_as_of"),
+                snapshot_sequence=bindparam("snapshot_sequence"),
+                updated_at=bindparam("updated_at"),
+            )
+        )
+        for chunk in _chunks(updates, 5000):
+            self._connection.execute(statement, list(chunk))
+        self._movements(movements)
+        if record_events:
+            events: list[DomainEvent] = []
+            for change_record in outcome.changes:
+                events.extend(change_events(change_record))
+            if events:
+                self._record(*events)
+        return outcome
+
+    def apply_deltas(self, deltas: Sequence[DeltaLine], *, at: datetime) -> FeedOutcome:
+        outcome = FeedOutcome()
+        keys = self._keys((d.sku, d.location_code) for d in deltas)
+        # Claim every message first: a replay (same source and message id) changes nothing.
+        fresh: list[DeltaLine] = []
+        # Claimed in a fixed order, so two batches sharing messages cannot deadlock.
+        for delta in sorted(deltas, key=lambda d: (d.source, d.message_id)):
+            claimed = (
+                self._connection.execute(
+                    insert_ignoring_conflicts(self._connection, feed_messages)
+                    .values(
+                        source=delta.source,
+                        message_id=delta.message_id,
+                        kind=delta.kind.value,
+                        outcome="applied",
+                        received_at=at,
+                    )
+                    .returning(feed_messages.c.message_id)
+                ).first()
+                is not None
+            )
+            if claimed:
+                fresh.append(delta)
+            else:
+                outcome.duplicates.append(
+                    {
+                        "source": delta.source,
+                        "message_id": delta.message_id,
+                        "sku": delta.sku,
+                        "location": delta.location_code,
+                    }
+                )
+        # Applied in the order the source sent them (clamping at 0 depends on it).
+        order = {id(delta): index for index, delta in enumerate(deltas)}
+        by_position: dict[tuple[str, str], list[DeltaLine]] = defaultdict(list)
+        for delta in sorted(fresh, key=lambda d: order[id(d)]):
+            by_position[(delta.sku, delta.location_code)].append(delta)
+        touched = sorted({keys[pair] for pair in by_position}, key=lambda k: k.order)
+        current = self._lock(touched)
+        missing = [k for k in touched if k.order not in current]
+        if missing:
+            self._create_positions(missing, at=at)
+            current.update(self._lock(missing))
+        for key in touched:
+            row = current[key.order]
+            before = _position(key, row)
+            on_hand = int(row.on_hand)
+            last_movement = row.last_movement_at
+            movements: list[dict[str, Any]] = []
+            for delta in by_position[(key.sku, key.location_code)]:
+                if row.snapshot_as_of is not None and delta.occurred_at <= row.snapshot_as_of:
+                    # The count applied already includes this movement.
+                    outcome.superseded.append(
+                        {
+                            "source": delta.source,
+                            "message_id": delta.message_id,
+                            "sku": delta.sku,
+                            "location": delta.location_code,
+                            "occurred_at": delta.occurred_at.isoformat(),
+                            "snapshot_as_of": row.snapshot_as_of.isoformat(),
+                        }
+                    )
+                    self._connection.execute(
+                        update(feed_messages)
+                        .where(
+                            feed_messages.c.source == delta.source,
+                            feed_messages.c.message_id == delta.message_id,
+                        )
+                        .values(outcome="superseded")
+                    )
+                    continue
+                change = max(-on_hand, delta_change(delta.kind, delta.quantity))
+                on_hand += change
+                last_movement = (
+                    delta.occurred_at
+                    if last_movement is None
+                    else max(last_movement, delta.occurred_at)
+                )
+                outcome.applied += 1
+                movements.append(
+                    {
+                        "item_id": key.item_id,
+                        "location_id": key.location_id,
+                        "kind": delta.kind.value,
+                        "on_hand_change": change,
+                        "reason": delta.reason,
+                        "source": delta.source,
+                        "message_id": delta.message_id,
+                        "occurred_at": delta.occurred_at,
+                        "recorded_at": at,
+                    }
+                )
+            if not movements:
+                continue
+            self._connection.execute(
+                update(inventory_positions)
+                .where(self._where(key))
+                .values(on_hand=on_hand, last_movement_at=last_movement, updated_at=at)
+            )
+            self._movements(movements)
+            after = Position(**{**before.__dict__, "on_hand": on_hand})
+            outcome.changes.append(self._changed(key, "delta", before, after))
+        return outcome
+
+    def _locked_position(self, sku: str, location_code: str, *, at: datetime) -> tuple[_Key, Any]:
+        key = self._keys([(sku, location_code)])[(sku, location_code)]
+        current = self._lock([key])
+        if key.order not in current:
+            self._create_positions([key], at=at)
+            current = self._lock([key])
+        return key, current[key.order]
+
+    def set_blocked(
+        self, sku: str, location_code: str, *, blocked: int, at: datetime, reason: str
+    ) -> PositionChange:
+        if blocked < 0:
+            raise Invalid("blocked must be >= 0")
+        key, row = self._locked_position(sku, location_code, at=at)
+        self._connection.execute(
+            update(inventory_positions)
+            .where(self._where(key))
+            .values(blocked=blocked, updated_at=at)
+        )
+        before = _position(key, row)
+        return self._changed(
+            key, reason, before, Position(**{**before.__dict__, "blocked": blocked})
+        )
+
+    def set_safety_stock(
+        self, sku: str, location_code: str, *, quantity: int | None, at: datetime
+    ) -> PositionChange:
+        if quantity is not None and quantity < 0:
+            raise Invalid("safety stock must be >= 0")
+        key, row = self._locked_position(sku, location_code, at=at)
+        if quantity is None:
+            location_type = self._connection.execute(
+                select(locations.c.type).where(locations.c.id == key.location_id)
+            ).scalar_one()
+            value = self.safety_stock_defaults()[LocationType(location_type)]
+        else:
+            value = quantity
+        self._connection.execute(
+            update(inventory_positions)
+            .where(self._where(key))
+            .values(safety_stock=value, safety_stock_set=quantity is not None, updated_at=at)
+        )
+        before = _position(key, row)
+        return self._changed(
+            key, "safety stock", before, Position(**{**before.__dict__, "safety_stock": value})
+        )
+
+    # -- supply ------------------------------------------------------------------------------------
+
+    def add_supply(self, lines: Sequence[SupplyLine], *, at: datetime) -> None:
+        keys = self._keys((line.sku, line.location_code) for line in lines)
+        for line in lines:
+            key = keys[(line.sku, line.location_code)]
+            self._connection.execute(
+                insert_ignoring_conflicts(self._connection, supply_lines).values(
+                    reference=line.reference,
+                    kind=line.kind,
+                    item_id=key.item_id,
+                    location_id=key.location_id,
+                    quantity=line.quantity,
+                    expected_on=line.expected_on,
+                    status=line.status,
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
+            self._connection.execute(
+                update(supply_lines)
+                .where(
+                    supply_lines.c.reference == line.reference,
+                    supply_lines.c.item_id == key.item_id,
+                    supply_lines.c.location_id == key.location_id,
+                )
+                .values(
+                    kind=line.kind,
+                    quantity=line.quantity,
+                    expected_on=line.expected_on,
+                    status=line.status,
+                    updated_at=at,
+                )
+            )
+
+    def supply(
+        self, skus: Sequence[str], *, location_codes: Sequence[str] | None = None
+    ) -> list[SupplyLine]:
+        s = supply_lines.c
+        query = (
+            select(
+                s.reference,
+                s.kind,
+                items.c.sku,
+                locations.c.code,
+                s.quantity,
+                s.expected_on,
+                s.status,
+            )
+            .select_from(
+                supply_lines.join(items, items.c.id == s.item_id).join(
+                    locations, locations.c.id == s.location_id
+                )
+            )
+            .where(items.c.sku.in_(list(skus)), s.status.in_(["open", "in_transit"]))
+            .order_by(s.expected_on, s.reference)
+        )
+        if location_codes is not None:
+            query = query.where(locations.c.code.in_(list(location_codes)))
+        return [
+            SupplyLine(
+                reference=row.reference,
+                kind=row.kind,
+                sku=row.sku,
+                location_code=row.code,
+                quantity=int(row.quantity),
+                expected_on=row.expected_on,
+                status=row.status,
+            )
+            for row in self._connection.execute(query)
+        ]
+
+    def movement_totals(self, skus: Sequence[str]) -> dict[tuple[str, str], int]:
+        moves = inventory_movements.c
+        rows = self._connection.execute(
+            select(items.c.sku, locations.c.code, func.sum(moves.on_hand_change).label("total"))
+            .select_from(
+                inventory_movements.join(items, items.c.id == moves.item_id).join(
+                    locations, locations.c.id == moves.location_id
+                )
+            )
+            .where(items.c.sku.in_(list(skus)))
+            .group_by(items.c.sku, locations.c.code)
+        )
+        return {(row.sku, row.code): int(row.total) for row in rows}
+
+
+__all__ = [
+    "DEFAULT_LOW_STOCK_THRESHOLD",
+    "SqlInventoryRepository",
+    "SqlItemRepository",
+    "SqlLocationRepository",
+    "insert_ignoring_conflicts",
+]

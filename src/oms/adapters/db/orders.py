@@ -1,0 +1,425 @@
+"""Orders in SQL: an order is one row, its lines, their quantity buckets, holds, cancel requests
+and an append-only timeline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from oms.adapters.db.tables import (
+    order_cancel_requests,
+    order_holds,
+    order_line_quantities,
+    order_lines,
+    order_timeline,
+    orders,
+)
+from oms.domain.orders import (
+    Address,
+    CancelRequest,
+    CancelRequestStatus,
+    Channel,
+    Customer,
+    Delivery,
+    DeliveryMethod,
+    Hold,
+    HoldType,
+    Order,
+    OrderChangedConcurrently,
+    OrderLine,
+    PaymentReference,
+    QuantityState,
+)
+from oms.services.ports import DuplicateChannelReference, WaitingLine
+
+
+def _address_document(address: Address | None) -> dict[str, Any] | None:
+    if address is None:
+        return None
+    return {
+        "name": address.name,
+        "line1": address.line1,
+        "line2": address.line2,
+        "city": address.city,
+        "region": address.region,
+        "postal_code": address.postal_code,
+        "country": address.country,
+        "phone": address.phone,
+        "latitude": address.latitude,
+        "longitude": address.longitude,
+    }
+
+
+def _address(document: dict[str, Any] | None) -> Address | None:
+    return Address(**document) if document else None
+
+
+class SqlOrderRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._loaded_lines: dict[str, set[int]] = {}
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def add(self, order: Order, *, at: datetime) -> None:
+        """Insert a new order; DuplicateChannelReference when its channel reference is taken."""
+        try:
+            self._connection.execute(insert(orders), [self._order_row(order, at=at)])
+        except IntegrityError as error:
+            # The transaction is spoilt on PostgreSQL: the caller rolls back and reads the winner.
+            if "channel" in str(error.orig).lower():
+                raise DuplicateChannelReference(order.channel_reference) from error
+            raise
+        self._connection.execute(
+            insert(order_lines), [self._line_row(order, line) for line in order.lines]
+        )
+        self._insert_children(order)
+        self._loaded_lines[order.order_id] = {line.line_no for line in order.lines}
+
+    def save(self, order: Order, *, at: datetime) -> None:
+        """Write back a loaded order (optimistic version check)."""
+        row = self._order_row(order, at=at)
+        del row["created_at"]
+        row["version"] = order.version + 1
+        updated = self._connection.execute(
+            update(orders)
+            .where(orders.c.order_id == order.order_id, orders.c.version == order.version)
+            .values(row)
+        ).rowcount
+        if updated != 1:
+            raise OrderChangedConcurrently(
+                f"order {order.order_number} was changed by another request; try again"
+            )
+        order.version += 1
+        known = self._loaded_lines.get(order.order_id, set())
+        existing = [self._line_row(order, line) for line in order.lines if line.line_no in known]
+        new = [self._line_row(order, line) for line in order.lines if line.line_no not in known]
+        if existing:
+            self._connection.execute(
+                update(order_lines)
+                .where(
+                    order_lines.c.order_id == bindparam("b_order_id"),
+                    order_lines.c.line_no == bindparam("b_line_no"),
+                )
+                .values(
+                    {
+                        name: bindparam(name)
+                        for name in existing[0]
+                        if name not in ("order_id", "line_no")
+                    }
+                ),
+                [
+                    {**row, "b_order_id": row["order_id"], "b_line_no": row["line_no"]}
+                    for row in existing
+                ],
+            )
+        if new:
+            self._connection.execute(insert(order_lines), new)
+        for table in (order_line_quantities, order_holds, order_cancel_requests):
+            self._connection.execute(delete(table).where(table.c.order_id == order.order_id))
+        self._insert_children(order)
+        self._loaded_lines[order.order_id] = {line.line_no for line in order.lines}
+
+    def _insert_children(self, order: Order) -> None:
+        quantities = [
+            {
+                "order_id": order.order_id,
+                "line_no": line.line_no,
+                "state": state.value,
+                "location_code": location_code or "",
+                "quantity": quantity,
+            }
+            for line in order.lines
+            for (state, location_code), quantity in sorted(line.buckets.items(), key=str)
+            if quantity > 0
+        ]
+        if quantities:
+            self._connection.execute(insert(order_line_quantities), quantities)
+        if order.holds:
+            self._connection.execute(
+                insert(order_holds),
+                [
+                    {
+                        "hold_id": hold.hold_id,
+                        "order_id": order.order_id,
+                        "type": hold.type.value,
+                        "reason": hold.reason,
+                        "placed_by": hold.placed_by,
+                        "placed_at": hold.placed_at,
+                        "released_by": hold.released_by,
+                        "released_at": hold.released_at,
+                        "release_reason": hold.release_reason,
+                    }
+                    for hold in order.holds
+                ],
+            )
+        if order.cancel_requests:
+            self._connection.execute(
+                insert(order_cancel_requests),
+                [
+                    {
+                        "request_id": request.request_id,
+                        "order_id": order.order_id,
+                        "line_no": request.line_no,
+                        "location_code": request.location_code,
+                        "quantity": request.quantity,
+                        "reason": request.reason,
+                        "requested_by": request.requested_by,
+                        "requested_at": request.requested_at,
+                        "status": request.status.value,
+                        "decided_by": request.decided_by,
+                        "decided_at": request.decided_at,
+                        "decision_reason": request.decision_reason,
+                    }
+                    for request in order.cancel_requests
+                ],
+            )
+        if order.timeline:
+            self._connection.execute(
+                insert(order_timeline),
+                [
+                    {
+                        "order_id": order.order_id,
+                        "at": entry.at,
+                        "actor": entry.actor,
+                        "action": entry.action,
+                        "reason": entry.reason,
+                        "line_no": entry.line_no,
+                        "old": entry.old,
+                        "new": entry.new,
+                    }
+                    for entry in order.timeline
+                ],
+            )
+            order.timeline.clear()
+
+    @staticmethod
+    def _order_row(order: Order, *, at: datetime) -> dict[str, Any]:
+        return {
+            "order_id": order.order_id,
+            "order_number": order.order_number,
+            "channel": order.channel.value,
+            "channel_reference": order.channel_reference,
+            "customer_id": order.customer.customer_id,
+            "customer_name": order.customer.name,
+            "customer_email": order.customer.email,
+            "customer_phone": order.customer.phone,
+            "currency": order.currency,
+            "subtotal": order.subtotal,
+            "discount_total": order.discount_total,
+            "tax_total": order.tax_total,
+            "shipping_charge": order.shipping_charge,
+            "total": order.total,
+            "status": order.status,
+            "on_hold": order.on_hold,
+            "payments": [
+                {
+                    "method": payment.method,
+                    "token": payment.token,
+                    "amount": str(payment.amount) if payment.amount is not None else None,
+                    "currency": payment.currency,
+                }
+                for payment in order.payments
+            ],
+            "notes": order.notes,
+            "tags": list(order.tags),
+            "created_at": order.created_at,
+            "updated_at": at,
+            "version": order.version,
+        }
+
+    @staticmethod
+    def _line_row(order: Order, line: OrderLine) -> dict[str, Any]:
+        delivery = line.delivery
+        return {
+            "order_id": order.order_id,
+            "line_no": line.line_no,
+            "sku": line.sku,
+            "quantity": line.quantity,
+            "unit_price": line.unit_price,
+            "discount": line.discount,
+            "tax": line.tax,
+            "delivery_method": delivery.method.value,
+            "ship_address": _address_document(delivery.address),
+            "pickup_location_code": delivery.pickup_location_code,
+            "requested_on": delivery.requested_on,
+            "gift": delivery.gift,
+            "gift_message": delivery.gift_message,
+            "promised_on": line.promised_on,
+            "status": line.status,
+        }
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def id_for_channel_reference(self, channel: str, channel_reference: str) -> str | None:
+        found = self._connection.execute(
+            select(orders.c.order_id).where(
+                orders.c.channel == channel, orders.c.channel_reference == channel_reference
+            )
+        ).scalar()
+        return str(found) if found is not None else None
+
+    def id_for_number(self, order_number: str) -> str | None:
+        found = self._connection.execute(
+            select(orders.c.order_id).where(orders.c.order_number == order_number)
+        ).scalar()
+        return str(found) if found is not None else None
+
+    def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
+        query = select(orders).where(orders.c.order_id == order_id)
+        if for_update and self._connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = self._connection.execute(query).mappings().first()
+        if row is None:
+            return None
+        line_rows = self._connection.execute(
+            select(order_lines)
+            .where(order_lines.c.order_id == order_id)
+            .order_by(order_lines.c.line_no)
+        ).mappings()
+        buckets: dict[int, dict[tuple[QuantityState, str | None], int]] = {}
+        for bucket in self._connection.execute(
+            select(order_line_quantities).where(order_line_quantities.c.order_id == order_id)
+        ).mappings():
+            buckets.setdefault(bucket["line_no"], {})[
+                (QuantityState(bucket["state"]), bucket["location_code"] or None)
+            ] = bucket["quantity"]
+        lines = [
+            OrderLine(
+                line_no=line["line_no"],
+                sku=line["sku"],
+                quantity=line["quantity"],
+                unit_price=line["unit_price"],
+                discount=line["discount"],
+                tax=line["tax"],
+                delivery=Delivery(
+                    method=DeliveryMethod(line["delivery_method"]),
+                    address=_address(line["ship_address"]),
+                    pickup_location_code=line["pickup_location_code"],
+                    requested_on=line["requested_on"],
+                    gift=line["gift"],
+                    gift_message=line["gift_message"],
+                ),
+                promised_on=line["promised_on"],
+                buckets=buckets.get(line["line_no"], {}),
+            )
+            for line in line_rows
+        ]
+        holds = [
+            Hold(
+                hold_id=hold["hold_id"],
+                type=HoldType(hold["type"]),
+                reason=hold["reason"],
+                placed_by=hold["placed_by"],
+                placed_at=hold["placed_at"],
+                released_by=hold["released_by"],
+                released_at=hold["released_at"],
+                release_reason=hold["release_reason"],
+            )
+            for hold in self._connection.execute(
+                select(order_holds)
+                .where(order_holds.c.order_id == order_id)
+                .order_by(order_holds.c.placed_at, order_holds.c.hold_id)
+            ).mappings()
+        ]
+        requests = [
+            CancelRequest(
+                request_id=request["request_id"],
+                line_no=request["line_no"],
+                location_code=request["location_code"],
+                quantity=request["quantity"],
+                reason=request["reason"],
+                requested_by=request["requested_by"],
+                requested_at=request["requested_at"],
+                status=CancelRequestStatus(request["status"]),
+                decided_by=request["decided_by"],
+                decided_at=request["decided_at"],
+                decision_reason=request["decision_reason"],
+            )
+            for request in self._connection.execute(
+                select(order_cancel_requests)
+                .where(order_cancel_requests.c.order_id == order_id)
+                .order_by(order_cancel_requests.c.requested_at, order_cancel_requests.c.request_id)
+            ).mappings()
+        ]
+        self._loaded_lines[order_id] = {line.line_no for line in lines}
+        return Order(
+            order_id=row["order_id"],
+            order_number=row["order_number"],
+            channel=Channel(row["channel"]),
+            channel_reference=row["channel_reference"],
+            customer=Customer(
+                customer_id=row["customer_id"],
+                name=row["customer_name"],
+                email=row["customer_email"],
+                phone=row["customer_phone"],
+            ),
+            currency=row["currency"],
+            lines=lines,
+            created_at=row["created_at"],
+            shipping_charge=row["shipping_charge"],
+            payments=[
+                PaymentReference(
+                    method=payment["method"],
+                    token=payment["token"],
+                    amount=Decimal(payment["amount"]) if payment.get("amount") else None,
+                    currency=payment.get("currency"),
+                )
+                for payment in row["payments"]
+            ],
+            notes=row["notes"],
+            tags=list(row["tags"]),
+            holds=holds,
+            cancel_requests=requests,
+            version=row["version"],
+        )
+
+    def waiting_lines(self, sku: str, *, limit: int = 1000) -> list[WaitingLine]:
+        """Backordered units of ``sku``, oldest order first (then line number)."""
+        rows = self._connection.execute(
+            select(
+                order_line_quantities.c.order_id,
+                order_line_quantities.c.line_no,
+                order_line_quantities.c.quantity,
+                orders.c.created_at,
+            )
+            .join(
+                order_lines,
+                and_(
+                    order_lines.c.order_id == order_line_quantities.c.order_id,
+                    order_lines.c.line_no == order_line_quantities.c.line_no,
+                ),
+            )
+            .join(orders, orders.c.order_id == order_line_quantities.c.order_id)
+            .where(
+                order_line_quantities.c.state == QuantityState.BACKORDERED.value,
+                order_lines.c.sku == sku,
+            )
+            .order_by(orders.c.created_at, orders.c.order_id, order_line_quantities.c.line_no)
+            .limit(limit)
+        ).all()
+        return [WaitingLine(row[0], row[1], row[2], row[3]) for row in rows]
+
+    def waiting_quantities(self, skus: Sequence[str]) -> dict[str, int]:
+        """Backordered units per SKU (what future supply must cover first)."""
+        rows = self._connection.execute(
+            select(order_lines.c.sku, func.sum(order_line_quantities.c.quantity))
+            .join(
+                order_lines,
+                and_(
+                    order_lines.c.order_id == order_line_quantities.c.order_id,
+                    order_lines.c.line_no == order_line_quantities.c.line_no,
+                ),
+            )
+            .where(
+                order_line_quantities.c.state == QuantityState.BACKORDERED.value,
+                order_lines.c.sku.in_(list(skus)),
+            )
+            .group_by(order_lines.c.sku)
+        ).all()
+        return {row[0]: int(row[1]) for row in rows}

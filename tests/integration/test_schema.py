@@ -1,0 +1,52 @@
+"""Migrations and tables.py agree; serving refuses an out-of-date PostgreSQL schema."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, text
+
+from oms.adapters.db import migrate
+from oms.adapters.db.engine import make_engine
+from oms.adapters.db.tables import metadata
+from oms.bootstrap import prepare_schema
+from oms.domain.errors import SchemaOutOfDate
+
+
+@pytest.mark.postgres
+def test_migrations_produce_exactly_the_schema_of_tables_py(engine: Engine) -> None:
+    with engine.connect() as connection:
+        differences = compare_metadata(
+            MigrationContext.configure(connection, opts={"compare_type": True}), metadata
+        )
+    assert differences == []
+    assert migrate.is_current(engine)
+
+
+def test_sqlite_upgrades_itself_on_start(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(f"sqlite:///{tmp_path / 'fresh' / 'oms.db'}")
+    assert migrate.current_revision(engine) is None
+    prepare_schema(engine)
+    assert migrate.is_current(engine)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
+
+
+def test_postgresql_refuses_an_out_of_date_schema_and_names_the_fix(
+    postgres_engine: Engine,
+) -> None:
+    engine = postgres_engine
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+    try:
+        with pytest.raises(SchemaOutOfDate, match="oms db upgrade"):
+            prepare_schema(engine)
+    finally:
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE alembic_version SET version_num = :head"),
+                {"head": migrate.head_revision(engine)},
+            )
