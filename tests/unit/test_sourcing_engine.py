@@ -151,6 +151,8 @@ def test_status_offline_and_closed_never_dark_only_for_non_walk_in() -> None:
     assert collected.backorders == {"1": 1}
     assert why_excluded(collected, "DARK")[0] == "status"
     assert "walk-in" in why_excluded(collected, "DARK")[1]
+    curbside = line(method=DeliveryMethod.CURBSIDE, pickup_location="DARK")
+    assert source(places, order(curbside), only("shipping")).backorders == {"1": 1}
 
 
 def test_capability_for_the_delivery_method() -> None:

@@ -65,9 +65,11 @@ COLLECTED_AT_LOCATION = frozenset(
 )
 """The customer collects at the chosen location itself: it is the only possible source."""
 
-WALK_IN = frozenset({DeliveryMethod.PICKUP, DeliveryMethod.RESERVE_AND_COLLECT})
-"""Methods that need the shop floor open to shoppers; a ``dark`` location cannot serve them
-(curbside is brought out to the car, so a dark store may still serve it)."""
+WALK_IN = frozenset(
+    {DeliveryMethod.PICKUP, DeliveryMethod.CURBSIDE, DeliveryMethod.RESERVE_AND_COLLECT}
+)
+"""Methods that serve the customer at the location; a ``dark`` location serves no customers
+(as ``LocationStatus.serves_customers`` in :mod:`oms.domain.locations` says), only ships."""
 
 REQUIRED_CAPABILITY: Mapping[DeliveryMethod, Capability] = {
     DeliveryMethod.SHIP: Capability.SHIP,
