@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -30,6 +31,7 @@ from oms.services.orders import OrderService
 from oms.services.payments import PaymentService
 from oms.services.ports import Clock, Ids
 from oms.services.processes import ProcessService
+from oms.services.sourcing import SourcingService
 from oms.services.webhooks import WebhookPolicy, WebhookService
 
 
@@ -52,6 +54,7 @@ class Services:
     inventory: InventoryService = field(init=False)
     orders: OrderService = field(init=False)
     order_queries: OrderQueries = field(init=False)
+    sourcing: SourcingService = field(init=False)
 
     def __post_init__(self) -> None:
         self.access = AccessService(self.uow, clock=self.clock, ids=self.ids)
@@ -62,8 +65,9 @@ class Services:
         self.inventory = InventoryService(self.uow, clock=self.clock, ids=self.ids)
         self.orders = OrderService(self.uow, clock=self.clock, ids=self.ids)
         # Receipts and other stock increases allocate waiting backorders, oldest order first.
-        self.inventory.on_stock_increase(self.orders.allocate_waiting_backorders)
+        self.inventory.on_stock_increase(self._allocate_backorders)
         self.order_queries = OrderQueries(self.engine)
+        self.sourcing = SourcingService(self.uow, clock=self.clock)
         self.processes = ProcessService(self.uow, clock=self.clock, ids=self.ids)
         self._webhook_sender = HttpWebhookSender()
         self.webhooks = WebhookService(
@@ -117,6 +121,9 @@ class Services:
             url = f"sqlite:///{stem}-sandbox-gateway.db"
         self._gateway_engine = make_engine(url)
         return self._gateway_engine
+
+    def _allocate_backorders(self, skus: Sequence[str]) -> None:
+        self.orders.allocate_waiting_backorders(skus)
 
     def uow(self, *, read_only: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(

@@ -21,6 +21,7 @@ from oms.api.routers import (
     payments,
     problems,
     processes,
+    sourcing,
     webhooks,
 )
 from oms.bootstrap import Services, build_services, prepare_schema
@@ -77,6 +78,7 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         payments,
         notifications,
         processes,
+        sourcing,
         problems,
     ):
         app.include_router(module.router)

@@ -24,6 +24,7 @@ from oms.adapters.db.repositories import (
     SqlIdempotencyRepository,
     SqlOutboxRepository,
 )
+from oms.adapters.db.sourcing import SqlSourcingDecisionRepository, SqlSourcingProfileRepository
 from oms.domain.events import DomainEvent
 from oms.services.ports import Clock, Ids, OutboxEvent
 
@@ -158,3 +159,11 @@ class SqlUnitOfWork:
     @cached_property
     def orders(self) -> SqlOrderRepository:
         return SqlOrderRepository(self.connection)
+
+    @cached_property
+    def sourcing_profiles(self) -> SqlSourcingProfileRepository:
+        return SqlSourcingProfileRepository(self.connection)
+
+    @cached_property
+    def sourcing_decisions(self) -> SqlSourcingDecisionRepository:
+        return SqlSourcingDecisionRepository(self.connection)
