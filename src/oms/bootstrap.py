@@ -22,6 +22,7 @@ from oms.domain.payments import SplitTenderOrder, TenderPolicy
 from oms.queries.orders import OrderQueries
 from oms.services.access import AccessService
 from oms.services.events import EventService
+from oms.services.fulfillment import FulfillmentService
 from oms.services.idempotency import IdempotencyService
 from oms.services.inventory import InventoryService
 from oms.services.invoices import InvoiceService
@@ -52,6 +53,7 @@ class Services:
     inventory: InventoryService = field(init=False)
     orders: OrderService = field(init=False)
     order_queries: OrderQueries = field(init=False)
+    fulfillments: FulfillmentService = field(init=False)
 
     def __post_init__(self) -> None:
         self.access = AccessService(self.uow, clock=self.clock, ids=self.ids)
@@ -100,6 +102,14 @@ class Services:
             retry_seconds=self.settings.notification_retry_seconds,
             care_email=self.settings.care_email,
         )
+        self.fulfillments = FulfillmentService(
+            self.uow,
+            clock=self.clock,
+            ids=self.ids,
+            orders=self.orders,
+            payments=self.payments,
+        )
+        self.orders.on_release = self.fulfillments.released_in
 
     def _sandbox_engine(self) -> Engine:
         """The sandbox gateway's own store: see :mod:`oms.adapters.gateways.payments_sandbox`."""
