@@ -339,7 +339,7 @@ class Fulfillment:
             raise FulfillmentStepRefused(
                 f"fulfillment {self.id} is '{self.status}': '{step}' needs {names}",
                 fulfillment_id=self.id,
-                status=self.status.value,
+                current_status=self.status.value,
                 step=step,
             )
 

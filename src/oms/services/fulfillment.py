@@ -361,13 +361,18 @@ class FulfillmentService:
         uow.inventory.deallocate(
             _stock(f.location_code, [(sku, q) for _n, sku, q in lines]), at=at, reason=reason
         )
+        line_nos = {line_no for line_no, _s, _q in lines}
+        # never back to a location that already rejected or was short on these lines
+        exclude = {f.location_code} | {
+            other.location_code
+            for other in uow.fulfillments.for_order(order.order_id)
+            if any(
+                x.line_no in line_nos and (other.status is S.REJECTED or x.short)
+                for x in other.lines
+            )
+        }
         self._orders.resource_in(
-            uow,
-            order,
-            sorted({line_no for line_no, _s, _q in lines}),
-            at=at,
-            actor=actor,
-            exclude=[f.location_code],
+            uow, order, sorted(line_nos), at=at, actor=actor, exclude=sorted(exclude)
         )
         if order.by_state().get(Q.ALLOCATED, 0) and not order.on_hold:
             self._orders.release_in(uow, order, at=at, actor=actor)
