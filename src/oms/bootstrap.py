@@ -23,6 +23,7 @@ from oms.queries.orders import OrderQueries
 from oms.services.access import AccessService
 from oms.services.events import EventService
 from oms.services.fulfillment import FulfillmentService
+from oms.services.fulfillment_processes import FulfillmentProcesses
 from oms.services.idempotency import IdempotencyService
 from oms.services.inventory import InventoryService
 from oms.services.invoices import InvoiceService
@@ -54,6 +55,7 @@ class Services:
     orders: OrderService = field(init=False)
     order_queries: OrderQueries = field(init=False)
     fulfillments: FulfillmentService = field(init=False)
+    fulfillment_processes: FulfillmentProcesses = field(init=False)
 
     def __post_init__(self) -> None:
         self.access = AccessService(self.uow, clock=self.clock, ids=self.ids)
@@ -110,6 +112,10 @@ class Services:
             payments=self.payments,
         )
         self.orders.on_release = self.fulfillments.released_in
+        self.fulfillment_processes = FulfillmentProcesses(
+            processes=self.processes, orders=self.orders, fulfillments=self.fulfillments
+        )
+        self.fulfillment_processes.register()
 
     def _sandbox_engine(self) -> Engine:
         """The sandbox gateway's own store: see :mod:`oms.adapters.gateways.payments_sandbox`."""

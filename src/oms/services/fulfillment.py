@@ -100,8 +100,11 @@ class FulfillmentService:
         self._orders = orders
         self._payments = payments
         self.policy = policy or PickupPolicy()
-        self.correlate: Callable[[UnitOfWork, str, str, Mapping[str, Any]], None] | None = None
-        """Set by bootstrap: hands a step to the order's process instance as a BPMN message."""
+        self.on_step: Callable[[UnitOfWork, str, str, Mapping[str, Any]], None] | None = None
+        """Set by bootstrap: hands a finished step (``picked``, ``shipped``, ``checked_in``,
+        ``received``, ``collected``, ``delivered``) to the order's process instance, in the
+        step's unit of work, after the fulfillment and the order are saved."""
+        self._steps: dict[int, list[tuple[str, str, dict[str, Any]]]] = {}
 
     # -- release ------------------------------------------------------------------------------
 
@@ -241,13 +244,21 @@ class FulfillmentService:
         if order is None:
             raise OrderNotFound(f"no order '{fulfillment.order_id}'")
         at = self._clock.now()
-        result = work(uow, fulfillment, order, at)
-        uow.fulfillments.save(fulfillment)
-        uow.record(*fulfillment.events)
-        fulfillment.events.clear()
-        uow.orders.save(order, at=at)
-        uow.record(*order.events)
-        order.events.clear()
+        self._steps[id(uow)] = []
+        try:
+            result = work(uow, fulfillment, order, at)
+            uow.fulfillments.save(fulfillment)
+            uow.record(*fulfillment.events)
+            fulfillment.events.clear()
+            uow.orders.save(order, at=at)
+            uow.record(*order.events)
+            order.events.clear()
+            steps = self._steps.get(id(uow), [])
+        finally:
+            self._steps.pop(id(uow), None)
+        if self.on_step is not None:
+            for step, order_id, payload in steps:
+                self.on_step(uow, step, order_id, payload)
         return result
 
     @staticmethod
@@ -262,8 +273,8 @@ class FulfillmentService:
     def _message(
         self, uow: UnitOfWork, message: str, order: Order, payload: dict[str, Any]
     ) -> None:
-        if self.correlate is not None:
-            self.correlate(uow, message, order.order_id, payload)
+        """Queue a step for the order's process; sent once the step's rows are saved."""
+        self._steps.setdefault(id(uow), []).append((message, order.order_id, payload))
 
     def acknowledge(self, fulfillment_id: str, *, principal: Principal = SYSTEM) -> Fulfillment:
         def work(uow: UnitOfWork, f: Fulfillment, order: Order, at: datetime) -> Fulfillment:
@@ -330,7 +341,10 @@ class FulfillmentService:
                     reason=f"short pick at {f.location_code}" + (f": {reason}" if reason else ""),
                 )
             if f.status is S.PICKED:
-                self._message(uow, "picked", order, {"fulfillment_id": f.id})
+                picked_total = sum(x.picked for x in f.lines)
+                self._message(
+                    uow, "picked", order, {"fulfillment_id": f.id, "picked_quantity": picked_total}
+                )
             return f
 
         return self._run(fulfillment_id, principal, work)
@@ -400,7 +414,7 @@ class FulfillmentService:
         shipped and captures the shipped amount; a ship-to-store transfer goes in transit."""
 
         def work(uow: UnitOfWork, f: Fulfillment, order: Order, at: datetime) -> Fulfillment:
-            shipment_id = f"SHP-{f.id[:12]}"
+            shipment_id = shipment_ref(f)
             f.ship(
                 carrier=carrier,
                 service=service,
@@ -626,8 +640,17 @@ class FulfillmentService:
                     reason=f"override: {override_reason}" if override_reason else None,
                     at=at,
                 )
-            self._capture(uow, order, f, f"COL-{f.id[:12]}")
-            self._message(uow, "collected", order, {"fulfillment_id": f.id})
+            self._capture(uow, order, f, collection_ref(f))
+            self._message(
+                uow,
+                "collected",
+                order,
+                {
+                    "fulfillment_id": f.id,
+                    "pickup_code": pickup_code or f"override: {override_reason}",
+                    "payment_reference": collection_ref(f),
+                },
+            )
             return f
 
         return self._run(fulfillment_id, principal, work, at_handover=True)
@@ -673,15 +696,17 @@ class FulfillmentService:
     # -- deadlines (the worker) ---------------------------------------------------------------
 
     def run_pickup_deadlines(self, *, limit: int = 100) -> DeadlineRun:
-        """Remind customers who have not collected after ``remind_after``; cancel and restock
-        what is still uncollected at its ``collect_by``. Each fulfillment in its own unit of
-        work; a fulfillment changed meanwhile is simply left for the next run."""
+        """For orders without a process: remind customers who have not collected after
+        ``remind_after``; cancel and restock what is still uncollected at its ``collect_by``.
+        Each fulfillment in its own unit of work."""
         now = self._clock.now()
         with self._uow(read_only=True) as uow:
+            # orders run by a BPMN process get their reminders and expiry from its timers
             waiting = [
                 f
                 for status in (S.READY_FOR_PICKUP, S.CHECKED_IN)
                 for f in uow.fulfillments.list(status=status.value, limit=limit)
+                if not uow.processes.running_instances(f.order_id)
             ]
         reminded = cancelled = 0
         for candidate in waiting:
@@ -701,29 +726,35 @@ class FulfillmentService:
             if ready_at is None or already or now - ready_at < self.policy.remind_after:
                 continue
 
-            def remind(uow: UnitOfWork, f: Fulfillment, order: Order, at: datetime) -> None:
-                if any(step["step"] == "pickup_reminder" for step in f.history):
-                    return
-                f.history.append(
-                    {"at": at.isoformat(), "actor": "worker", "step": "pickup_reminder"}
-                )
-                f.updated_at = at
-                uow.record(
-                    FulfillmentPickupReminderDue(
-                        fulfillment_id=f.id,
-                        order_id=order.order_id,
-                        order_number=order.order_number,
-                        location_code=f.location_code,
-                        customer=_customer(order),
-                        pickup_code=f.pickup_code or "",
-                        collect_by=f.collect_by or at,
-                        location=_location(uow, f.handover_location),
-                    )
-                )
-
-            self._run(candidate.id, SYSTEM, remind, at_handover=True)
+            self.remind(candidate.id)
             reminded += 1
         return DeadlineRun(reminded=reminded, cancelled=cancelled)
+
+    def remind(self, fulfillment_id: str, *, uow: UnitOfWork | None = None) -> bool:
+        """Remind the customer of an uncollected pickup, once; whether a reminder went out."""
+
+        def remind(unit: UnitOfWork, f: Fulfillment, order: Order, at: datetime) -> bool:
+            if f.status not in (S.READY_FOR_PICKUP, S.CHECKED_IN) or any(
+                step["step"] == "pickup_reminder" for step in f.history
+            ):
+                return False
+            f.history.append({"at": at.isoformat(), "actor": "worker", "step": "pickup_reminder"})
+            f.updated_at = at
+            unit.record(
+                FulfillmentPickupReminderDue(
+                    fulfillment_id=f.id,
+                    order_id=order.order_id,
+                    order_number=order.order_number,
+                    location_code=f.location_code,
+                    customer=_customer(order),
+                    pickup_code=f.pickup_code or "",
+                    collect_by=f.collect_by or at,
+                    location=_location(unit, f.handover_location),
+                )
+            )
+            return True
+
+        return self._run(fulfillment_id, SYSTEM, remind, at_handover=True, uow=uow)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -753,28 +784,60 @@ class FulfillmentService:
             return None
         return Money.of(amount, order.currency)
 
-    def _capture(self, uow: UnitOfWork, order: Order, f: Fulfillment, shipment_ref: str) -> None:
+    def capture_in(
+        self, uow: UnitOfWork, order: Order, f: Fulfillment, *, hold: bool = False
+    ) -> str | None:
+        """Capture what this fulfillment handed over (again: only what is missing, so nothing
+        twice); the outcome's status, or None without a payment or anything handed over."""
+        if f.status in (S.SHIPPED, S.DELIVERED):
+            ref = shipment_ref(f)
+        elif f.status is S.COLLECTED:
+            ref = collection_ref(f)
+        else:
+            return None
+        return self._capture(uow, order, f, ref, hold=hold)
+
+    def _capture(
+        self, uow: UnitOfWork, order: Order, f: Fulfillment, ref: str, *, hold: bool = True
+    ) -> str | None:
         """Capture the amount of what left the building, when the order has a payment."""
         if uow.payments.get_order(order.order_id) is None:
-            return
+            return None
         amount = self._amount(order, f)
-        first = not any(
-            other.id != f.id and other.status in (S.SHIPPED, S.DELIVERED, S.COLLECTED)
+        # the shipping charge goes with the order's first fulfillment that hands anything over
+        # (a fixed choice, so that capturing the same shipment again asks the same amount)
+        live = [
+            other
             for other in uow.fulfillments.for_order(order.order_id)
-        )
+            if other.status not in (S.REJECTED, S.CANCELLED)
+        ]
+        first = bool(live) and min(live, key=lambda x: (x.created_at, x.id)).id == f.id
         if amount is None:
-            return
+            return None
         if first and order.shipping_charge > 0:
             amount = Money.of(amount.amount + order.shipping_charge, order.currency)
-        outcome = self._payments.capture(order.order_id, amount, shipment_ref, uow=uow)
-        if outcome.needs_hold and not any(h.type is HoldType.PAYMENT for h in order.active_holds):
+        outcome = self._payments.capture(order.order_id, amount, ref, uow=uow)
+        if (
+            hold
+            and outcome.needs_hold
+            and not any(h.type is HoldType.PAYMENT for h in order.active_holds)
+        ):
             order.place_hold(
                 hold_id=self._ids.new_id(),
                 type=HoldType.PAYMENT,
-                reason=f"capture of {shipment_ref} {outcome.status}",
+                reason=f"capture of {ref} {outcome.status}",
                 actor="fulfillment",
                 at=self._clock.now(),
             )
+        return str(outcome.status)
+
+
+def shipment_ref(f: Fulfillment) -> str:
+    return f"SHP-{f.id[:12]}"
+
+
+def collection_ref(f: Fulfillment) -> str:
+    return f"COL-{f.id[:12]}"
 
 
 def _stock(location_code: str, lines: Sequence[tuple[str, int]]) -> list[StockLine]:

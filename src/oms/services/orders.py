@@ -248,6 +248,10 @@ def source_lines(
     return SourcingPlan(allocations, backorders, channel if buffered else None)
 
 
+class CaptureListener(Protocol):
+    def __call__(self, uow: UnitOfWork, order: Order, *, at: datetime, actor: str) -> object: ...
+
+
 class ReleaseListener(Protocol):
     def __call__(
         self,
@@ -321,6 +325,9 @@ class OrderService:
         self._ids = ids
         self._source_lines: LineSourcing = sourcing or source_lines
         """Where sourcing decisions come from: the sourcing engine plugs in here."""
+        self.on_capture: CaptureListener | None = None
+        """Called in the capture's unit of work once the order is stored (fulfillment starts
+        the delivery method's process there); wired in bootstrap."""
         self.on_release: ReleaseListener | None = None
         """Called in the releasing unit of work with what was released (fulfillment creates
         its fulfillments there); wired in bootstrap."""
@@ -409,6 +416,9 @@ class OrderService:
                 )
             uow.record(*order.events)
             order.events.clear()
+            if self.on_capture is not None:
+                self.on_capture(uow, order, at=at, actor=actor)
+                order = self._load(uow, order_id)  # the process may have released it
             uow.commit()
         return Captured(order, created=True)
 
