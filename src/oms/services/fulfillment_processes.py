@@ -115,8 +115,10 @@ class FulfillmentProcesses:
 
     # -- capture and steps --------------------------------------------------------------------
 
-    def start_in(self, uow: UnitOfWork, order: Order, *, at: datetime, actor: str) -> None:
-        """Start the process of each delivery method of a new order, when one is deployed."""
+    def start_in(self, uow: UnitOfWork, order: Order, *, at: datetime, actor: str) -> bool:
+        """Start the process of each delivery method of a new order, when one is deployed;
+        whether any started."""
+        started = False
         methods: dict[str, str | None] = {}
         for line in order.lines:
             methods.setdefault(line.delivery.method.value, line.delivery.pickup_location_code)
@@ -137,6 +139,8 @@ class FulfillmentProcesses:
                     "order_total": str(order.total),
                 },
             )
+            started = True
+        return started
 
     def step_in(
         self, uow: UnitOfWork, step: str, order_id: str, payload: Mapping[str, Any]

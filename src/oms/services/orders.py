@@ -249,7 +249,9 @@ def source_lines(
 
 
 class CaptureListener(Protocol):
-    def __call__(self, uow: UnitOfWork, order: Order, *, at: datetime, actor: str) -> object: ...
+    """Returns whether it changed the order (it is then read again)."""
+
+    def __call__(self, uow: UnitOfWork, order: Order, *, at: datetime, actor: str) -> bool: ...
 
 
 class ReleaseListener(Protocol):
@@ -416,9 +418,8 @@ class OrderService:
                 )
             uow.record(*order.events)
             order.events.clear()
-            if self.on_capture is not None:
-                self.on_capture(uow, order, at=at, actor=actor)
-                order = self._load(uow, order_id)  # the process may have released it
+            if self.on_capture is not None and self.on_capture(uow, order, at=at, actor=actor):
+                order = self._load(uow, order_id)  # its process may have released it
             uow.commit()
         return Captured(order, created=True)
 
