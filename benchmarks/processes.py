@@ -1,44 +1,60 @@
-"""Process engine throughput: instances of the default ``ship`` process carried from start to
-completion (start, ``shipped`` message, ``delivered`` message), with stand-in activities.
+"""Process throughput: orders carried from capture to shipped through the default ``ship`` BPMN
+process, with the real fulfillment activities and the worker.
 
-It measures the engine and its persistence alone (fulfillment's real activities come later):
+Per order, one transaction each: capture (validation, sourcing, allocation, the process started
+and the order released by its ``Release`` task, the fulfillment opened, the payment authorised
+by the sandbox gateway in the same unit of work), pick, pack, ship (stock consumed, the
+``shipped`` message correlated to the instance, which captures the payment and asks for the
+customer email). Then one pass of the worker (outbox relay, due timers, pickup deadlines).
 
-    .venv/bin/python benchmarks/processes.py [--orders 500] [--database-url URL]
+    python benchmarks/processes.py --size small [--database-url postgresql://.../oms_bench_processes]
 
-Default database: PostgreSQL ``oms_bench_processes`` on 127.0.0.1 (created and reset), else
-``--database-url sqlite:////tmp/oms-bench-processes.db``.
+Without ``--database-url`` (or ``OMS_BENCH_DATABASE_URL``) a temporary SQLite file is used. A
+PostgreSQL database is emptied first, so its name must contain ``bench``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import asyncio
+import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+import harness
 from oms.adapters.db import migrate
 from oms.adapters.db.engine import make_engine
 from oms.bootstrap import build_services
 from oms.config import Settings, normalise_database_url
-from oms.processes.activities import ActivityCall
+from oms.domain.fulfillment import Package
+from oms.domain.orders import Address, Customer, Delivery, DeliveryMethod, LineRequest
+from oms.domain.payments import Money, Tender, TenderKind
+from oms.services.orders import CaptureOrder
+from oms.services.ports import SnapshotLine
+from oms.worker import Worker
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFINITION = ROOT / "src" / "oms" / "processes" / "definitions" / "ship.bpmn"
-RESULTS = ROOT / "benchmarks" / "results" / "processes.json"
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/oms_bench_processes"
+ORDERS = {"small": 100, "medium": 1000, "large": 5000}
+TARGET_ORDERS_PER_S = 300
+HOME = Address(
+    name="Bench Customer",
+    line1="1 Main St",
+    city="New York",
+    postal_code="10001",
+    country="US",
+    latitude=40.75,
+    longitude=-73.99,
+)
 
 
 def reset(url: str) -> None:
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database:
-            for suffix in ("", "-wal", "-shm"):
-                Path(parsed.database + suffix).unlink(missing_ok=True)
-    else:
+    if parsed.get_backend_name() != "sqlite":
+        if "bench" not in (parsed.database or ""):
+            raise SystemExit(f"refusing to empty '{parsed.database}': use a *bench* database")
         admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             exists = connection.execute(
@@ -57,87 +73,110 @@ def reset(url: str) -> None:
     engine.dispose()
 
 
-def stand_in(call: ActivityCall) -> dict[str, Any]:
-    return {"element": call.element_id}
-
-
-def run(url: str, orders: int) -> dict[str, Any]:
+def run(size: str, database_url: str | None) -> dict[str, Any]:
+    """Orders/s from capture to shipped through the default ship process, with the worker."""
+    orders = ORDERS[size]
+    workdir = Path(tempfile.mkdtemp(prefix="oms-bench-processes-"))
+    url = normalise_database_url(database_url or f"sqlite:///{workdir / 'bench.db'}")
     reset(url)
-    services = build_services(Settings(database_url=url), engine=make_engine(url))
-    for name, required in (
-        ("source", ("order_id",)),
-        ("release", ("order_id", "fulfillment_id")),
-        ("capture_payment", ("order_id", "fulfillment_id")),
-    ):
-        services.processes.activities.register(name, stand_in, required=required)
-    services.processes.deploy(DEFINITION.read_text())
-    phases: dict[str, float] = {}
-    cpu_started = time.process_time()
+    settings = Settings(database_url=url, data_dir=workdir)
+    services = build_services(settings, engine=make_engine(url))
+    try:
+        return _carry(services, orders, url)
+    finally:
+        services.close()
 
-    started = time.perf_counter()
-    for number in range(orders):
-        services.processes.start(
-            "ship",
-            correlation_key=f"ORD-{number}",
-            variables={
-                "order_id": f"ORD-{number}",
-                "fulfillment_id": f"FUL-{number}",
-                "location_code": "DC-1",
-                "customer_email": "c@example.com",
-            },
-        )
-    phases["start"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    for number in range(orders):
-        services.processes.correlate("shipped", f"ORD-{number}", {"tracking": f"T{number}"})
-    phases["shipped"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    for number in range(orders):
-        services.processes.correlate("delivered", f"ORD-{number}", {})
-    phases["delivered"] = time.perf_counter() - started
-
-    cpu = time.process_time() - cpu_started
-    completed = sum(
-        1
-        for number in range(0, orders, max(1, orders // 20))
-        for i in services.processes.instances_for(f"ORD-{number}")
-        if i.status.value == "completed"
+def _carry(services: Any, orders: int, url: str) -> dict[str, Any]:
+    inventory = services.inventory
+    inventory.create_location(
+        {
+            "code": "DC-1",
+            "name": "DC 1",
+            "type": "dc",
+            "latitude": 40.71,
+            "longitude": -74.0,
+            "capabilities": ["ship"],
+        }
     )
-    services.close()
+    skus = [f"SKU-{n:03d}" for n in range(20)]
+    for sku in skus:
+        inventory.create_item({"sku": sku, "name": f"Item {sku}"})
+    inventory.apply_snapshot(
+        [SnapshotLine(sku, "DC-1", orders * 2) for sku in skus],
+        as_of=services.clock.now(),
+        source="bench",
+    )
+    services.fulfillment_processes.deploy_defaults()
+    box = [Package("P1", Decimal("1.2"), Decimal("30"), Decimal("20"), Decimal("10"), {1: 1})]
+    phases = dict.fromkeys(("capture", "pick", "pack", "ship", "worker"), 0.0)
+    cpu_started = time.process_time()
+    fulfillment_ids: list[str] = []
+    for number in range(orders):
+        started = time.perf_counter()
+        captured = services.orders.capture(
+            CaptureOrder(
+                channel="web",
+                channel_reference=f"B-{number}",
+                customer=Customer(name="Bench Customer", email=f"c{number}@example.com"),
+                currency="USD",
+                lines=[
+                    LineRequest(
+                        skus[number % len(skus)],
+                        1,
+                        Decimal("10.00"),
+                        Delivery(DeliveryMethod.SHIP, address=HOME),
+                    )
+                ],
+            )
+        )
+        order_id = captured.order.order_id
+        services.payments.authorise(
+            order_id, [Tender("card", TenderKind.CARD, "tok_bench")], Money.of("10.00", "USD")
+        )
+        phases["capture"] += time.perf_counter() - started
+        [fulfillment] = services.fulfillments.for_order(order_id)
+        fulfillment_ids.append(fulfillment.id)
+    for name, step in (
+        ("pick", lambda f_id: services.fulfillments.confirm_pick(f_id, 1, 1)),
+        ("pack", lambda f_id: services.fulfillments.pack(f_id, box)),
+        (
+            "ship",
+            lambda f_id: services.fulfillments.ship(
+                f_id, carrier="UPS", service="ground", tracking={"P1": f"1Z{f_id[:8]}"}
+            ),
+        ),
+    ):
+        started = time.perf_counter()
+        for f_id in fulfillment_ids:
+            step(f_id)
+        phases[name] = time.perf_counter() - started
+    started = time.perf_counter()
+    asyncio.run(Worker(services).run(once=True, handle_signals=False))
+    phases["worker"] = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+
+    waiting = 0
+    for f_id in fulfillment_ids[:: max(1, orders // 20)]:
+        f = services.fulfillments.get(f_id)
+        [instance] = services.processes.instances_for(f.order_id)
+        view = services.processes.instance(instance.id)
+        waits = {element.get("element_id") for element in view.instance.active_elements}
+        waiting += int(f.status.value == "shipped" and "WaitDelivered" in waits)
     total = sum(phases.values())
+    transactions = 5 * orders  # capture, authorise, pick, pack, ship
     return {
         "database": make_url(url).get_backend_name(),
         "orders": orders,
         "seconds": {k: round(v, 3) for k, v in phases.items()},
-        "orders_per_second": round(orders / total, 1),
-        "steps_per_second": round(3 * orders / total, 1),
-        "client_cpu_ms_per_step": round(cpu * 1000 / (3 * orders), 2),
-        "sampled_completed": completed,
+        "orders_per_s": round(orders / total, 1),
+        "transactions_per_s": round(transactions / total, 1),
+        "client_cpu_ms_per_order": round(cpu * 1000 / orders, 2),
+        "sampled_shipped_and_waiting_for_delivery": waiting,
+        "targets": {"orders_per_s": f">= {TARGET_ORDERS_PER_S} (PostgreSQL)"},
+        "notes": "single client process; each order: capture+authorise, pick, pack, ship",
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--orders", type=int, default=500)
-    parser.add_argument("--database-url", default=DEFAULT_URL)
-    args = parser.parse_args()
-    result = run(normalise_database_url(args.database_url), args.orders)
-    print(
-        f"{'database':<10} {'orders':>7} {'start s':>8} {'shipped s':>10} {'delivered s':>12} "
-        f"{'orders/s':>9} {'steps/s':>8}"
-    )
-    seconds = result["seconds"]
-    print(
-        f"{result['database']:<10} {result['orders']:>7} {seconds['start']:>8} "
-        f"{seconds['shipped']:>10} {seconds['delivered']:>12} "
-        f"{result['orders_per_second']:>9} {result['steps_per_second']:>8} "
-        f"{result['client_cpu_ms_per_step']:>11}"
-    )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-
-
 if __name__ == "__main__":
-    main()
+    raise SystemExit(harness.main("processes", run))

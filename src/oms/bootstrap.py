@@ -23,6 +23,8 @@ from oms.domain.payments import SplitTenderOrder, TenderPolicy
 from oms.queries.orders import OrderQueries
 from oms.services.access import AccessService
 from oms.services.events import EventService
+from oms.services.fulfillment import FulfillmentService
+from oms.services.fulfillment_processes import FulfillmentProcesses
 from oms.services.idempotency import IdempotencyService
 from oms.services.inventory import InventoryService
 from oms.services.invoices import InvoiceService
@@ -55,6 +57,8 @@ class Services:
     orders: OrderService = field(init=False)
     order_queries: OrderQueries = field(init=False)
     sourcing: SourcingService = field(init=False)
+    fulfillments: FulfillmentService = field(init=False)
+    fulfillment_processes: FulfillmentProcesses = field(init=False)
 
     def __post_init__(self) -> None:
         self.access = AccessService(self.uow, clock=self.clock, ids=self.ids)
@@ -106,6 +110,18 @@ class Services:
             retry_seconds=self.settings.notification_retry_seconds,
             care_email=self.settings.care_email,
         )
+        self.fulfillments = FulfillmentService(
+            self.uow,
+            clock=self.clock,
+            ids=self.ids,
+            orders=self.orders,
+            payments=self.payments,
+        )
+        self.orders.on_release = self.fulfillments.released_in
+        self.fulfillment_processes = FulfillmentProcesses(
+            processes=self.processes, orders=self.orders, fulfillments=self.fulfillments
+        )
+        self.fulfillment_processes.register()
 
     def _sandbox_engine(self) -> Engine:
         """The sandbox gateway's own store: see :mod:`oms.adapters.gateways.payments_sandbox`."""

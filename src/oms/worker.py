@@ -100,6 +100,29 @@ def purge_idempotency_records(services: Services) -> object:
     return services.idempotency.purge_expired()
 
 
+@periodic_job("processes.run_due_timers")
+def run_due_timers(services: Services) -> object:
+    """Fire the due BPMN timers (pickup reminders, expiries), batch after batch."""
+    fired = 0
+    for _ in range(20):
+        run = services.processes.run_due_timers(limit=100)
+        fired += run.fired + run.failed
+        if run.fired + run.failed < 100:
+            break
+    return fired
+
+
+@periodic_job("inventory.release_expired_reservations", every_seconds=30)
+def release_expired_reservations(services: Services) -> object:
+    return services.inventory.release_expired_reservations()
+
+
+@periodic_job("fulfillment.pickup_deadlines", every_seconds=60)
+def pickup_deadlines(services: Services) -> object:
+    """Reminders and expiry of uncollected pickups of orders that run without a process."""
+    return services.fulfillments.run_pickup_deadlines()
+
+
 # --- the loop -----------------------------------------------------------------------------------
 
 

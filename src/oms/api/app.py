@@ -13,6 +13,7 @@ from oms.api.middleware import IdempotencyMiddleware, RequestIdMiddleware
 from oms.api.routers import (
     access,
     events,
+    fulfillments,
     health,
     inventory,
     network,
@@ -73,6 +74,7 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         network,
         inventory,
         orders,
+        fulfillments,
         events,
         webhooks,
         payments,

@@ -498,6 +498,21 @@ def process_deploy(
         )
 
 
+@process_app.command("deploy-defaults")
+def process_deploy_defaults() -> None:
+    """Deploy the default process of every delivery method (unchanged ones stay as they are);
+    new orders then run through them."""
+    services = services_from_env()
+    try:
+        deployments = services.fulfillment_processes.deploy_defaults(deployed_by="cli:defaults")
+    finally:
+        services.close()
+    for deployment in deployments:
+        definition = deployment.definition
+        state = "deployed" if deployment.created else "unchanged"
+        console.print(f"{state}: {definition.key} version {definition.version}", highlight=False)
+
+
 @process_app.command("list")
 def process_list(
     key: Annotated[str | None, typer.Option(help="Only this process")] = None,

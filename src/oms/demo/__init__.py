@@ -173,6 +173,11 @@ def seed_demo(
         f"{report.items_added} items, {report.positions_added} stock positions, "
         f"{report.supply_added} supply lines"
     )
+    deployed = services.fulfillment_processes.deploy_defaults(deployed_by="demo")
+    lines.append(
+        "default processes: "
+        + ", ".join(f"{d.definition.key} v{d.definition.version}" for d in deployed)
+    )
     key_file = settings.data_dir / "demo-admin.key"
     existing = {key.name for key in services.access.list_keys() if key.revoked_at is None}
     if "demo admin" not in existing or not key_file.exists():

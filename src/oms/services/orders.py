@@ -248,6 +248,24 @@ def source_lines(
     return SourcingPlan(allocations, backorders, channel if buffered else None)
 
 
+class CaptureListener(Protocol):
+    """Returns whether it changed the order (it is then read again)."""
+
+    def __call__(self, uow: UnitOfWork, order: Order, *, at: datetime, actor: str) -> bool: ...
+
+
+class ReleaseListener(Protocol):
+    def __call__(
+        self,
+        uow: UnitOfWork,
+        order: Order,
+        releases: Sequence[Mapping[str, Any]],
+        *,
+        at: datetime,
+        actor: str,
+    ) -> object: ...
+
+
 class LineSourcing(Protocol):
     """The signature of :func:`source_lines`; a sourcing engine offering it can replace it."""
 
@@ -309,6 +327,12 @@ class OrderService:
         self._ids = ids
         self._source_lines: LineSourcing = sourcing or source_lines
         """Where sourcing decisions come from: the sourcing engine plugs in here."""
+        self.on_capture: CaptureListener | None = None
+        """Called in the capture's unit of work once the order is stored (fulfillment starts
+        the delivery method's process there); wired in bootstrap."""
+        self.on_release: ReleaseListener | None = None
+        """Called in the releasing unit of work with what was released (fulfillment creates
+        its fulfillments there); wired in bootstrap."""
 
     # -- capture ---------------------------------------------------------------------------------
 
@@ -394,6 +418,8 @@ class OrderService:
                 )
             uow.record(*order.events)
             order.events.clear()
+            if self.on_capture is not None and self.on_capture(uow, order, at=at, actor=actor):
+                order = self._load(uow, order_id)  # its process may have released it
             uow.commit()
         return Captured(order, created=True)
 
@@ -471,16 +497,18 @@ class OrderService:
         at: datetime,
         actor: str,
         waiting_before: Mapping[int, int] | None = None,
+        exclude: Sequence[str] = (),
     ) -> None:
         """Source the open units of these lines again. With ``waiting_before``, a line that would
-        wait for more units than it did before the change refuses the change."""
+        wait for more units than it did before the change refuses the change. Locations in
+        ``exclude`` are not considered (the one that rejected or was short)."""
         wanted = [
             (line, quantity) for line, quantity in order.to_source() if line.line_no in line_nos
         ]
         if not wanted:
             return
         items = uow.items.get_many(sorted({line.sku for line, _ in wanted}))
-        locations = uow.locations.list()
+        locations = [loc for loc in uow.locations.list() if loc.code not in exclude]
         plan = self._source_lines(
             uow, wanted, channel=order.channel.value, items=items, locations=locations, at=at
         )
@@ -789,9 +817,32 @@ class OrderService:
         """Hand the allocated units to their locations (refused while on hold)."""
 
         def work(uow: UnitOfWork, order: Order, at: datetime) -> list[dict[str, Any]]:
-            return order.release(actor=principal.actor, at=at)
+            return self.release_in(uow, order, at=at, actor=principal.actor)
 
         return self._change(order_id, work)
+
+    def release_in(
+        self, uow: UnitOfWork, order: Order, *, at: datetime, actor: str
+    ) -> list[dict[str, Any]]:
+        """Release in the caller's unit of work (the caller saves the order)."""
+        releases = order.release(actor=actor, at=at)
+        if self.on_release is not None:
+            self.on_release(uow, order, releases, at=at, actor=actor)
+        return releases
+
+    def resource_in(
+        self,
+        uow: UnitOfWork,
+        order: Order,
+        line_nos: Sequence[int],
+        *,
+        at: datetime,
+        actor: str,
+        exclude: Sequence[str] = (),
+    ) -> None:
+        """Source the open units of these lines again, in the caller's unit of work, never at
+        the ``exclude`` locations (fulfillment: a rejection or a short pick)."""
+        self._resource(uow, order, line_nos, at=at, actor=actor, exclude=exclude)
 
     def move_quantity(
         self,

@@ -12,6 +12,7 @@ from typing import Any, Protocol, Self
 
 from oms.domain.access import Role
 from oms.domain.events import DomainEvent
+from oms.domain.fulfillment import Fulfillment
 from oms.domain.inventory import (
     ChannelBuffer,
     DeltaKind,
@@ -709,6 +710,32 @@ class SourcingProfileRepository(Protocol):
     def add_rules(self, rule_set: StoredRuleSet) -> bool: ...
 
 
+class FulfillmentRepository(Protocol):
+    """One row per fulfillment (order x location), saved with an optimistic version check."""
+
+    def add(self, fulfillment: Fulfillment) -> None: ...
+
+    def save(self, fulfillment: Fulfillment) -> None:
+        """FulfillmentChangedConcurrently when it was saved by someone else since it was read."""
+        ...
+
+    def get(self, fulfillment_id: str, *, for_update: bool = False) -> Fulfillment | None: ...
+
+    def for_order(self, order_id: str) -> list[Fulfillment]: ...
+
+    def list(
+        self,
+        *,
+        location_codes: Sequence[str] | None = None,
+        status: str | None = None,
+        order_id: str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Fulfillment]:
+        """Fulfillments at (or, ship-to-store, going to) these locations, by id."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Events recorded with :meth:`record` reach the outbox in the same commit."""
 
@@ -756,6 +783,9 @@ class UnitOfWork(Protocol):
 
     @property
     def sourcing_decisions(self) -> SourcingDecisionRepository: ...
+
+    @property
+    def fulfillments(self) -> FulfillmentRepository: ...
 
     def __enter__(self) -> Self: ...
 

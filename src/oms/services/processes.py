@@ -445,51 +445,78 @@ class ProcessService:
                 task.state is TaskState.CLAIMED and task.claimed_by != principal.actor
             ):
                 raise ProcessTaskNotOpen(_not_open(task), state=task.state.value)
-            missing = [name for name in task.required_fields if data.get(name) in (None, "")]
-            if missing:
-                raise ProcessTaskDataInvalid(
-                    f"task '{task.name}' needs {', '.join(missing)}",
-                    errors=[
-                        {"pointer": f"#/data/{name}", "detail": "required"} for name in missing
-                    ],
-                )
-            bad = [name for name in data if not name.isidentifier() or name.startswith("_")]
-            if bad:
-                raise ProcessTaskDataInvalid(
-                    f"task data names must be identifiers not starting with '_': {', '.join(bad)}",
-                    errors=[{"pointer": f"#/data/{name}", "detail": "bad name"} for name in bad],
-                )
-            instance = self._instance_for_update(uow, task.instance_id)
-            context = self._context(uow, instance)
-            workflow = self._load(uow, instance, context)
-            now = self._clock.now()
-            task.state = TaskState.COMPLETED
-            task.completed_at = now
-            task.completed_by = principal.actor
-            task.result = data
-            uow.processes.save_task(task)
-            if not self._engine.complete_user_task(workflow, task.spiff_task_id, data):
-                raise ProcessTaskNotOpen(
-                    f"task '{task.id}' is no longer waiting in its process", state="stale"
-                )
-            uow.record(
-                ProcessTaskCompleted(
-                    task_id=task.id,
-                    instance_id=task.instance_id,
-                    element_id=task.element_id,
-                    completed_by=principal.actor,
-                )
-            )
-            completed = HistoryEntry(
-                instance_id=instance.id,
-                at=now,
-                kind="task_completed",
-                element_id=task.element_id,
-                detail={"task_id": task.id, "by": principal.actor, "data": data},
-            )
-            self._persist(uow, instance, workflow, context, history=[completed])
+            self._complete_in(uow, task, data, actor=principal.actor)
             uow.commit()
         return task
+
+    def complete_tasks_in(
+        self,
+        uow: UnitOfWork,
+        correlation_key: str,
+        element_ids: Sequence[str],
+        data: Mapping[str, Any],
+        *,
+        actor: str,
+    ) -> list[str]:
+        """Complete, in ``uow``, the open tasks of these elements in the running instances with
+        this correlation key (the work was done elsewhere: a store app confirmed the pick through
+        the fulfillment API). Returns the ids of the tasks completed."""
+        done: list[str] = []
+        for instance in uow.processes.running_instances(correlation_key):
+            for task in uow.processes.tasks_of(instance.id):
+                if task.element_id not in element_ids or task.state not in ACTIVE_TASK_STATES:
+                    continue
+                locked = uow.processes.get_task(task.id, for_update=True)
+                if locked is None or locked.state not in ACTIVE_TASK_STATES:
+                    continue
+                self._complete_in(uow, locked, dict(data), actor=actor)
+                done.append(locked.id)
+        return done
+
+    def _complete_in(
+        self, uow: UnitOfWork, task: ProcessTask, data: dict[str, Any], *, actor: str
+    ) -> None:
+        missing = [name for name in task.required_fields if data.get(name) in (None, "")]
+        if missing:
+            raise ProcessTaskDataInvalid(
+                f"task '{task.name}' needs {', '.join(missing)}",
+                errors=[{"pointer": f"#/data/{name}", "detail": "required"} for name in missing],
+            )
+        bad = [name for name in data if not name.isidentifier() or name.startswith("_")]
+        if bad:
+            raise ProcessTaskDataInvalid(
+                f"task data names must be identifiers not starting with '_': {', '.join(bad)}",
+                errors=[{"pointer": f"#/data/{name}", "detail": "bad name"} for name in bad],
+            )
+        instance = self._instance_for_update(uow, task.instance_id)
+        context = self._context(uow, instance)
+        workflow = self._load(uow, instance, context)
+        now = self._clock.now()
+        task.state = TaskState.COMPLETED
+        task.completed_at = now
+        task.completed_by = actor
+        task.result = data
+        uow.processes.save_task(task)
+        if not self._engine.complete_user_task(workflow, task.spiff_task_id, data):
+            raise ProcessTaskNotOpen(
+                f"task '{task.id}' is no longer waiting in its process", state="stale"
+            )
+        uow.record(
+            ProcessTaskCompleted(
+                task_id=task.id,
+                instance_id=task.instance_id,
+                element_id=task.element_id,
+                completed_by=actor,
+            )
+        )
+        completed = HistoryEntry(
+            instance_id=instance.id,
+            at=now,
+            kind="task_completed",
+            element_id=task.element_id,
+            detail={"task_id": task.id, "by": actor, "data": data},
+        )
+        self._persist(uow, instance, workflow, context, history=[completed])
 
     # -- timers ------------------------------------------------------------------------------
 

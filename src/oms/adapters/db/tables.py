@@ -771,6 +771,29 @@ sourcing_decisions = Table(
     Index("ix_sourcing_decisions_order_id_decision_id", "order_id", "decision_id"),
 )
 """Every sourcing decision with its explanation (capture, re-plan, outage), newest last."""
+# --- fulfillment ------------------------------------------------------------------------------
+
+fulfillments = Table(
+    "fulfillments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("order_id", String(64), nullable=False),
+    Column("order_number", String(32), nullable=False),
+    Column("location_code", String(64), nullable=False),
+    # ship_to_store: the store the transfer goes to (its associates see the fulfillment too)
+    Column("destination_code", String(64)),
+    Column("delivery_method", String(32), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("pickup_code", String(16)),
+    # lines, packages, tracking, check-in, history: read and written whole with the row
+    Column("document", JsonDocument, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("version", Integer, nullable=False),
+    Index("ix_fulfillments_order", "order_id"),
+    Index("ix_fulfillments_location_status", "location_code", "status", "created_at"),
+    Index("ix_fulfillments_destination_status", "destination_code", "status"),
+)
 
 __all__ = [
     "BigId",
@@ -782,6 +805,7 @@ __all__ = [
     "contact_preferences",
     "event_deliveries",
     "feed_messages",
+    "fulfillments",
     "idempotency_records",
     "inventory_movements",
     "inventory_positions",

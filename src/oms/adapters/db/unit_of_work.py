@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine, RootTransaction
 
 from oms.adapters.db.engine import READ_ONLY
 from oms.adapters.db.events import SqlEventDeliveryRepository, SqlWebhookRepository
+from oms.adapters.db.fulfillment import SqlFulfillmentRepository
 from oms.adapters.db.inventory import (
     SqlInventoryRepository,
     SqlItemRepository,
@@ -167,3 +168,7 @@ class SqlUnitOfWork:
     @cached_property
     def sourcing_decisions(self) -> SqlSourcingDecisionRepository:
         return SqlSourcingDecisionRepository(self.connection)
+
+    @cached_property
+    def fulfillments(self) -> SqlFulfillmentRepository:
+        return SqlFulfillmentRepository(self.connection)
