@@ -16,6 +16,7 @@ from oms.adapters.db.inventory import (
     SqlLocationRepository,
 )
 from oms.adapters.db.notifications import SqlNotificationRepository
+from oms.adapters.db.order_sourcing import SqlOrderRefusalRepository
 from oms.adapters.db.orders import SqlOrderRepository
 from oms.adapters.db.payments import SqlInvoiceRepository, SqlPaymentRepository
 from oms.adapters.db.processes import SqlProcessRepository
@@ -167,3 +168,7 @@ class SqlUnitOfWork:
     @cached_property
     def sourcing_decisions(self) -> SqlSourcingDecisionRepository:
         return SqlSourcingDecisionRepository(self.connection)
+
+    @cached_property
+    def order_refusals(self) -> SqlOrderRefusalRepository:
+        return SqlOrderRefusalRepository(self.connection)
