@@ -375,6 +375,16 @@ class EngineSourcing:
         return SourcingPlan(allocations, backorders, channel if buffered else None)
 
 
+def _plus(candidate: CandidateLocation, held: Mapping[str, int]) -> CandidateLocation:
+    """The candidate with units the simulated orders hold there given back."""
+    if not held:
+        return candidate
+    atp = dict(candidate.atp)
+    for sku, units in held.items():
+        atp[sku] = atp.get(sku, 0) + units
+    return replace(candidate, atp=atp)
+
+
 def _minus(candidate: CandidateLocation, used: Mapping[str, int]) -> CandidateLocation:
     """The candidate without units the fallback rule already took in this decision."""
     if not used:
@@ -686,7 +696,8 @@ class OrderSourcingService:
         outage: Mapping[str, str] | None = None,
     ) -> SimulationOutcome:
         """How the last ``count`` stored orders would be sourced with a proposed change, on
-        today's stock and locations (each order as it was ordered). Nothing is stored."""
+        today's stock and locations plus the units these orders hold (allocated, released), each
+        order with its live (not cancelled) quantities, oldest first. Nothing is stored."""
         if not 0 < count <= MAX_SIMULATED_ORDERS:
             raise Invalid(
                 f"the number of orders must be between 1 and {MAX_SIMULATED_ORDERS}",
@@ -696,6 +707,8 @@ class OrderSourcingService:
             at = self._clock.now()
             locations = uow.locations.list()
             requests: list[SourcingOrder] = []
+            held: dict[tuple[str, str], int] = {}
+            # units the simulated orders hold now go back to the stock they are planned on
             for order_id in uow.order_refusals.last_order_ids(count):
                 order = uow.orders.get(order_id)
                 if order is None:
@@ -703,6 +716,9 @@ class OrderSourcingService:
                 items = uow.items.get_many(sorted({line.sku for line in order.lines}))
                 judged = []
                 for line in order.lines:
+                    for state in (QuantityState.ALLOCATED, QuantityState.RELEASED):
+                        for code, units in line.at_locations(state):
+                            held[(line.sku, code)] = held.get((line.sku, code), 0) + units
                     live = line.quantity - line.quantity_in(QuantityState.CANCELLED)
                     if live <= 0:
                         continue
@@ -721,10 +737,14 @@ class OrderSourcingService:
                             placed_at=order.created_at,
                         )
                     )
+            requests.reverse()  # in the order they came
             if not requests:
                 raise Invalid("no stored order can be simulated (none with a known destination)")
             skus = sorted({line.sku for request in requests for line in request.lines})
-            snap = snapshot(uow, locations, skus, channel=None, at=at)
+            snap = [
+                _plus(c, {sku: n for (sku, code), n in held.items() if code == c.code})
+                for c in snapshot(uow, locations, skus, channel=None, at=at)
+            ]
         return self._sourcing.simulate(requests, snap, profile=profile, rules=rules, outage=outage)
 
 
