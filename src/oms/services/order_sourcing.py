@@ -530,6 +530,7 @@ class OrderSourcingService:
         actor: str,
         at: datetime,
         refuse: bool,
+        locations: Sequence[Location] | None = None,
     ) -> Replanned:
         line = order.line(line_no)
         held = {state: line.quantity_in(state, location_code) for state in states}
@@ -578,7 +579,7 @@ class OrderSourcingService:
             [(line, line.quantity_in(QuantityState.OPEN))],
             channel=order.channel.value,
             items=uow.items.get_many([line.sku]),
-            locations=uow.locations.list(),
+            locations=uow.locations.list() if locations is None else locations,
             at=at,
             order=order,
             trigger=trigger,
@@ -639,6 +640,7 @@ class OrderSourcingService:
             outcome_lines: list[Replanned] = []
             orders = 0
             if status in ("offline", "closed", "dark"):
+                network = uow.locations.list()
                 for order_id in uow.order_refusals.orders_allocated_at(location_code, limit=limit):
                     order = _load(uow, order_id)
                     touched = False
@@ -661,6 +663,7 @@ class OrderSourcingService:
                                 actor=principal.actor,
                                 at=at,
                                 refuse=False,
+                                locations=network,
                             )
                         )
                         touched = True
