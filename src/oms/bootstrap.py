@@ -29,6 +29,7 @@ from oms.services.idempotency import IdempotencyService
 from oms.services.inventory import InventoryService
 from oms.services.invoices import InvoiceService
 from oms.services.notifications import NotificationService
+from oms.services.order_sourcing import EngineSourcing, OrderSourcingService
 from oms.services.orders import OrderService
 from oms.services.payments import PaymentService
 from oms.services.ports import Clock, Ids
@@ -59,6 +60,7 @@ class Services:
     sourcing: SourcingService = field(init=False)
     fulfillments: FulfillmentService = field(init=False)
     fulfillment_processes: FulfillmentProcesses = field(init=False)
+    order_sourcing: OrderSourcingService = field(init=False)
 
     def __post_init__(self) -> None:
         self.access = AccessService(self.uow, clock=self.clock, ids=self.ids)
@@ -67,11 +69,19 @@ class Services:
         )
         self.events = EventService(self.uow)
         self.inventory = InventoryService(self.uow, clock=self.clock, ids=self.ids)
-        self.orders = OrderService(self.uow, clock=self.clock, ids=self.ids)
+        # Orders are sourced by the sourcing engine (nearest-location rule as its fallback).
+        self.orders = OrderService(
+            self.uow, clock=self.clock, ids=self.ids, sourcing=EngineSourcing()
+        )
         # Receipts and other stock increases allocate waiting backorders, oldest order first.
         self.inventory.on_stock_increase(self._allocate_backorders)
         self.order_queries = OrderQueries(self.engine)
         self.sourcing = SourcingService(self.uow, clock=self.clock)
+        self.order_sourcing = OrderSourcingService(
+            self.uow, clock=self.clock, sourcing=self.sourcing
+        )
+        # A location going offline, dark or closed re-plans the orders allocated there.
+        self.inventory.on_location_status_change(self.order_sourcing.location_changed)
         self.processes = ProcessService(self.uow, clock=self.clock, ids=self.ids)
         self._webhook_sender = HttpWebhookSender()
         self.webhooks = WebhookService(

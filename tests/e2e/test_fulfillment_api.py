@@ -215,6 +215,12 @@ def test_ship_with_short_pick_and_rejection_to_delivered(
     moved = at_location(order_of(ops, order_id))
     assert moved[(1, "released", "DC-WEST")] == 1
     assert (1, "released", "S3") not in moved
+    # the short pick and the rejection are remembered for good, with their triggers
+    refusals = ops.get(f"/orders/{order_id}/sourcing").json()["refusals"]
+    assert {(r["line_no"], r["location_code"], r["trigger"]) for r in refusals} == {
+        (1, "DC-EAST", "short_pick"),
+        (1, "S3", "rejection"),
+    }
 
     east = ship_all(ops, east, "1ZEAST")
     assert east["status"] == "shipped"

@@ -264,7 +264,17 @@ def test_refused_changes_are_409_problems_that_say_why(integration: TestClient) 
     cancel = integration.post(f"/orders/{oid}/cancellations", json={"reason": "changed mind"})
     assert cancel.status_code == 200
     assert cancel.json()["cancelled"] == 0
-    assert cancel.json()["cancel_requests"][0]["location_code"] == "S1"  # nearest shipper
+    # The engine ships from DC-EAST, not the nearer store S1: both are in the first shipping
+    # zone (same parcel price), but the 2 units are S1's last 2 (protected_units 2), which costs
+    # 2 x 2.50 last_unit_penalty = 5.00 of stock balance; DC-EAST costs no stock balance.
+    assert cancel.json()["cancel_requests"][0]["location_code"] == "DC-EAST"
+    explained = integration.get(f"/orders/{oid}/sourcing")
+    assert explained.status_code == 200
+    line = explained.json()["decisions"][0]["plan"]["explanation"][0]
+    costs = {c["location"]: c for c in line["candidates"]}
+    assert costs["S1"]["terms"]["stock_balance"] == "5.00"
+    assert costs["DC-EAST"]["terms"]["stock_balance"] == "0.00"
+    assert costs["S1"]["terms"]["shipping"] == costs["DC-EAST"]["terms"]["shipping"]
     assert integration.get("/orders/nope").status_code == 404
 
 
@@ -344,7 +354,8 @@ def test_the_cli_shows_cancels_and_refuses_in_one_line(
 
     shown = _oms(shop, tmp_path, "show", number)
     assert shown.returncode == 0, shown.stderr
-    assert number in shown.stdout and "2 allocated@S1" in shown.stdout
+    # DC-EAST, not S1: S1's last 2 units are protected for walk-in shoppers (see above)
+    assert number in shown.stdout and "2 allocated@DC-EAST" in shown.stdout
 
     cancelled = _oms(
         shop,

@@ -583,6 +583,93 @@ def sourcing_show(
     )
 
 
+@sourcing_app.command("explain")
+def sourcing_explain(order: Annotated[str, typer.Argument(help="Order id or number")]) -> None:
+    """Why each line of an order comes from where it comes from (every stored decision)."""
+    services = services_from_env()
+    try:
+        view = services.order_sourcing.explain(order)
+    finally:
+        services.close()
+    console.print(f"{view.order_number}  {len(view.decisions)} decision(s)", highlight=False)
+    for decision in view.decisions:
+        console.print(
+            f"#{decision.decision_id} {decision.decided_at.isoformat()} {decision.trigger} "
+            f"({decision.planner}) cost {decision.cost}, {decision.backordered_units} waiting",
+            highlight=False,
+        )
+        for explained in decision.plan.get("explanation", []):
+            console.print(f"  line {explained['line_id']}: {explained['summary']}", highlight=False)
+    for refusal in view.refusals:
+        console.print(
+            f"refused: line {refusal.line_no} by {refusal.location_code} "
+            f"({refusal.trigger}, {refusal.quantity} unit(s)): {refusal.reason}",
+            highlight=False,
+        )
+
+
+@sourcing_app.command("replan-location")
+def sourcing_replan_location(code: str) -> None:
+    """Re-source what an offline, dark or closed location holds allocated (normally automatic
+    when its status changes)."""
+    services = services_from_env()
+    try:
+        outcome = services.order_sourcing.replan_location(code)
+    finally:
+        services.close()
+    console.print(
+        f"{code} is {outcome.status}: {outcome.affected_orders} order(s), "
+        f"{outcome.affected_units} unit(s): {outcome.re_sourced_units} re-sourced, "
+        f"{outcome.backordered_units} backordered",
+        highlight=False,
+    )
+
+
+@sourcing_app.command("simulate-recent")
+def sourcing_simulate_recent(
+    orders: Annotated[int, typer.Option(help="How many of the latest orders", min=1)] = 100,
+    outage: Annotated[
+        list[str] | None, typer.Option(help="CODE=status (offline, dark, closed); repeatable")
+    ] = None,
+    profile: Annotated[Path | None, typer.Option(help="JSON file: a changed profile")] = None,
+) -> None:
+    """What if: how the latest orders would be sourced with an outage or a profile change
+    (on today's stock; nothing is stored)."""
+    statuses: dict[str, str] = {}
+    for entry in outage or []:
+        code, _, status = entry.partition("=")
+        if not code or not status:
+            raise CliError(f"--outage '{entry}': expected CODE=status")
+        statuses[code] = status
+    document = None
+    if profile is not None:
+        try:
+            document = json.loads(profile.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise CliError(f"{profile}: {error}") from None
+    services = services_from_env()
+    try:
+        outcome = services.order_sourcing.simulate_last(
+            orders, profile=document, outage=statuses or None
+        )
+    finally:
+        services.close()
+    table = Table("", "total cost", "fulfillment", "backordered units", "packages", "split orders")
+    for name, totals in (("current", outcome.current), ("simulated", outcome.simulated)):
+        table.add_row(
+            name,
+            str(totals.total_cost),
+            str(totals.fulfillment_cost),
+            str(totals.backordered_units),
+            str(totals.packages),
+            str(totals.split_orders),
+        )
+    console.print(table)
+    console.print(
+        f"{outcome.orders} order(s), {len(outcome.changed_orders)} would change", highlight=False
+    )
+
+
 @sourcing_app.command("set")
 def sourcing_set(
     file: Annotated[

@@ -58,7 +58,7 @@ from oms.domain.orders import QuantityState as Q
 from oms.domain.payments import Money
 from oms.services.orders import OrderService
 from oms.services.payments import PaymentService
-from oms.services.ports import Clock, DeltaLine, Ids, UnitOfWork, UnitOfWorkFactory
+from oms.services.ports import Clock, DeltaLine, Ids, LineRefusal, UnitOfWork, UnitOfWorkFactory
 
 T = TypeVar("T")
 S = FulfillmentStatus
@@ -376,6 +376,21 @@ class FulfillmentService:
             _stock(f.location_code, [(sku, q) for _n, sku, q in lines]), at=at, reason=reason
         )
         line_nos = {line_no for line_no, _s, _q in lines}
+        # Remember the refusal for good: the sourcing engine and later re-plans (an outage, a
+        # change) read these and never send the line back to this location.
+        trigger = "short_pick" if reason.startswith("short pick") else "rejection"
+        for line_no, _sku, quantity in lines:
+            uow.order_refusals.add(
+                LineRefusal(
+                    order_id=order.order_id,
+                    line_no=line_no,
+                    location_code=f.location_code,
+                    quantity=quantity,
+                    reason=reason,
+                    trigger=trigger,
+                    refused_at=at,
+                )
+            )
         # never back to a location that already rejected or was short on these lines
         exclude = {f.location_code} | {
             other.location_code
@@ -386,7 +401,13 @@ class FulfillmentService:
             )
         }
         self._orders.resource_in(
-            uow, order, sorted(line_nos), at=at, actor=actor, exclude=sorted(exclude)
+            uow,
+            order,
+            sorted(line_nos),
+            at=at,
+            actor=actor,
+            exclude=sorted(exclude),
+            trigger=trigger,
         )
         if order.by_state().get(Q.ALLOCATED, 0) and not order.on_hold:
             self._orders.release_in(uow, order, at=at, actor=actor)

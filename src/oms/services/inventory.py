@@ -198,6 +198,7 @@ class InventoryService:
         self._locations: list[Location] | None = None
         self._locations_loaded = 0.0
         self._stock_listeners: list[StockListener] = []
+        self._status_listeners: list[Callable[[str, str, str], None]] = []
 
     # -- listeners ----------------------------------------------------------------------------
 
@@ -206,6 +207,12 @@ class InventoryService:
         (receipts, returns, upward corrections and counts): the seam for allocating backorders.
         A failing listener is logged; the feed stays applied."""
         self._stock_listeners.append(listener)
+
+    def on_location_status_change(self, listener: Callable[[str, str, str], None]) -> None:
+        """Call ``listener(code, old_status, new_status)`` after a committed location update
+        changed its status: the seam for re-planning orders when a location goes offline,
+        dark or closed. A failing listener is logged; the update stays."""
+        self._status_listeners.append(listener)
 
     def _increased(self, outcome: FeedOutcome) -> None:
         skus = sorted({c.sku for c in outcome.changes if c.after.on_hand > c.before.on_hand})
@@ -247,12 +254,17 @@ class InventoryService:
                 errors=[{"pointer": "#/code", "detail": "read-only"}],
             )
         with self._uow() as uow:
-            location = location_from_record(
-                {**changes, "code": code}, current=uow.locations.require(code)
-            )
+            current = uow.locations.require(code)
+            location = location_from_record({**changes, "code": code}, current=current)
             uow.locations.update(location, at=self._clock.now())
             uow.commit()
         self._forget_locations()
+        if location.status is not current.status:
+            for listener in self._status_listeners:
+                try:
+                    listener(code, current.status.value, location.status.value)
+                except Exception:
+                    log.exception("a location status listener failed", extra={"location": code})
         return location
 
     def get_location(self, code: str) -> Location:

@@ -176,16 +176,28 @@ def source_lines(
     at: datetime,
     already_waiting: Mapping[str, int] | None = None,
     first_come_first_served: bool = False,
+    order: Order | None = None,
+    trigger: str = "capture",
+    refused: Mapping[int, frozenset[str]] | None = None,
 ) -> SourcingPlan:
     """The simple rule until the sourcing engine takes over: each line from the nearest location
     that can serve it for its delivery method and has the units available to promise (split over
     the next nearest when none has them all), the rest backordered with the date future supply
     covers it (after ``already_waiting`` units of earlier orders). All lines are planned on one
     ATP snapshot: strictly in the order given when ``first_come_first_served``, otherwise lines
-    with fewer possible locations first (a pickup line before a ship line)."""
+    with fewer possible locations first (a pickup line before a ship line). Locations in
+    ``refused`` (line number -> codes) never serve that line; ``order`` and ``trigger`` are for
+    engines that record their decisions."""
     if not lines:
         return SourcingPlan([], [], None)
-    options = {line.line_no: candidates(line, items.get(line.sku), locations) for line, _ in lines}
+    options = {
+        line.line_no: [
+            location
+            for location in candidates(line, items.get(line.sku), locations)
+            if location.code not in (refused or {}).get(line.line_no, frozenset())
+        ]
+        for line, _ in lines
+    }
     codes = sorted({location.code for found in options.values() for location in found})
     skus = sorted({line.sku for line, _ in lines})
     # One buffer lookup: ATP is read raw and the channel's buffer applied here; allocation
@@ -280,6 +292,9 @@ class LineSourcing(Protocol):
         at: datetime,
         already_waiting: Mapping[str, int] | None = None,
         first_come_first_served: bool = False,
+        order: Order | None = None,
+        trigger: str = "capture",
+        refused: Mapping[int, frozenset[str]] | None = None,
     ) -> SourcingPlan: ...
 
 
@@ -401,6 +416,7 @@ class OrderService:
                 items=items,
                 locations=locations,
                 at=at,
+                order=order,
             )
             order.apply_sourcing(
                 allocations=plan.allocations, backorders=plan.backorders, actor=actor, at=at
@@ -498,6 +514,7 @@ class OrderService:
         actor: str,
         waiting_before: Mapping[int, int] | None = None,
         exclude: Sequence[str] = (),
+        trigger: str = "change",
     ) -> None:
         """Source the open units of these lines again. With ``waiting_before``, a line that would
         wait for more units than it did before the change refuses the change. Locations in
@@ -510,7 +527,14 @@ class OrderService:
         items = uow.items.get_many(sorted({line.sku for line, _ in wanted}))
         locations = [loc for loc in uow.locations.list() if loc.code not in exclude]
         plan = self._source_lines(
-            uow, wanted, channel=order.channel.value, items=items, locations=locations, at=at
+            uow,
+            wanted,
+            channel=order.channel.value,
+            items=items,
+            locations=locations,
+            at=at,
+            order=order,
+            trigger=trigger,
         )
         if waiting_before is not None:
             for line_no, quantity, _expected in plan.backorders:
@@ -839,10 +863,11 @@ class OrderService:
         at: datetime,
         actor: str,
         exclude: Sequence[str] = (),
+        trigger: str = "change",
     ) -> None:
         """Source the open units of these lines again, in the caller's unit of work, never at
         the ``exclude`` locations (fulfillment: a rejection or a short pick)."""
-        self._resource(uow, order, line_nos, at=at, actor=actor, exclude=exclude)
+        self._resource(uow, order, line_nos, at=at, actor=actor, exclude=exclude, trigger=trigger)
 
     def move_quantity(
         self,
@@ -890,7 +915,9 @@ class OrderService:
                     reason=f"order {order.order_number}: {target_state}",
                 )
                 if target_state is Q.OPEN:
-                    self._resource(uow, order, [line_no], at=at, actor=principal.actor)
+                    self._resource(
+                        uow, order, [line_no], at=at, actor=principal.actor, trigger="short_pick"
+                    )
             return order
 
         return self._change(order_id, work)

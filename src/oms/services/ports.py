@@ -692,6 +692,37 @@ class SourcingDecisionRepository(Protocol):
     def for_order(self, order_id: str) -> list[StoredDecision]: ...
 
 
+@dataclass(frozen=True)
+class LineRefusal:
+    """A location refused (rejected, short-picked) units of an order line: never again."""
+
+    order_id: str
+    line_no: int
+    location_code: str
+    quantity: int
+    reason: str
+    trigger: str
+    refused_at: datetime
+
+
+class OrderRefusalRepository(Protocol):
+    def add(self, refusal: LineRefusal) -> None: ...
+
+    def for_order(self, order_id: str) -> dict[int, frozenset[str]]:
+        """line number -> locations that refused it."""
+        ...
+
+    def list_for_order(self, order_id: str) -> list[LineRefusal]: ...
+
+    def orders_allocated_at(self, location_code: str, *, limit: int = 100_000) -> list[str]:
+        """Ids of orders with units allocated (not yet released) at the location, oldest first."""
+        ...
+
+    def last_order_ids(self, count: int) -> list[str]:
+        """The ids of the ``count`` most recently created orders, newest first."""
+        ...
+
+
 class SourcingProfileRepository(Protocol):
     def current(self) -> list[StoredProfile]:
         """The highest version of every profile, by name."""
@@ -786,6 +817,9 @@ class UnitOfWork(Protocol):
 
     @property
     def fulfillments(self) -> FulfillmentRepository: ...
+
+    @property
+    def order_refusals(self) -> OrderRefusalRepository: ...
 
     def __enter__(self) -> Self: ...
 

@@ -795,6 +795,24 @@ fulfillments = Table(
     Index("ix_fulfillments_destination_status", "destination_code", "status"),
 )
 
+# --- order sourcing ---
+
+order_line_refusals = Table(
+    "order_line_refusals",
+    metadata,
+    Column("refusal_id", BigId, primary_key=True, autoincrement=True),
+    Column("order_id", String(64), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("location_code", String(64), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("trigger", String(32), nullable=False),
+    Column("refused_at", UtcDateTime, nullable=False),
+    CheckConstraint("quantity > 0", name="quantity_positive"),
+    Index("ix_order_line_refusals_order_id", "order_id", "line_no"),
+)
+"""Locations that refused (rejected, short-picked) units of an order line: never chosen again."""
+
 __all__ = [
     "BigId",
     "ForeignKey",
@@ -819,6 +837,7 @@ __all__ = [
     "order_cancel_requests",
     "order_holds",
     "order_line_quantities",
+    "order_line_refusals",
     "order_lines",
     "order_timeline",
     "orders",

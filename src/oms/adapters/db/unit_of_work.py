@@ -17,6 +17,7 @@ from oms.adapters.db.inventory import (
     SqlLocationRepository,
 )
 from oms.adapters.db.notifications import SqlNotificationRepository
+from oms.adapters.db.order_sourcing import SqlOrderRefusalRepository
 from oms.adapters.db.orders import SqlOrderRepository
 from oms.adapters.db.payments import SqlInvoiceRepository, SqlPaymentRepository
 from oms.adapters.db.processes import SqlProcessRepository
@@ -172,3 +173,7 @@ class SqlUnitOfWork:
     @cached_property
     def fulfillments(self) -> SqlFulfillmentRepository:
         return SqlFulfillmentRepository(self.connection)
+
+    @cached_property
+    def order_refusals(self) -> SqlOrderRefusalRepository:
+        return SqlOrderRefusalRepository(self.connection)

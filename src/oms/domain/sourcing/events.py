@@ -49,3 +49,24 @@ class OrderSourced(DomainEvent):
     @property
     def subject(self) -> str:
         return f"orders/{self.order_id}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderLineReplanned(DomainEvent):
+    """Units of an order line taken from a location (it refused them, or it went offline, dark
+    or closed) and sourced again: ``re_sourced`` location -> units, the rest backordered."""
+
+    type: ClassVar[str] = "sourcing.line_replanned"
+    order_id: str
+    line_no: int
+    sku: str
+    from_location: str
+    quantity: int
+    trigger: str
+    reason: str
+    re_sourced: dict[str, int]
+    backordered: int
+
+    @property
+    def subject(self) -> str:
+        return f"orders/{self.order_id}"

@@ -1,0 +1,311 @@
+"""Orders sourced by the engine: decisions with explanations, refusals, outages, what-if."""
+
+from __future__ import annotations
+
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from oms.adapters.db.tables import outbox_events, sourcing_decisions
+from oms.bootstrap import Services
+from oms.domain.errors import Conflict, DomainError, Invalid
+from oms.domain.locations import Location, LocationType
+from oms.domain.orders import Address, DeliveryMethod, Order, OrderLine, QuantityState
+from oms.services.order_sourcing import geocode
+from tests.inventory_support import atp
+from tests.orders_support import an_order, at_store, line, order_network, put, ship
+
+Q = QuantityState
+
+
+@pytest.fixture
+def shop(services: Services) -> Services:
+    order_network(services)
+    return services
+
+
+def events(services: Services, kind: str) -> list[dict[str, Any]]:
+    with services.uow(read_only=True) as uow:
+        rows = uow.connection.execute(
+            select(outbox_events.c.data).where(outbox_events.c.type == kind)
+        )
+        return [dict(row[0]) for row in rows]
+
+
+def units(order: Order) -> Counter[tuple[str, str | None]]:
+    """(state, location) -> units, over every line."""
+    found: Counter[tuple[str, str | None]] = Counter()
+    for order_line in order.lines:
+        for (state, location), quantity in order_line.buckets.items():
+            found[(state.value, location)] += quantity
+    return found
+
+
+# --- capture ---------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_capture_stores_the_engine_decision_with_its_explanation(shop: Services) -> None:
+    put(shop, "LAMP-01", "DC-EAST", 5)
+    put(shop, "LAMP-01", "DC-WEST", 5)
+    order = shop.orders.capture(an_order(line("LAMP-01", 2))).order
+
+    assert order.lines[0].at_locations(Q.ALLOCATED) == [("DC-EAST", 2)]
+    view = shop.order_sourcing.explain(order.order_number)  # the number works as well
+    assert view.order_id == order.order_id
+    [decision] = view.decisions
+    assert (decision.trigger, decision.planner, decision.backordered_units) == (
+        "capture",
+        "greedy",
+        0,
+    )
+    [explained] = decision.plan["explanation"]
+    assert explained["chosen"] == [{"location": "DC-EAST", "quantity": 2}]
+    candidates = {c["location"]: c for c in explained["candidates"]}
+    assert set(candidates) == {"DC-EAST", "DC-WEST"}  # the only shippers with lamps
+    # New York to New York is the first zone, to Los Angeles the farthest: DC-WEST costs more
+    west, east = candidates["DC-WEST"]["terms"], candidates["DC-EAST"]["terms"]
+    assert Decimal(west["shipping"]) > Decimal(east["shipping"])
+    excluded = {e["location"]: e["filter"] for e in explained["excluded"]}
+    assert excluded["S4"] == "status"  # offline
+    assert excluded["S2"] == "capability"  # pickup only, cannot ship
+    [sourced] = events(shop, "sourcing.order_sourced")
+    assert sourced["order_id"] == order.order_id and sourced["trigger"] == "capture"
+
+
+def test_a_change_is_sourced_again_and_recorded_as_a_change(shop: Services) -> None:
+    put(shop, "LAMP-01", "DC-EAST", 5)
+    order = shop.orders.capture(an_order(line("LAMP-01", 1))).order
+    shop.orders.change_quantity(order.order_id, 1, 3)
+    triggers = [d.trigger for d in shop.order_sourcing.explain(order.order_id).decisions]
+    assert triggers == ["capture", "change"]
+    assert shop.orders.get(order.order_id).lines[0].at_locations(Q.ALLOCATED) == [("DC-EAST", 3)]
+
+
+def test_an_address_nobody_can_locate_falls_back_to_the_nearest_location_rule(
+    shop: Services,
+) -> None:
+    put(shop, "LAMP-01", "DC-WEST", 5)
+    nowhere = Address(name="X", line1="1 Road", city="Atlantis", postal_code="00000", country="US")
+    order = shop.orders.capture(an_order(line("LAMP-01", 2, delivery=ship(nowhere)))).order
+    assert order.lines[0].at_locations(Q.ALLOCATED) == [("DC-WEST", 2)]
+    # the engine could not judge the line: no decision of its own is stored
+    assert shop.order_sourcing.explain(order.order_id).decisions == []
+
+
+def test_geocoding_uses_a_location_with_the_same_postal_code_then_the_same_city() -> None:
+    store = Location(
+        code="S9",
+        name="Store",
+        type=LocationType.STORE,
+        latitude=41.5,
+        longitude=-72.5,
+        address={"postal_code": "06457", "city": "Middletown", "country": "US"},
+    )
+    other = Location(
+        code="S8",
+        name="Store",
+        type=LocationType.STORE,
+        latitude=39.0,
+        longitude=-77.0,
+        address={"postal_code": "20001", "city": "Washington", "country": "US"},
+    )
+    ordered = shop_line(Address("A", "1 Rd", "middletown", "06457", "US"))
+    assert geocode(ordered, [other, store]) is not None
+    point = geocode(ordered, [other, store])
+    assert point is not None and (point.latitude, point.longitude) == (41.5, -72.5)
+    by_city = geocode(shop_line(Address("A", "1 Rd", "Washington", "99999", "US")), [store, other])
+    assert by_city is not None and by_city.latitude == 39.0
+    assert geocode(shop_line(Address("A", "1 Rd", "Atlantis", "1", "US")), [store, other]) is None
+
+
+def shop_line(address: Address) -> OrderLine:
+    request = line("LAMP-01", 1, delivery=ship(address))
+    return OrderLine.new(
+        line_no=1,
+        sku=request.sku,
+        quantity=request.quantity,
+        unit_price=request.unit_price,
+        discount=Decimal(0),
+        tax=Decimal(0),
+        delivery=request.delivery,
+    )
+
+
+# --- refusals -----------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_a_location_that_refuses_is_never_chosen_again_for_that_line(shop: Services) -> None:
+    for code in ("DC-EAST", "DC-WEST", "S3"):
+        put(shop, "LAMP-01", code, 5)
+    order = shop.orders.capture(an_order(line("LAMP-01", 2))).order
+    [(first, _)] = order.lines[0].at_locations(Q.ALLOCATED)
+    shop.orders.release(order.order_id)  # the location had it, and rejects it
+
+    refused: list[str] = [first]
+    outcome = shop.order_sourcing.replan_refused(
+        order.order_id, 1, first, 2, "damaged on the shelf", trigger="rejection"
+    )
+    assert outcome.excluded == sorted(refused)
+    [(second, moved)] = outcome.re_sourced.items()
+    assert second not in refused and moved == 2
+    assert atp(shop, "LAMP-01", first) == 5  # its allocation was given back
+    refused.append(second)
+
+    outcome = shop.order_sourcing.replan_refused(
+        order.order_id, 1, second, 1, "found only one", trigger="short_pick"
+    )
+    [(third, moved)] = outcome.re_sourced.items()
+    assert third not in refused and moved == 1
+    refused.append(third)
+    now = shop.orders.get(order.order_id).lines[0]
+    assert sorted(now.at_locations(Q.ALLOCATED)) == sorted([(second, 1), (third, 1)])
+
+    # the last location with lamps refuses too: nothing is left, the unit waits
+    outcome = shop.order_sourcing.replan_refused(order.order_id, 1, third, 1, "no staff")
+    assert (outcome.re_sourced, outcome.backordered) == ({}, 1)
+    assert sorted(outcome.excluded) == sorted(refused)
+    now = shop.orders.get(order.order_id).lines[0]
+    assert now.at_locations(Q.ALLOCATED) == [(second, 1)]
+    assert now.quantity_in(Q.BACKORDERED) == 1  # none lost: 1 allocated + 1 waiting
+    replanned = events(shop, "sourcing.line_replanned")
+    assert [(e["from_location"], e["quantity"], e["backordered"]) for e in replanned] == [
+        (first, 2, 0),
+        (second, 1, 0),
+        (third, 1, 1),
+    ]
+    assert len(events(shop, "order.backordered")) == 1
+    view = shop.order_sourcing.explain(order.order_id)
+    assert [r.location_code for r in view.refusals] == refused
+    assert [d.trigger for d in view.decisions] == [
+        "capture",
+        "rejection",
+        "short_pick",
+        "rejection",
+    ]
+    last = view.decisions[-1].plan["explanation"][0]
+    assert {e["location"] for e in last["excluded"] if e["filter"] == "refused"} == set(refused)
+
+
+def test_a_refusal_of_units_the_location_does_not_hold_is_refused_without_trace(
+    shop: Services,
+) -> None:
+    put(shop, "LAMP-01", "DC-EAST", 5)
+    order = shop.orders.capture(an_order(line("LAMP-01", 2))).order
+    with shop.uow(read_only=True) as uow:
+        before = uow.connection.execute(select(func.count()).select_from(outbox_events)).scalar()
+    with pytest.raises(Conflict, match="0 unit"):
+        shop.order_sourcing.replan_refused(order.order_id, 1, "DC-WEST", 1, "not ours")
+    with pytest.raises(Invalid):
+        shop.order_sourcing.replan_refused(order.order_id, 1, "DC-EAST", 1, "x", trigger="bored")
+    with shop.uow(read_only=True) as uow:
+        after = uow.connection.execute(select(func.count()).select_from(outbox_events)).scalar()
+    assert after == before
+    assert shop.order_sourcing.explain(order.order_id).refusals == []
+
+
+# --- outages ------------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_a_dc_going_offline_re_sources_or_backorders_every_open_line_none_lost(
+    shop: Services,
+) -> None:
+    put(shop, "LAMP-01", "DC-EAST", 20)
+    put(shop, "LAMP-01", "DC-WEST", 3)
+    put(shop, "LAMP-01", "S3", 4)
+    put(shop, "SHADE-02", "DC-EAST", 10)
+    placed = [
+        shop.orders.capture(
+            an_order(line("LAMP-01", 2), line("SHADE-02", 1), reference=f"OUT-{n}")
+        ).order
+        for n in range(5)
+    ]
+    assert all(
+        units(order)[("allocated", "DC-EAST")] == 3 for order in placed
+    )  # everything from the DC
+    shop.orders.release(placed[0].order_id)  # released units stay: the DC has them in hand
+
+    shop.inventory.update_location("DC-EAST", {"status": "offline"})
+
+    after = [shop.orders.get(order.order_id) for order in placed]
+    assert units(after[0])[("released", "DC-EAST")] == 3
+    for order in after[1:]:
+        held = units(order)
+        assert held[("allocated", "DC-EAST")] == 0
+        for order_line in order.lines:  # none lost: every ordered unit is somewhere
+            assert sum(order_line.buckets.values()) == order_line.quantity
+    lamps = Counter[str]()
+    for order in after[1:]:
+        for location, quantity in order.lines[0].at_locations(Q.ALLOCATED):
+            lamps[location] += quantity
+    # 8 lamps to move: S3's 4 and DC-WEST's 3 serve 7, one waits; the shades (only at the DC) wait
+    assert sum(lamps.values()) == 7 and set(lamps) <= {"S3", "DC-WEST"}
+    assert sum(o.lines[0].quantity_in(Q.BACKORDERED) for o in after[1:]) == 1
+    assert sum(o.lines[1].quantity_in(Q.BACKORDERED) for o in after[1:]) == 4
+    assert atp(shop, "LAMP-01", "DC-WEST") + atp(shop, "LAMP-01", "S3") == 0
+    replanned = events(shop, "sourcing.line_replanned")
+    assert len(replanned) == 8 and {e["trigger"] for e in replanned} == {"outage"}
+    assert sum(e["quantity"] for e in replanned) == 12
+    with shop.uow(read_only=True) as uow:
+        outage_decisions = uow.connection.execute(
+            select(func.count())
+            .select_from(sourcing_decisions)
+            .where(sourcing_decisions.c.trigger == "outage")
+        ).scalar()
+    assert outage_decisions == 8
+    # a second run finds nothing left at the DC
+    again = shop.order_sourcing.replan_location("DC-EAST")
+    assert (again.affected_orders, again.affected_units) == (0, 0)
+
+
+def test_a_store_going_dark_moves_only_collections(shop: Services) -> None:
+    put(shop, "LAMP-01", "S1", 10)
+    put(shop, "SHADE-02", "S1", 10)
+    order = shop.orders.capture(
+        an_order(
+            line("LAMP-01", 1, delivery=at_store(DeliveryMethod.PICKUP)),
+            line("SHADE-02", 3),  # S1 is the nearest shipper with plenty of shades
+        )
+    ).order
+    assert units(order)[("allocated", "S1")] == 4
+
+    outcome = shop.inventory.update_location("S1", {"status": "dark"})
+    assert outcome.status.value == "dark"
+    now = shop.orders.get(order.order_id)
+    # the pickup can only be at S1, which serves no customers now: it waits
+    assert now.lines[0].quantity_in(Q.BACKORDERED) == 1
+    # S1 still ships: the shades stay
+    assert now.lines[1].at_locations(Q.ALLOCATED) == [("S1", 3)]
+
+
+# --- what if --------------------------------------------------------------------------------
+
+
+def test_what_if_over_the_last_orders_changes_nothing(shop: Services) -> None:
+    put(shop, "LAMP-01", "DC-EAST", 20)
+    put(shop, "LAMP-01", "DC-WEST", 20)
+    for n in range(3):
+        shop.orders.capture(an_order(line("LAMP-01", 1), reference=f"SIM-{n}"))
+    with shop.uow(read_only=True) as uow:
+        decisions = uow.connection.execute(
+            select(func.count()).select_from(sourcing_decisions)
+        ).scalar()
+
+    outcome = shop.order_sourcing.simulate_last(2, outage={"DC-EAST": "offline"})
+
+    assert outcome.orders == 2
+    assert len(outcome.changed_orders) == 2
+    assert all(c.simulated_sources == ["1:1@DC-WEST"] for c in outcome.changed_orders)
+    assert outcome.simulated.fulfillment_cost > outcome.current.fulfillment_cost
+    with shop.uow(read_only=True) as uow:
+        assert (
+            uow.connection.execute(select(func.count()).select_from(sourcing_decisions)).scalar()
+            == decisions
+        )
+    with pytest.raises(DomainError):
+        shop.order_sourcing.simulate_last(0, outage={"DC-EAST": "offline"})
