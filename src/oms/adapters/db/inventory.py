@@ -462,11 +462,17 @@ class SqlInventoryRepository:
         self._connection = connection
         self._record = record
         self._is_postgres = connection.dialect.name == "postgresql"
+        self._known_keys: dict[tuple[str, str], _Key] = {}
+        """Positions resolved earlier in this unit of work (by :meth:`atp` or :meth:`_keys`):
+        an allocation right after an availability read needs no second lookup."""
 
     # -- resolving skus and codes ------------------------------------------------------------------
 
     def _keys(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], _Key]:
         pairs = set(pairs)
+        known = {pair: self._known_keys[pair] for pair in pairs if pair in self._known_keys}
+        if len(known) == len(pairs):
+            return known
         skus = sorted({sku for sku, _ in pairs})
         codes = sorted({code for _, code in pairs})
         item_rows: dict[str, Any] = {}
@@ -494,7 +500,7 @@ class SqlInventoryRepository:
             if missing_codes:
                 parts.append(f"unknown location {', '.join(missing_codes[:10])}")
             raise UnknownStock("; ".join(parts), skus=missing_skus, locations=missing_codes)
-        return {
+        resolved = {
             (sku, code): _Key(
                 item_id=int(item_rows[sku].id),
                 location_id=int(location_rows[code].id),
@@ -505,6 +511,8 @@ class SqlInventoryRepository:
             )
             for sku, code in pairs
         }
+        self._known_keys.update(resolved)
+        return resolved
 
     def _ordered(self, lines: Sequence[StockLine]) -> list[tuple[_Key, int]]:
         """Merge lines per position and order them by (item, location): the lock order."""
@@ -828,7 +836,16 @@ class SqlInventoryRepository:
         # database, and the expired-hold correction only runs where something is held.
         buffer = self.channel_buffer(channel)
         query = (
-            select(items.c.sku, locations.c.code, _AVAILABLE, P.reserved, P.item_id, P.location_id)
+            select(
+                items.c.sku,
+                locations.c.code,
+                _AVAILABLE,
+                P.reserved,
+                P.item_id,
+                P.location_id,
+                items.c.low_stock_threshold,
+                locations.c.status,
+            )
             .select_from(
                 inventory_positions.join(items, items.c.id == P.item_id).join(
                     locations, locations.c.id == P.location_id
@@ -843,7 +860,17 @@ class SqlInventoryRepository:
         expired = self._expired_holds(held, at=at) if held else {}
         plain = buffer.percent == 0 and buffer.units == 0
         result: dict[str, dict[str, int]] = {sku: {} for sku in skus}
-        for sku, code, raw, _reserved, item_id, location_id in rows:
+        known = self._known_keys
+        for sku, code, raw, _reserved, item_id, location_id, threshold, status in rows:
+            if (sku, code) not in known:
+                known[(sku, code)] = _Key(
+                    item_id=int(item_id),
+                    location_id=int(location_id),
+                    sku=sku,
+                    location_code=code,
+                    threshold=int(threshold),
+                    location_status=status,
+                )
             if expired:
                 raw += expired.get((item_id, location_id), 0)
             available = raw if plain else buffer.apply(raw)
