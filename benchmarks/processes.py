@@ -3,16 +3,16 @@ completion (start, ``shipped`` message, ``delivered`` message), with stand-in ac
 
 It measures the engine and its persistence alone (fulfillment's real activities come later):
 
-    .venv/bin/python benchmarks/processes.py [--orders 500] [--database-url URL]
+    .venv/bin/python benchmarks/processes.py --size small [--database-url URL]
 
-Default database: PostgreSQL ``oms_bench_processes`` on 127.0.0.1 (created and reset), else
-``--database-url sqlite:////tmp/oms-bench-processes.db``.
+Database: ``--database-url`` (default ``OMS_BENCH_DATABASE_URL``; a PostgreSQL one is created if
+missing and its schema reset), else a temporary SQLite file. Writes ``processes.json``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+import harness
 from oms.adapters.db import migrate
 from oms.adapters.db.engine import make_engine
 from oms.bootstrap import build_services
@@ -28,8 +29,7 @@ from oms.processes.activities import ActivityCall
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFINITION = ROOT / "src" / "oms" / "processes" / "definitions" / "ship.bpmn"
-RESULTS = ROOT / "benchmarks" / "results" / "processes.json"
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/oms_bench_processes"
+ORDERS = {"small": 200, "medium": 1_000, "large": 5_000}
 
 
 def reset(url: str) -> None:
@@ -61,7 +61,22 @@ def stand_in(call: ActivityCall) -> dict[str, Any]:
     return {"element": call.element_id}
 
 
-def run(url: str, orders: int) -> dict[str, Any]:
+def run(size: str, database_url: str | None) -> dict[str, Any]:
+    """Instances of the ``ship`` process carried from start to completion, per second."""
+    temporary = None
+    if database_url:
+        url = normalise_database_url(database_url)
+    else:
+        temporary = tempfile.mkdtemp(prefix="oms-bench-processes-")
+        url = f"sqlite:///{temporary}/oms.db"
+    try:
+        return measure(url, ORDERS[size])
+    finally:
+        if temporary:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def measure(url: str, orders: int) -> dict[str, Any]:
     reset(url)
     services = build_services(Settings(database_url=url), engine=make_engine(url))
     for name, required in (
@@ -115,29 +130,12 @@ def run(url: str, orders: int) -> dict[str, Any]:
         "steps_per_second": round(3 * orders / total, 1),
         "client_cpu_ms_per_step": round(cpu * 1000 / (3 * orders), 2),
         "sampled_completed": completed,
+        "notes": [
+            "start, 'shipped' and 'delivered' are one unit of work each; stand-in activities",
+            f"{completed} of the sampled instances completed",
+        ],
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--orders", type=int, default=500)
-    parser.add_argument("--database-url", default=DEFAULT_URL)
-    args = parser.parse_args()
-    result = run(normalise_database_url(args.database_url), args.orders)
-    print(
-        f"{'database':<10} {'orders':>7} {'start s':>8} {'shipped s':>10} {'delivered s':>12} "
-        f"{'orders/s':>9} {'steps/s':>8}"
-    )
-    seconds = result["seconds"]
-    print(
-        f"{result['database']:<10} {result['orders']:>7} {seconds['start']:>8} "
-        f"{seconds['shipped']:>10} {seconds['delivered']:>12} "
-        f"{result['orders_per_second']:>9} {result['steps_per_second']:>8} "
-        f"{result['client_cpu_ms_per_step']:>11}"
-    )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-
-
 if __name__ == "__main__":
-    main()
+    raise SystemExit(harness.main("processes", run))

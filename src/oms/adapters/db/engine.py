@@ -28,9 +28,6 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 10)
         max_overflow=pool_size * 2,
         pool_recycle=1800,
     )
-    # Several rows into one table (order lines, quantities, timeline, outbox) as one
-    # multi-row INSERT, as with psycopg2, not a psycopg pipeline of one INSERT per row.
-    engine.dialect.use_insertmanyvalues_wo_returning = True
     _check_liveness_cheaply(engine)
     return engine
 
