@@ -159,6 +159,10 @@ def location_of(row: Any) -> Location:
     )
 
 
+_LOCATIONS_BY_CODE = select(locations).order_by(locations.c.code)
+"""Built once: every capture reads the network."""
+
+
 class SqlLocationRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -224,7 +228,7 @@ class SqlLocationRepository:
         after: str | None = None,
         limit: int | None = None,
     ) -> list[Location]:
-        query = select(locations).order_by(locations.c.code)
+        query = _LOCATIONS_BY_CODE
         if type is not None:
             query = query.where(locations.c.type == type.value)
         if status is not None:
@@ -333,6 +337,10 @@ def item_of(row: Any) -> Item:
     )
 
 
+_ITEMS_BY_SKU = select(items).where(items.c.sku.in_(bindparam("k_skus", expanding=True)))
+"""Built once: every capture reads its items."""
+
+
 class SqlItemRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -391,7 +399,7 @@ class SqlItemRepository:
     def get_many(self, skus: Sequence[str]) -> dict[str, Item]:
         found: dict[str, Item] = {}
         for chunk in _chunks(sorted(set(skus))):
-            for row in self._connection.execute(select(items).where(items.c.sku.in_(chunk))):
+            for row in self._connection.execute(_ITEMS_BY_SKU, {"k_skus": list(chunk)}):
                 found[row.sku] = item_of(row._mapping)
         return found
 
