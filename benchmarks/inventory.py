@@ -119,6 +119,32 @@ def machine_facts(database_url: str) -> dict[str, Any]:
     return facts
 
 
+def reset_postgres(database_url: str) -> None:
+    """A benchmark database is scratch, as for the other benchmarks: created if missing, its
+    schema emptied (it builds its own network). SQLite files are left alone."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from oms.config import normalise_database_url
+
+    url = make_url(normalise_database_url(database_url))
+    if url.get_backend_name() != "postgresql":
+        return
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        exists = connection.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
+        ).first()
+        if not exists:
+            connection.execute(text(f'CREATE DATABASE "{url.database}"'))
+    admin.dispose()
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
 def build_network(services: Any, *, locations: int, items: int, rng: random.Random) -> None:
     location_records = []
     for n in range(locations):
@@ -301,6 +327,8 @@ def run(size: str, database_url: str | None, *, http: bool = True) -> dict[str, 
     if not database_url:
         temporary = tempfile.mkdtemp(prefix="oms-bench-inventory-")
         database_url = f"sqlite:///{temporary}/oms.db"
+    else:
+        reset_postgres(database_url)
     engine = make_engine(database_url)
     migrate.upgrade(engine)
     services = build_services(Settings(database_url=database_url), engine=engine)

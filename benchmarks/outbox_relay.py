@@ -1,29 +1,28 @@
 """Outbox relay throughput: committed events -> NATS JetStream, on SQLite and PostgreSQL.
 
 Seeds N committed events (in transactions of 10), then relays them with one relay in batches
-and reports events/s. Run alone: ``.venv/bin/python benchmarks/outbox_relay.py [--events N]``.
-Needs the local NATS server (JetStream); PostgreSQL from OMS_BENCH_DATABASE_URL (default
-``postgresql://postgres@127.0.0.1:5432/oms_bench``), skipped when unreachable.
+and reports events/s. Run alone: ``.venv/bin/python benchmarks/outbox_relay.py --size small``.
+Needs the local NATS server (JetStream, ``OMS_BENCH_NATS_URL``): without it the benchmark fails.
+SQLite always (a temporary file); PostgreSQL from ``--database-url`` / ``OMS_BENCH_DATABASE_URL``
+(default ``postgresql://postgres@127.0.0.1:5432/oms_bench``; its schema is reset), skipped with a
+note when unreachable.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
-import sys
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import nats
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+import harness
 from oms.adapters.db import migrate
 from oms.adapters.db.engine import make_engine
 from oms.adapters.outbox_relay import NatsPublisher, OutboxRelay
@@ -32,10 +31,9 @@ from oms.config import Settings, normalise_database_url
 from oms.domain.events import DomainEvent
 
 NATS_URL = os.environ.get("OMS_BENCH_NATS_URL", "nats://127.0.0.1:4222")
-POSTGRES_URL = normalise_database_url(
-    os.environ.get("OMS_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/oms_bench")
-)
-RESULTS = Path(__file__).with_name("results") / "outbox_relay.json"
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/oms_bench"
+EVENTS = {"small": 2_000, "medium": 10_000, "large": 50_000}
+BATCH_SIZE = 100
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,8 +43,8 @@ class BenchOrderCreated(DomainEvent):
     lines: int
 
 
-def postgres_ready() -> str | None:
-    url = make_url(POSTGRES_URL)
+def postgres_ready(postgres_url: str) -> str | None:
+    url = make_url(postgres_url)
     try:
         admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
@@ -55,7 +53,7 @@ def postgres_ready() -> str | None:
             ).first():
                 connection.execute(text(f'CREATE DATABASE "{url.database}"'))
         admin.dispose()
-        engine = create_engine(POSTGRES_URL)
+        engine = create_engine(postgres_url)
         with engine.begin() as connection:
             connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
             connection.execute(text("CREATE SCHEMA public"))
@@ -108,7 +106,7 @@ async def relay_all(services: Services, batch_size: int) -> tuple[int, float, st
     return relayed, elapsed, publisher.stream
 
 
-def run(database: str, url: str, events: int, batch_size: int) -> dict[str, object]:
+def measure(database: str, url: str, events: int, batch_size: int) -> dict[str, object]:
     engine = make_engine(url)
     migrate.upgrade(engine)
     services = build_services(Settings(database_url=url), engine=engine)
@@ -117,9 +115,9 @@ def run(database: str, url: str, events: int, batch_size: int) -> dict[str, obje
         relayed, seconds, _ = asyncio.run(relay_all(services, batch_size))
     finally:
         services.close()
-    assert relayed == events, (relayed, events)
+    if relayed != events:
+        raise RuntimeError(f"relayed {relayed} of {events} events")
     return {
-        "database": database,
         "events": events,
         "batch_size": batch_size,
         "relay_seconds": round(seconds, 3),
@@ -128,30 +126,23 @@ def run(database: str, url: str, events: int, batch_size: int) -> dict[str, obje
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=5000)
-    parser.add_argument("--batch-size", type=int, default=100)
-    args = parser.parse_args()
-
-    rows = []
+def run(size: str, database_url: str | None) -> dict[str, object]:
+    """Committed outbox events relayed to NATS JetStream, per second."""
+    events = EVENTS[size]
+    figures: dict[str, object] = {}
+    notes: list[str] = []
     with tempfile.TemporaryDirectory() as directory:
-        rows.append(run("sqlite", f"sqlite:///{directory}/bench.db", args.events, args.batch_size))
-    problem = postgres_ready()
-    if problem:
-        print(f"PostgreSQL skipped: {problem}", file=sys.stderr)
-    else:
-        rows.append(run("postgresql", POSTGRES_URL, args.events, args.batch_size))
-
-    print(f"{'database':<12}{'events':>8}{'batch':>7}{'seconds':>10}{'events/s':>10}")
-    for row in rows:
-        print(
-            f"{row['database']:<12}{row['events']:>8}{row['batch_size']:>7}"
-            f"{row['relay_seconds']:>10}{row['events_per_second']:>10}"
-        )
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"benchmark": "outbox_relay", "results": rows}, indent=2))
+        figures["sqlite"] = measure("sqlite", f"sqlite:///{directory}/bench.db", events, BATCH_SIZE)
+    postgres_url = normalise_database_url(database_url or DEFAULT_POSTGRES)
+    if make_url(postgres_url).get_backend_name() == "postgresql":
+        problem = postgres_ready(postgres_url)
+        if problem:
+            notes.append(f"PostgreSQL skipped: {problem}")
+        else:
+            figures["postgresql"] = measure("postgresql", postgres_url, events, BATCH_SIZE)
+    notes.append(f"one relay, batches of {BATCH_SIZE}; seeding commits 10 events per transaction")
+    return {**figures, "notes": notes}
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(harness.main("outbox_relay", run))

@@ -32,8 +32,13 @@ class DomainEvent:
         }
 
 
+_PLAIN = frozenset({str, int, float, bool})
+
+
 def to_json_value(value: Any) -> Any:
     """Turn domain values into JSON: Decimal as string (never float), datetimes as ISO 8601."""
+    if value is None or type(value) in _PLAIN:
+        return value  # most values of an event: nothing to turn (enums are not of these types)
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime | date):

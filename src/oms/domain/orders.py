@@ -405,6 +405,8 @@ def looks_like_card_number(text: str) -> bool:
 
 def card_number_pointers(value: Any, pointer: str = "#") -> list[str]:
     """JSON pointers of every string (or key) in a nested document that carries a card number."""
+    if value is None or isinstance(value, bool | int | float | Decimal | date):
+        return []  # the leaves that cannot carry a card number, most of a command
     found: list[str] = []
     if isinstance(value, str):
         if len(value) >= 13 and looks_like_card_number(value):

@@ -161,6 +161,10 @@ def location_of(row: Any) -> Location:
     )
 
 
+_LOCATIONS_BY_CODE = select(locations).order_by(locations.c.code)
+"""Built once: every capture reads the network."""
+
+
 class SqlLocationRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -226,7 +230,7 @@ class SqlLocationRepository:
         after: str | None = None,
         limit: int | None = None,
     ) -> list[Location]:
-        query = select(locations).order_by(locations.c.code)
+        query = _LOCATIONS_BY_CODE
         if type is not None:
             query = query.where(locations.c.type == type.value)
         if status is not None:
@@ -335,6 +339,10 @@ def item_of(row: Any) -> Item:
     )
 
 
+_ITEMS_BY_SKU = select(items).where(items.c.sku.in_(bindparam("k_skus", expanding=True)))
+"""Built once: every capture reads its items."""
+
+
 class SqlItemRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -393,7 +401,7 @@ class SqlItemRepository:
     def get_many(self, skus: Sequence[str]) -> dict[str, Item]:
         found: dict[str, Item] = {}
         for chunk in _chunks(sorted(set(skus))):
-            for row in self._connection.execute(select(items).where(items.c.sku.in_(chunk))):
+            for row in self._connection.execute(_ITEMS_BY_SKU, {"k_skus": list(chunk)}):
                 found[row.sku] = item_of(row._mapping)
         return found
 
@@ -417,6 +425,57 @@ _LOCKED = (
     P.snapshot_as_of,
     P.snapshot_sequence,
     P.last_movement_at,
+)
+
+
+# The statements of the capture path, built once: building SQLAlchemy expressions on every call
+# costs more client CPU than the database spends running them. Values go in as bound parameters.
+_TAKE_WHERE = and_(P.item_id == bindparam("k_item"), P.location_id == bindparam("k_location"))
+_TAKE_VALUES = {"updated_at": bindparam("k_at", type_=P.updated_at.type)}
+_TAKE_QUANTITY = bindparam("k_quantity", type_=P.allocated.type)
+_TAKE: dict[tuple[str, bool], Any] = {
+    (column, buffered): update(inventory_positions)
+    .where(
+        _TAKE_WHERE,
+        (
+            _AVAILABLE * (100 - bindparam("k_percent", type_=P.allocated.type))
+            >= (_TAKE_QUANTITY + bindparam("k_units", type_=P.allocated.type)) * 100
+        )
+        if buffered
+        else _TAKE_QUANTITY <= _AVAILABLE,
+    )
+    .values({column: getattr(P, column) + _TAKE_QUANTITY, **_TAKE_VALUES})
+    .returning(*_RETURNED)
+    for column in ("allocated", "reserved")
+    for buffered in (False, True)
+}
+_ATP_QUERY = (
+    select(
+        items.c.sku,
+        locations.c.code,
+        _AVAILABLE,
+        P.reserved,
+        P.item_id,
+        P.location_id,
+        items.c.low_stock_threshold,
+        locations.c.status,
+    )
+    .select_from(
+        inventory_positions.join(items, items.c.id == P.item_id).join(
+            locations, locations.c.id == P.location_id
+        )
+    )
+    .where(
+        items.c.sku.in_(bindparam("k_skus", expanding=True)), or_(_AVAILABLE > 0, P.reserved > 0)
+    )
+)
+_ATP = {
+    False: _ATP_QUERY,
+    True: _ATP_QUERY.where(locations.c.code.in_(bindparam("k_codes", expanding=True))),
+}
+"""Available to promise per position (all locations, or the codes given), empty ones left out."""
+_CHANNEL_BUFFER = select(channel_buffers.c.percent, channel_buffers.c.units).where(
+    channel_buffers.c.channel == bindparam("k_channel")
 )
 
 
@@ -464,11 +523,17 @@ class SqlInventoryRepository:
         self._connection = connection
         self._record = record
         self._is_postgres = connection.dialect.name == "postgresql"
+        self._known_keys: dict[tuple[str, str], _Key] = {}
+        """Positions resolved earlier in this unit of work (by :meth:`atp` or :meth:`_keys`):
+        an allocation right after an availability read needs no second lookup."""
 
     # -- resolving skus and codes ------------------------------------------------------------------
 
     def _keys(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], _Key]:
         pairs = set(pairs)
+        known = {pair: self._known_keys[pair] for pair in pairs if pair in self._known_keys}
+        if len(known) == len(pairs):
+            return known
         skus = sorted({sku for sku, _ in pairs})
         codes = sorted({code for _, code in pairs})
         item_rows: dict[str, tuple[int, int]] = {}
@@ -525,7 +590,7 @@ class SqlInventoryRepository:
             if missing_codes:
                 parts.append(f"unknown location {', '.join(missing_codes[:10])}")
             raise UnknownStock("; ".join(parts), skus=missing_skus, locations=missing_codes)
-        return {
+        resolved = {
             (sku, code): _Key(
                 item_id=item_rows[sku][0],
                 location_id=location_rows[code][0],
@@ -536,6 +601,8 @@ class SqlInventoryRepository:
             )
             for sku, code in pairs
         }
+        self._known_keys.update(resolved)
+        return resolved
 
     def _ordered(self, lines: Sequence[StockLine]) -> list[tuple[_Key, int]]:
         """Merge lines per position and order them by (item, location): the lock order."""
@@ -608,21 +675,21 @@ class SqlInventoryRepository:
                 location=key.location_code,
                 location_status=key.location_status,
             )
-        condition = (
-            quantity <= _AVAILABLE
-            if buffer.percent == 0 and buffer.units == 0
-            else _AVAILABLE * (100 - buffer.percent) >= (quantity + buffer.units) * 100
-        )
-        target = P.allocated if column == "allocated" else P.reserved
-        statement = (
-            update(inventory_positions)
-            .where(self._where(key), condition)
-            .values({column: target + quantity, "updated_at": at})
-            .returning(*_RETURNED)
-        )
-        row = self._connection.execute(statement).first()
+        buffered = buffer.percent != 0 or buffer.units != 0
+        statement = _TAKE[(column, buffered)]
+        parameters = {
+            "k_item": key.item_id,
+            "k_location": key.location_id,
+            "k_quantity": quantity,
+            "k_at": at,
+            "k_percent": buffer.percent,
+            "k_units": buffer.units,
+        }
+        if not buffered:
+            del parameters["k_percent"], parameters["k_units"]
+        row = self._connection.execute(statement, parameters).first()
         if row is None and self._free_expired(key, at=at):
-            row = self._connection.execute(statement).first()
+            row = self._connection.execute(statement, parameters).first()
         if row is None:
             raise InsufficientStock(
                 sku=key.sku,
@@ -647,9 +714,7 @@ class SqlInventoryRepository:
     def channel_buffer(self, channel: str | None) -> ChannelBuffer:
         if not channel:
             return NO_BUFFER
-        row = self._connection.execute(
-            select(channel_buffers).where(channel_buffers.c.channel == channel)
-        ).first()
+        row = self._connection.execute(_CHANNEL_BUFFER, {"k_channel": channel}).first()
         if row is None:
             return ChannelBuffer(channel=channel)
         return ChannelBuffer(channel=channel, percent=int(row.percent), units=int(row.units))
@@ -858,23 +923,25 @@ class SqlInventoryRepository:
         # The hot read of availability: ATP computed in SQL, empty positions never leave the
         # database, and the expired-hold correction only runs where something is held.
         buffer = self.channel_buffer(channel)
-        query = (
-            select(items.c.sku, locations.c.code, _AVAILABLE, P.reserved, P.item_id, P.location_id)
-            .select_from(
-                inventory_positions.join(items, items.c.id == P.item_id).join(
-                    locations, locations.c.id == P.location_id
-                )
-            )
-            .where(items.c.sku.in_(list(skus)), or_(_AVAILABLE > 0, P.reserved > 0))
-        )
+        parameters: dict[str, Any] = {"k_skus": list(skus)}
         if location_codes is not None:
-            query = query.where(locations.c.code.in_(list(location_codes)))
-        rows = self._connection.execute(query).all()
+            parameters["k_codes"] = list(location_codes)
+        rows = self._connection.execute(_ATP[location_codes is not None], parameters).all()
         held = [row[4] for row in rows if row[3]]
         expired = self._expired_holds(held, at=at) if held else {}
         plain = buffer.percent == 0 and buffer.units == 0
         result: dict[str, dict[str, int]] = {sku: {} for sku in skus}
-        for sku, code, raw, _reserved, item_id, location_id in rows:
+        known = self._known_keys
+        for sku, code, raw, _reserved, item_id, location_id, threshold, status in rows:
+            if (sku, code) not in known:
+                known[(sku, code)] = _Key(
+                    item_id=int(item_id),
+                    location_id=int(location_id),
+                    sku=sku,
+                    location_code=code,
+                    threshold=int(threshold),
+                    location_status=status,
+                )
             if expired:
                 raw += expired.get((item_id, location_id), 0)
             available = raw if plain else buffer.apply(raw)

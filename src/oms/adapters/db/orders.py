@@ -37,6 +37,12 @@ from oms.domain.orders import (
 )
 from oms.services.ports import DuplicateChannelReference, WaitingLine
 
+_BY_CHANNEL_REFERENCE = select(orders.c.order_id).where(
+    orders.c.channel == bindparam("k_channel"),
+    orders.c.channel_reference == bindparam("k_reference"),
+)
+"""Built once: the first statement of every capture."""
+
 
 def _address_document(address: Address | None) -> dict[str, Any] | None:
     if address is None:
@@ -258,9 +264,7 @@ class SqlOrderRepository:
 
     def id_for_channel_reference(self, channel: str, channel_reference: str) -> str | None:
         found = self._connection.execute(
-            select(orders.c.order_id).where(
-                orders.c.channel == channel, orders.c.channel_reference == channel_reference
-            )
+            _BY_CHANNEL_REFERENCE, {"k_channel": channel, "k_reference": channel_reference}
         ).scalar()
         return str(found) if found is not None else None
 
