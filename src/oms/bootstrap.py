@@ -60,7 +60,6 @@ class Services:
         )
         self.events = EventService(self.uow)
         self.inventory = InventoryService(self.uow, clock=self.clock, ids=self.ids)
-        self.orders = OrderService(self.uow, clock=self.clock, ids=self.ids)
         self.order_queries = OrderQueries(self.engine)
         self.processes = ProcessService(self.uow, clock=self.clock, ids=self.ids)
         self._webhook_sender = HttpWebhookSender()
@@ -83,6 +82,7 @@ class Services:
             max_attempts=self.settings.payment_retry_attempts,
             retry_backoff_seconds=self.settings.payment_retry_backoff_seconds,
         )
+        self.orders = OrderService(self.uow, clock=self.clock, ids=self.ids, payments=self.payments)
         self.invoices = InvoiceService(
             self.uow, clock=self.clock, ids=self.ids, renderer=JinjaDocumentRenderer()
         )

@@ -89,6 +89,12 @@ def deliver_webhooks(services: Services) -> object:
     return attempted
 
 
+@periodic_job("notifications.dispatch")
+def dispatch_notifications(services: Services) -> object:
+    """Turn new events into customer emails and send the due ones (retries included)."""
+    return services.notifications.dispatch()
+
+
 @periodic_job("idempotency.purge_expired", every_seconds=3600)
 def purge_idempotency_records(services: Services) -> object:
     return services.idempotency.purge_expired()
