@@ -17,10 +17,13 @@ from oms.adapters.gateways.smtp import SmtpEmailSender
 from oms.adapters.rendering import JinjaDocumentRenderer, JinjaEmailTemplates
 from oms.adapters.webhook_http import HttpWebhookSender
 from oms.config import Settings
+from oms.domain.access import Role
 from oms.domain.errors import SchemaOutOfDate
 from oms.domain.payments import SplitTenderOrder, TenderPolicy
+from oms.queries.care import CareQueries
 from oms.queries.orders import OrderQueries
 from oms.services.access import AccessService
+from oms.services.care import CareService
 from oms.services.events import EventService
 from oms.services.idempotency import IdempotencyService
 from oms.services.inventory import InventoryService
@@ -30,6 +33,7 @@ from oms.services.orders import OrderService
 from oms.services.payments import PaymentService
 from oms.services.ports import Clock, Ids
 from oms.services.processes import ProcessService
+from oms.services.returns import ReturnService
 from oms.services.webhooks import WebhookPolicy, WebhookService
 
 
@@ -52,6 +56,9 @@ class Services:
     inventory: InventoryService = field(init=False)
     orders: OrderService = field(init=False)
     order_queries: OrderQueries = field(init=False)
+    returns: ReturnService = field(init=False)
+    care: CareService = field(init=False)
+    care_queries: CareQueries = field(init=False)
 
     def __post_init__(self) -> None:
         self.access = AccessService(self.uow, clock=self.clock, ids=self.ids)
@@ -83,6 +90,25 @@ class Services:
             retry_backoff_seconds=self.settings.payment_retry_backoff_seconds,
         )
         self.orders = OrderService(self.uow, clock=self.clock, ids=self.ids, payments=self.payments)
+        self.returns = ReturnService(
+            self.uow,
+            clock=self.clock,
+            ids=self.ids,
+            orders=self.orders,
+            payments=self.payments,
+            window_days=self.settings.return_window_days,
+        )
+        self.care = CareService(
+            self.uow,
+            clock=self.clock,
+            ids=self.ids,
+            payments=self.payments,
+            limits={
+                Role.ADMIN: None,
+                Role.CARE_AGENT: self.settings.care_agent_appeasement_limit,
+            },
+        )
+        self.care_queries = CareQueries(self.engine)
         self.invoices = InvoiceService(
             self.uow, clock=self.clock, ids=self.ids, renderer=JinjaDocumentRenderer()
         )

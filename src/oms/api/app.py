@@ -12,6 +12,7 @@ from oms.api.errors import install_error_handlers
 from oms.api.middleware import IdempotencyMiddleware, RequestIdMiddleware
 from oms.api.routers import (
     access,
+    care,
     events,
     health,
     inventory,
@@ -21,6 +22,7 @@ from oms.api.routers import (
     payments,
     problems,
     processes,
+    returns,
     webhooks,
 )
 from oms.bootstrap import Services, build_services, prepare_schema
@@ -77,6 +79,8 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         payments,
         notifications,
         processes,
+        returns,
+        care,
         problems,
     ):
         app.include_router(module.router)

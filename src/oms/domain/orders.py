@@ -994,7 +994,7 @@ class Order:
             line_no=line_no,
         )
 
-    def _ids(self) -> dict[str, str]:
+    def _ids(self) -> dict[str, Any]:
         return {"order_id": self.order_id, "order_number": self.order_number}
 
     def _note(
@@ -1498,7 +1498,16 @@ class Order:
             )
         )
         if self.status == "cancelled":
-            self.events.append(OrderCancelled(**self._ids(), reason=request.reason, actor=actor))
+            self.events.append(
+                OrderCancelled(
+                    **self._ids(),
+                    reason=request.reason,
+                    actor=actor,
+                    customer=self.customer_contact(),
+                    currency=self.currency,
+                    lines=[{"sku": line.sku, "description": line.sku, "quantity": cancelled}],
+                )
+            )
         return freed
 
     def refuse_cancel_request(
