@@ -218,7 +218,7 @@ class CareQueries:
         )
         order_ids = [r["order_id"] for r in order_rows]
         numbers = [r["order_number"] for r in order_rows]
-        keys = {text.lower(), *emails, *phones, *ids}
+        keys = {k.lower() for k in (text, *emails, *phones, *ids)}
         return_rows = self._read(
             select(returns).where(returns.c.order_id.in_(order_ids)).order_by(returns.c.created_at)
         )
@@ -237,7 +237,12 @@ class CareQueries:
         )
         note_rows = self._read(
             select(care_notes)
-            .where(or_(care_notes.c.order_id.in_(order_ids), care_notes.c.customer_key.in_(keys)))
+            .where(
+                or_(
+                    care_notes.c.order_id.in_(order_ids),
+                    func.lower(care_notes.c.customer_key).in_(keys),
+                )
+            )
             .order_by(care_notes.c.created_at)
         )
         contact_rows = (

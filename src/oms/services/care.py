@@ -221,7 +221,7 @@ class CareService:
                 author=principal.actor,
                 at=self._clock.now(),
                 order_id=order_id,
-                customer_key=customer_key.strip().lower() if customer_key else None,
+                customer_key=_customer_key(customer_key) if customer_key else None,
             )
             uow.care.add_note(note)
             uow.commit()
@@ -236,3 +236,13 @@ def _load_order(uow: UnitOfWork, order_id: str) -> Order:
     if order is None:
         raise OrderNotFound(f"no order '{order_id}'", order_id=order_id)
     return order
+
+
+def _customer_key(key: str) -> str:
+    """Emails compare case-insensitively and phones without spacing, like orders store them."""
+    key = key.strip()
+    if "@" in key:
+        return key.lower()
+    if key and all(ch.isdigit() or ch in "+-() ." for ch in key):
+        return "".join(ch for ch in key if ch.isdigit() or ch == "+")
+    return key
