@@ -72,7 +72,7 @@ def channel(shop: Services, client_for: Callable[..., TestClient]) -> TestClient
     return client_for(Role.INTEGRATION)
 
 
-def an_order(reference: str, quantity: int = 2, token: str = "tok_visa") -> dict[str, Any]:
+def an_order(reference: str, quantity: int = 2, token: str = "tok_visa") -> dict[str, Any]:  # noqa: S107
     return {
         "channel": "web",
         "channel_reference": reference,
@@ -115,6 +115,7 @@ def atp_at(services: Services, location: str) -> int:
     return services.inventory.item_availability("LAMP-01", location_codes=[location]).atp[location]
 
 
+@pytest.mark.postgres
 def test_ship_return_in_store_restock_and_refund(
     shop: Services, agent: TestClient, channel: TestClient, admin: TestClient,
     client_for: Callable[..., TestClient],
@@ -284,6 +285,7 @@ def test_an_exchange_waits_for_the_return_unless_the_agent_allows_it(
     assert channel.post(f"/orders/{replacement_id}/release").status_code == 200
 
 
+@pytest.mark.postgres
 def test_an_appeasement_above_the_agents_limit_waits_for_a_supervisor(
     shop: Services, agent: TestClient, channel: TestClient, admin: TestClient
 ) -> None:

@@ -1012,8 +1012,8 @@ class OrderService:
                     (order.units_value(n, units, exponent=exponent) for n, units in lines),
                     Decimal("0"),
                 )
-                captured_before = any(
-                    t.kind is TransactionKind.CAPTURE
+                captured_before = any(  # by another shipment: a retry of this one keeps it
+                    t.kind is TransactionKind.CAPTURE and t.shipment_ref != shipment_ref
                     for t in uow.payments.transactions(order.order_number)
                 )
                 if not captured_before:
