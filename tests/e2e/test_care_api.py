@@ -10,9 +10,13 @@ OrderService.capture_for_shipment, the seam fulfillment will call when it ships.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -352,3 +356,32 @@ def test_a_declined_card_holds_the_order_and_care_agents_give_reasons(
     assert cancelled.status_code == 200, cancelled.text
     payment = agent.get(f"/payments/{order['order_number']}").json()
     assert Decimal(payment["authorised_open"]) == Decimal("0")  # 44.00 then 44.00 released
+
+
+def test_the_cli_finds_customers_and_refuses_unknown_returns_in_one_line(
+    shop: Services, channel: TestClient, tmp_path: Path
+) -> None:
+    number = channel.post("/orders", json=an_order("CARE-CLI")).json()["order_number"]
+    env = {
+        **os.environ,
+        "OMS_DATABASE_URL": shop.settings.resolved_database_url(),
+        "OMS_DATA_DIR": str(tmp_path),
+        "COLUMNS": "200",
+    }
+
+    def oms(*arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).with_name("oms")), "care", *arguments],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+
+    found = oms("customers", number)
+    assert found.returncode == 0, found.stderr
+    assert "C-9" in found.stdout and "ann@example.com" in found.stdout
+    missing = oms("return", "RMA-NOPE")
+    assert missing.returncode == 1
+    assert missing.stderr.strip().count("\n") == 0 and "RMA-NOPE" in missing.stderr
