@@ -654,7 +654,7 @@ class CareRepository(Protocol):
 
     def add_return(self, item: Return) -> None: ...
 
-    def save_return(self, item: Return) -> None:
+    def save_return(self, item: Return, *, at: datetime) -> None:
         """Write back a loaded return (optimistic version check: a Conflict when it moved)."""
         ...
 

@@ -230,7 +230,7 @@ class ReturnService:
         with self._uow() as uow:
             linked = self._load(uow, made.return_id, for_update=True)
             linked.link_exchange(replacement.order_id)
-            uow.care.save_return(linked)
+            uow.care.save_return(linked, at=self._clock.now())
             uow.commit()
         return linked
 
@@ -280,7 +280,7 @@ class ReturnService:
             uow.orders.save(order, at=at)
             uow.record(*order.events)
             order.events.clear()
-            uow.care.save_return(found)
+            uow.care.save_return(found, at=self._clock.now())
             uow.record(*found.events)
             found.events.clear()
             uow.commit()
@@ -351,7 +351,7 @@ class ReturnService:
                     at=at,
                     reason=f"return {found.rma_number}: damaged",
                 )
-            uow.care.save_return(found)
+            uow.care.save_return(found, at=self._clock.now())
             uow.record(*found.events)
             found.events.clear()
             uow.commit()
@@ -377,7 +377,7 @@ class ReturnService:
             )
             if outcome.processed.is_positive():
                 found.refunded(outcome.processed.amount, actor=principal.actor)
-                uow.care.save_return(found)
+                uow.care.save_return(found, at=self._clock.now())
                 uow.record(*found.events)
                 found.events.clear()
             uow.commit()
@@ -389,7 +389,7 @@ class ReturnService:
             if found.status not in (ReturnStatus.RECEIVED, ReturnStatus.INSPECTED):
                 raise ReturnRefused(f"return {found.rma_number} is {found.status}")
             found.close_exchange(actor=principal.actor)
-            uow.care.save_return(found)
+            uow.care.save_return(found, at=self._clock.now())
             uow.record(*found.events)
             found.events.clear()
             uow.commit()
@@ -399,7 +399,7 @@ class ReturnService:
         with self._uow() as uow:
             found = self._load(uow, return_id, for_update=True)
             found.cancel(reason=reason, actor=principal.actor)
-            uow.care.save_return(found)
+            uow.care.save_return(found, at=self._clock.now())
             uow.record(*found.events)
             found.events.clear()
             uow.commit()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -63,13 +63,13 @@ class SqlCareRepository:
             insert(returns).values(**row, updated_at=item.created_at, version=item.version)
         )
 
-    def save_return(self, item: Return) -> None:
+    def save_return(self, item: Return, *, at: datetime) -> None:
         row = self._return_row(item)
         del row["created_at"]
         done = self._connection.execute(
             update(returns)
             .where(returns.c.return_id == item.return_id, returns.c.version == item.version)
-            .values(**row, version=item.version + 1, updated_at=datetime.now(UTC))
+            .values(**row, version=item.version + 1, updated_at=at)
         ).rowcount
         if done != 1:
             raise ChangedConcurrently(f"return {item.rma_number} was changed meanwhile; try again")
