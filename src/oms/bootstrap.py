@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -34,6 +35,7 @@ from oms.services.payments import PaymentService
 from oms.services.ports import Clock, Ids
 from oms.services.processes import ProcessService
 from oms.services.returns import ReturnService
+from oms.services.sourcing import SourcingService
 from oms.services.webhooks import WebhookPolicy, WebhookService
 
 
@@ -59,6 +61,7 @@ class Services:
     returns: ReturnService = field(init=False)
     care: CareService = field(init=False)
     care_queries: CareQueries = field(init=False)
+    sourcing: SourcingService = field(init=False)
 
     def __post_init__(self) -> None:
         self.access = AccessService(self.uow, clock=self.clock, ids=self.ids)
@@ -68,6 +71,7 @@ class Services:
         self.events = EventService(self.uow)
         self.inventory = InventoryService(self.uow, clock=self.clock, ids=self.ids)
         self.order_queries = OrderQueries(self.engine)
+        self.sourcing = SourcingService(self.uow, clock=self.clock)
         self.processes = ProcessService(self.uow, clock=self.clock, ids=self.ids)
         self._webhook_sender = HttpWebhookSender()
         self.webhooks = WebhookService(
@@ -90,6 +94,8 @@ class Services:
             retry_backoff_seconds=self.settings.payment_retry_backoff_seconds,
         )
         self.orders = OrderService(self.uow, clock=self.clock, ids=self.ids, payments=self.payments)
+        # Receipts and other stock increases allocate waiting backorders, oldest order first.
+        self.inventory.on_stock_increase(self._allocate_backorders)
         self.returns = ReturnService(
             self.uow,
             clock=self.clock,
@@ -141,6 +147,9 @@ class Services:
             url = f"sqlite:///{stem}-sandbox-gateway.db"
         self._gateway_engine = make_engine(url)
         return self._gateway_engine
+
+    def _allocate_backorders(self, skus: Sequence[str]) -> None:
+        self.orders.allocate_waiting_backorders(skus)
 
     def uow(self, *, read_only: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(

@@ -95,6 +95,12 @@ def dispatch_notifications(services: Services) -> object:
     return services.notifications.dispatch()
 
 
+@periodic_job("orders.allocate_backorders", every_seconds=60)
+def allocate_backorders(services: Services) -> object:
+    """Safety net: the after-commit hook of receipts normally allocates backorders at once."""
+    return services.orders.allocate_waiting_backorders()
+
+
 @periodic_job("idempotency.purge_expired", every_seconds=3600)
 def purge_idempotency_records(services: Services) -> object:
     return services.idempotency.purge_expired()

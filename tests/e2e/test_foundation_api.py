@@ -208,3 +208,20 @@ def test_openapi_documents_every_endpoint_and_its_problems(anonymous: TestClient
                 continue
             assert "401" in operation["responses"], (method, path)
             assert PROBLEM in operation["responses"]["422"]["content"], (method, path)
+
+
+def test_an_extension_named_like_a_standard_member_cannot_corrupt_the_problem(app, admin) -> None:  # type: ignore[no-untyped-def]
+    from oms.domain.errors import Conflict
+
+    @app.get("/test-only/clash")
+    def clash() -> None:
+        raise Conflict("refused", status="shipped", type="x")
+
+    response = admin.get("/test-only/clash")
+    assert response.status_code == 409
+    body = response.json()
+    assert body["type"] == "/problems/conflict"
+    assert body["status"] == 409
+    assert body["detail"] == "refused"
+    assert body["context_status"] == "shipped"
+    assert body["context_type"] == "x"

@@ -152,6 +152,7 @@ def test_availability_of_a_basket_near_me_and_promises(admin: TestClient) -> Non
     ).json()
     assert basket["fulfillable"] is True
     assert basket["single_locations"] == ["S-BOS"]  # S-CAM is dark: no walk-in customers
+    assert basket["earliest_promise"] == "2026-01-05"  # Monday, opens 09:00 local, 30 min pick
     lamp = basket["lines"][0]
     assert [s["location"] for s in lamp["sources"]] == ["S-BOS"]
     assert lamp["sources"][0]["atp"] == 3  # 5 on hand minus the store's safety stock of 2
@@ -297,3 +298,20 @@ def test_cli_import_reports_every_bad_row(services: Services, tmp_path: Path) ->
     assert run.returncode == 0, run.stderr
     assert "stock: 1 rows; created 0, updated 0, applied 1" in run.stdout
     assert services.inventory.item_availability("LAMP-01").atp == {"DC-EAST": 4}
+
+
+def test_store_associates_end_only_holds_at_their_stores(
+    admin: TestClient, client_for: Callable[..., TestClient]
+) -> None:
+    build_network(admin)
+    hold = admin.post(
+        "/reservations",
+        json={
+            "reference": "c",
+            "lines": [{"sku": "LAMP-01", "quantity": 1, "location": "DC-EAST"}],
+        },
+    ).json()
+    store = client_for(Role.STORE_ASSOCIATE, locations=["S-BOS"])
+    assert store.post(f"/reservations/{hold['id']}/confirmation").status_code == 403
+    assert store.delete(f"/reservations/{hold['id']}").status_code == 403
+    assert admin.delete(f"/reservations/{hold['id']}").json()["status"] == "released"

@@ -193,3 +193,26 @@ def test_a_valid_import_applies_every_row_with_progress(services: Services, tmp_
     assert (summary.rows, summary.applied) == (2, 2)
     assert seen[-1] == (2, 2)
     assert atp(services, "MUG-02", "DC-EAST") == 5
+
+
+def test_listeners_hear_which_skus_gained_stock_after_the_commit(services: Services) -> None:
+    network(services, skus=["LAMP-01", "MUG-02"])
+    stock(services, "MUG-02", at="DC-EAST", on_hand=5)
+    heard: list[list[str]] = []
+    services.inventory.on_stock_increase(lambda skus: heard.append(list(skus)))
+
+    def broken(skus: object) -> None:
+        raise RuntimeError("a listener bug must not undo the feed")
+
+    services.inventory.on_stock_increase(broken)
+    services.clock.advance(timedelta(minutes=1))  # type: ignore[attr-defined]
+    services.inventory.apply_deltas(
+        [
+            a_delta(services, "r-1", DeltaKind.RECEIPT, 4),
+            a_delta(services, "s-1", DeltaKind.SALE, 1, sku="MUG-02"),
+        ]
+    )
+    stock(services, "MUG-02", at="DC-EAST", on_hand=9)
+
+    assert heard == [["LAMP-01"], ["MUG-02"]]
+    assert position(services).on_hand == 4

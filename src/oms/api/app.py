@@ -23,6 +23,7 @@ from oms.api.routers import (
     problems,
     processes,
     returns,
+    sourcing,
     webhooks,
 )
 from oms.bootstrap import Services, build_services, prepare_schema
@@ -81,6 +82,7 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         processes,
         returns,
         care,
+        sourcing,
         problems,
     ):
         app.include_router(module.router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -52,9 +53,19 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
 
 
+STANDARD_MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "request_id"})
+
+
 def problem_body(
-    status: int, slug: str, title: str, detail: str | None, instance: str, **extensions: Any
+    status: int,
+    slug: str,
+    title: str,
+    detail: str | None,
+    instance: str,
+    extensions: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """An RFC 9457 body. An extension that would overwrite a standard member keeps its value
+    under ``context_<name>`` instead, so that no domain error can corrupt the problem shape."""
     body: dict[str, Any] = {"type": PROBLEM_TYPE_BASE + slug, "title": title, "status": status}
     if detail:
         body["detail"] = detail
@@ -62,14 +73,21 @@ def problem_body(
     request_id = request_id_var.get()
     if request_id:
         body["request_id"] = request_id
-    body.update({k: v for k, v in extensions.items() if v is not None})
+    for key, value in (extensions or {}).items():
+        if value is not None:
+            body[f"context_{key}" if key in STANDARD_MEMBERS else key] = value
     return body
 
 
 def _problem_response(
-    status: int, slug: str, title: str, detail: str | None, request: Request, **extensions: Any
+    status: int,
+    slug: str,
+    title: str,
+    detail: str | None,
+    request: Request,
+    extensions: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
-    body = problem_body(status, slug, title, detail, request.url.path, **extensions)
+    body = problem_body(status, slug, title, detail, request.url.path, extensions)
     headers = {"WWW-Authenticate": 'ApiKey header="X-API-Key"'} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
@@ -84,7 +102,7 @@ def status_for(error: errors.DomainError) -> int:
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.DomainError)
     return _problem_response(
-        status_for(exc), exc.slug, exc.title, exc.detail, request, **exc.extensions
+        status_for(exc), exc.slug, exc.title, exc.detail, request, exc.extensions
     )
 
 
@@ -114,7 +132,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         "The request is not valid",
         f"{count} field{'s' if count != 1 else ''} failed validation",
         request,
-        errors=field_errors,
+        {"errors": field_errors},
     )
 
 

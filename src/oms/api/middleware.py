@@ -162,7 +162,7 @@ async def _send_problem(scope: Scope, send: Send, error: DomainError) -> None:
 
     status = status_for(error)
     body = problem_body(
-        status, error.slug, error.title, error.detail, scope["path"], **error.extensions
+        status, error.slug, error.title, error.detail, scope["path"], error.extensions
     )
     await send(
         {

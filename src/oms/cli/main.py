@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,8 @@ care_app = typer.Typer(
 )
 app.add_typer(care_app, name="care")
 app.add_typer(process_app, name="process")
+sourcing_app = typer.Typer(help="Sourcing profiles and rules.", no_args_is_help=True)
+app.add_typer(sourcing_app, name="sourcing")
 
 console = Console()
 
@@ -586,6 +589,88 @@ def process_list(
             definition.checksum[:12],
         )
     console.print(table)
+
+
+@sourcing_app.command("list")
+def sourcing_list() -> None:
+    """List the sourcing profiles (current versions) and the rules in force."""
+    services = services_from_env()
+    try:
+        profiles = services.sourcing.list_profiles()
+        rules = services.sourcing.rules()
+    finally:
+        services.close()
+    table = Table("profile", "version", "split", "mode", "changed by", "changed at")
+    for stored in profiles:
+        table.add_row(
+            stored.name,
+            str(stored.version),
+            str(stored.document.get("split_policy", "")),
+            str(stored.document.get("mode", "")),
+            stored.changed_by,
+            stored.created_at.isoformat(timespec="seconds"),
+        )
+    console.print(table)
+    if not profiles:
+        console.print("no profiles stored: the built-in 'default' profile applies")
+    console.print(
+        f"rules version {rules.version}: {len(rules.rules)} rule(s), "
+        f"default profile '{rules.default_profile}'",
+        highlight=False,
+    )
+
+
+@sourcing_app.command("show")
+def sourcing_show(
+    name: str,
+    version: Annotated[int | None, typer.Option(help="A past version", min=1)] = None,
+) -> None:
+    """Print a profile as JSON (the format 'oms sourcing set' reads)."""
+    services = services_from_env()
+    try:
+        stored = services.sourcing.get_profile(name, version)
+    finally:
+        services.close()
+    print(json.dumps(stored.document, indent=2))
+    print(
+        f"# version {stored.version}, by {stored.changed_by} at {stored.created_at.isoformat()}",
+        file=sys.stderr,
+    )
+
+
+@sourcing_app.command("set")
+def sourcing_set(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="JSON: a profile, a list of profiles, or "
+            '{"profiles": [...], "rules": {"default_profile": ..., "rules": [...]}}'
+        ),
+    ],
+) -> None:
+    """Create or change profiles (and rules) from a JSON file; each change is a new version."""
+    try:
+        content = json.loads(file.read_text())
+    except json.JSONDecodeError as error:
+        raise CliError(f"{file}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    if isinstance(content, list):
+        content = {"profiles": content}
+    elif isinstance(content, dict) and "profiles" not in content and "rules" not in content:
+        content = {"profiles": [content]}
+    if not isinstance(content, dict) or not isinstance(content.get("profiles", []), list):
+        raise CliError(f"{file}: expected a profile, a list of profiles or an object with them")
+    services = services_from_env()
+    try:
+        for document in content.get("profiles", []):
+            if not isinstance(document, dict):
+                raise CliError(f"{file}: each profile must be a JSON object")
+            stored = services.sourcing.set_profile(document, changed_by="cli")
+            console.print(f"profile '{stored.name}' at version {stored.version}", highlight=False)
+        if "rules" in content:
+            rules = services.sourcing.set_rules(content["rules"], changed_by="cli")
+            console.print(f"rules at version {rules.version}", highlight=False)
+    finally:
+        services.close()
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:

@@ -50,8 +50,8 @@ def gtin_check_digit_ok(gtin: str) -> bool:
 
 def validate_item(item: Item) -> Item:
     errors: list[dict[str, str]] = []
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,63}$", item.sku or ""):
-        errors.append({"pointer": "#/sku", "detail": "1-64 letters, digits, '.', '_', '/' or '-'"})
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}", item.sku or ""):
+        errors.append({"pointer": "#/sku", "detail": "1-64 letters, digits, '.', '_' or '-'"})
     if not item.name.strip():
         errors.append({"pointer": "#/name", "detail": "empty"})
     if item.gtin is not None and not gtin_check_digit_ok(item.gtin):

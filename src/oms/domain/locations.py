@@ -172,7 +172,7 @@ class Location:
 def validate_location(location: Location) -> Location:
     """Raise :class:`Invalid` listing every bad field; return the location when it is sound."""
     errors: list[dict[str, str]] = []
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$", location.code or ""):
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}", location.code or ""):
         errors.append({"pointer": "#/code", "detail": "1-64 letters, digits, '.', '_' or '-'"})
     if not location.name.strip():
         errors.append({"pointer": "#/name", "detail": "empty"})
@@ -190,7 +190,7 @@ def validate_location(location: Location) -> Location:
         errors.append({"pointer": "#/daily_capacity", "detail": "must be >= 0"})
     if location.handling_cost < 0:
         errors.append({"pointer": "#/handling_cost", "detail": "must be >= 0"})
-    if not re.match(r"^[A-Z]{3}$", location.currency):
+    if not re.fullmatch(r"[A-Z]{3}", location.currency):
         errors.append({"pointer": "#/currency", "detail": "ISO 4217 code, e.g. USD"})
     if not 0 <= location.pick_minutes <= 7 * 24 * 60:
         errors.append({"pointer": "#/pick_minutes", "detail": "between 0 and 10080"})

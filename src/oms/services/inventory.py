@@ -32,6 +32,7 @@ before it runs, an expired hold never counts in ATP (reads subtract it using the
 
 from __future__ import annotations
 
+import logging
 import time as monotonic
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -85,6 +86,11 @@ from oms.services.records import (
     parse_all,
     read_records,
 )
+
+log = logging.getLogger("oms.inventory")
+
+StockListener = Callable[[Sequence[str]], None]
+"""Told which SKUs gained on-hand stock, after the commit."""
 
 Progress = Callable[[int, int], None]
 """Called with (rows done, rows in total) while an import is applied."""
@@ -191,6 +197,25 @@ class InventoryService:
         self._transit = transit or DistanceTransitModel()
         self._locations: list[Location] | None = None
         self._locations_loaded = 0.0
+        self._stock_listeners: list[StockListener] = []
+
+    # -- listeners ----------------------------------------------------------------------------
+
+    def on_stock_increase(self, listener: StockListener) -> None:
+        """Call ``listener(skus)`` after a committed feed raised on hand of these SKUs
+        (receipts, returns, upward corrections and counts): the seam for allocating backorders.
+        A failing listener is logged; the feed stays applied."""
+        self._stock_listeners.append(listener)
+
+    def _increased(self, outcome: FeedOutcome) -> None:
+        skus = sorted({c.sku for c in outcome.changes if c.after.on_hand > c.before.on_hand})
+        if not skus:
+            return
+        for listener in self._stock_listeners:
+            try:
+                listener(skus)
+            except Exception:
+                log.exception("a stock listener failed", extra={"skus": skus[:20]})
 
     # -- locations ----------------------------------------------------------------------------
 
@@ -406,6 +431,7 @@ class InventoryService:
                 lines, as_of=as_of, sequence=sequence, source=source, at=self._clock.now()
             )
             uow.commit()
+        self._increased(outcome)
         return outcome
 
     def apply_deltas(self, deltas: Sequence[DeltaLine]) -> FeedOutcome:
@@ -421,6 +447,7 @@ class InventoryService:
         with self._uow() as uow:
             outcome = uow.inventory.apply_deltas(deltas, at=self._clock.now())
             uow.commit()
+        self._increased(outcome)
         return outcome
 
     def import_stock(
@@ -476,6 +503,7 @@ class InventoryService:
                 raise _rejected("stock", len(records), bad)
             summary = self._apply_stock(uow, parsed, source, sequence, progress, chunk_size)
             uow.commit()
+        self._increased(summary)
         return ImportSummary(
             "stock",
             len(records),
@@ -499,6 +527,8 @@ class InventoryService:
             groups[row_as_of].append(line)
         done = 0
         now = self._clock.now()
+        if progress:
+            progress(0, len(parsed))
         for row_as_of in sorted(groups):
             lines = groups[row_as_of]
             for start in range(0, len(lines), chunk_size):
@@ -509,6 +539,10 @@ class InventoryService:
                 total.applied += outcome.applied
                 total.unchanged += outcome.unchanged
                 total.stale.extend(outcome.stale)
+                if self._stock_listeners:
+                    total.changes.extend(
+                        c for c in outcome.changes if c.after.on_hand > c.before.on_hand
+                    )
                 done += len(chunk)
                 if progress:
                     progress(done, len(parsed))

@@ -899,6 +899,15 @@ class OrderService:
 
     # -- backorders ------------------------------------------------------------------------------
 
+    def allocate_waiting_backorders(self, skus: Sequence[str] | None = None) -> int:
+        """Allocate waiting lines of these SKUs (default: every SKU with backorders), one unit of
+        work per SKU; returns how many lines received stock. The worker runs it as a safety net
+        for receipts whose after-commit hook did not run (a process that died in between)."""
+        if skus is None:
+            with self._uow(read_only=True) as uow:
+                skus = uow.orders.waiting_skus()
+        return sum(len(self.allocate_backorders(sku)) for sku in skus)
+
     def allocate_backorders(
         self, sku: str, *, principal: Principal = SYSTEM
     ) -> list[dict[str, Any]]:

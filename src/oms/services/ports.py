@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -646,6 +647,8 @@ class OrderRepository(Protocol):
         """Backordered units of ``sku``, oldest order first."""
         ...
 
+    def waiting_skus(self, *, limit: int = 500) -> list[str]: ...
+
     def waiting_quantities(self, skus: Sequence[str]) -> dict[str, int]: ...
 
 
@@ -682,6 +685,65 @@ class CareRepository(Protocol):
     ) -> list[Appeasement]: ...
 
     def add_note(self, note: Note) -> None: ...
+
+
+# -- sourcing ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredProfile:
+    name: str
+    version: int
+    document: dict[str, Any]
+    changed_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredRuleSet:
+    version: int
+    default_profile: str
+    rules: list[dict[str, Any]]
+    changed_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredDecision:
+    decision_id: int
+    order_id: str
+    trigger: str
+    planner: str
+    cost: Decimal
+    backordered_units: int
+    plan: dict[str, Any]
+    decided_at: datetime
+
+
+class SourcingDecisionRepository(Protocol):
+    def add(self, decision: StoredDecision) -> int:
+        """Store a decision; returns its id (``decision_id`` of the argument is ignored)."""
+        ...
+
+    def for_order(self, order_id: str) -> list[StoredDecision]: ...
+
+
+class SourcingProfileRepository(Protocol):
+    def current(self) -> list[StoredProfile]:
+        """The highest version of every profile, by name."""
+        ...
+
+    def get(self, name: str, version: int | None = None) -> StoredProfile | None: ...
+
+    def versions(self, name: str) -> list[StoredProfile]: ...
+
+    def add(self, profile: StoredProfile) -> bool:
+        """Store a new version; False when that (name, version) exists already (a race)."""
+        ...
+
+    def current_rules(self) -> StoredRuleSet | None: ...
+
+    def add_rules(self, rule_set: StoredRuleSet) -> bool: ...
 
 
 class UnitOfWork(Protocol):
@@ -728,6 +790,12 @@ class UnitOfWork(Protocol):
 
     @property
     def care(self) -> CareRepository: ...
+
+    @property
+    def sourcing_profiles(self) -> SourcingProfileRepository: ...
+
+    @property
+    def sourcing_decisions(self) -> SourcingDecisionRepository: ...
 
     def __enter__(self) -> Self: ...
 

@@ -30,9 +30,11 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal,
     or_,
     select,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -469,22 +471,51 @@ class SqlInventoryRepository:
         pairs = set(pairs)
         skus = sorted({sku for sku, _ in pairs})
         codes = sorted({code for _, code in pairs})
-        item_rows: dict[str, Any] = {}
-        for chunk in _chunks(skus):
-            for row in self._connection.execute(
-                select(items.c.id, items.c.sku, items.c.low_stock_threshold).where(
-                    items.c.sku.in_(chunk)
+        item_rows: dict[str, tuple[int, int]] = {}
+        location_rows: dict[str, tuple[int, str]] = {}
+        if len(skus) <= CHUNK and len(codes) <= CHUNK:
+            # The common case (an order, a hold, a feed chunk): one round trip for both.
+            found: Sequence[Any] = self._connection.execute(
+                union_all(
+                    select(
+                        literal("item").label("kind"),
+                        items.c.id,
+                        items.c.sku.label("name"),
+                        items.c.low_stock_threshold.label("threshold"),
+                        literal("").label("status"),
+                    ).where(items.c.sku.in_(skus)),
+                    select(
+                        literal("location"),
+                        locations.c.id,
+                        locations.c.code,
+                        literal(0),
+                        locations.c.status,
+                    ).where(locations.c.code.in_(codes)),
                 )
-            ):
-                item_rows[row.sku] = row
-        location_rows: dict[str, Any] = {}
-        for chunk in _chunks(codes):
-            for row in self._connection.execute(
-                select(locations.c.id, locations.c.code, locations.c.status).where(
-                    locations.c.code.in_(chunk)
+            ).all()
+        else:
+            found = [
+                ("item", row.id, row.sku, row.low_stock_threshold, "")
+                for chunk in _chunks(skus)
+                for row in self._connection.execute(
+                    select(items.c.id, items.c.sku, items.c.low_stock_threshold).where(
+                        items.c.sku.in_(chunk)
+                    )
                 )
-            ):
-                location_rows[row.code] = row
+            ] + [
+                ("location", row.id, row.code, 0, row.status)
+                for chunk in _chunks(codes)
+                for row in self._connection.execute(
+                    select(locations.c.id, locations.c.code, locations.c.status).where(
+                        locations.c.code.in_(chunk)
+                    )
+                )
+            ]
+        for kind, row_id, name, threshold, status in found:
+            if kind == "item":
+                item_rows[name] = (int(row_id), int(threshold))
+            else:
+                location_rows[name] = (int(row_id), status)
         missing_skus = sorted(set(skus) - set(item_rows))
         missing_codes = sorted(set(codes) - set(location_rows))
         if missing_skus or missing_codes:
@@ -496,12 +527,12 @@ class SqlInventoryRepository:
             raise UnknownStock("; ".join(parts), skus=missing_skus, locations=missing_codes)
         return {
             (sku, code): _Key(
-                item_id=int(item_rows[sku].id),
-                location_id=int(location_rows[code].id),
+                item_id=item_rows[sku][0],
+                location_id=location_rows[code][0],
                 sku=sku,
                 location_code=code,
-                threshold=int(item_rows[sku].low_stock_threshold),
-                location_status=location_rows[code].status,
+                threshold=item_rows[sku][1],
+                location_status=location_rows[code][1],
             )
             for sku, code in pairs
         }

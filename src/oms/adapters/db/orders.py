@@ -405,6 +405,24 @@ class SqlOrderRepository:
         ).all()
         return [WaitingLine(row[0], row[1], row[2], row[3]) for row in rows]
 
+    def waiting_skus(self, *, limit: int = 500) -> list[str]:
+        """SKUs that have backordered units, in SKU order."""
+        rows = self._connection.execute(
+            select(order_lines.c.sku)
+            .join(
+                order_line_quantities,
+                and_(
+                    order_lines.c.order_id == order_line_quantities.c.order_id,
+                    order_lines.c.line_no == order_line_quantities.c.line_no,
+                ),
+            )
+            .where(order_line_quantities.c.state == QuantityState.BACKORDERED.value)
+            .group_by(order_lines.c.sku)
+            .order_by(order_lines.c.sku)
+            .limit(limit)
+        ).all()
+        return [row[0] for row in rows]
+
     def waiting_quantities(self, skus: Sequence[str]) -> dict[str, int]:
         """Backordered units per SKU (what future supply must cover first)."""
         rows = self._connection.execute(

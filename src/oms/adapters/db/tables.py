@@ -733,6 +733,45 @@ order_timeline = Table(
 # GET /orders/{id} lists the order's events from the outbox by subject ("orders/<id>").
 Index("ix_outbox_events_subject", outbox_events.c.subject, outbox_events.c.position)
 
+# --- sourcing ---------------------------------------------------------------------------------
+
+sourcing_profiles = Table(
+    "sourcing_profiles",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("document", JsonDocument, nullable=False),
+    Column("changed_by", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+"""Every version of every sourcing profile; the highest version of a name is the current one."""
+
+sourcing_rule_sets = Table(
+    "sourcing_rule_sets",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("default_profile", String(100), nullable=False),
+    Column("rules", JsonDocument, nullable=False),
+    Column("changed_by", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+"""Every version of the rules that choose a profile per order line; the highest is current."""
+
+sourcing_decisions = Table(
+    "sourcing_decisions",
+    metadata,
+    Column("decision_id", BigId, primary_key=True, autoincrement=True),
+    Column("order_id", String(64), nullable=False),
+    Column("trigger", String(32), nullable=False),
+    Column("planner", String(32), nullable=False),
+    Column("cost", Money, nullable=False),
+    Column("backordered_units", Integer, nullable=False),
+    Column("plan", JsonDocument, nullable=False),
+    Column("decided_at", UtcDateTime, nullable=False),
+    Index("ix_sourcing_decisions_order_id_decision_id", "order_id", "decision_id"),
+)
+"""Every sourcing decision with its explanation (capture, re-plan, outage), newest last."""
+
 __all__ = [
     "BigId",
     "ForeignKey",
@@ -778,6 +817,9 @@ __all__ = [
     "safety_stock_defaults",
     "sandbox_gateway_payments",
     "sandbox_gateway_requests",
+    "sourcing_decisions",
+    "sourcing_profiles",
+    "sourcing_rule_sets",
     "supply_lines",
     "webhook_attempts",
     "webhook_deliveries",

@@ -25,6 +25,7 @@ from oms.adapters.db.repositories import (
     SqlIdempotencyRepository,
     SqlOutboxRepository,
 )
+from oms.adapters.db.sourcing import SqlSourcingDecisionRepository, SqlSourcingProfileRepository
 from oms.domain.events import DomainEvent
 from oms.services.ports import Clock, Ids, OutboxEvent
 
@@ -163,3 +164,11 @@ class SqlUnitOfWork:
     @cached_property
     def care(self) -> SqlCareRepository:
         return SqlCareRepository(self.connection)
+
+    @cached_property
+    def sourcing_profiles(self) -> SqlSourcingProfileRepository:
+        return SqlSourcingProfileRepository(self.connection)
+
+    @cached_property
+    def sourcing_decisions(self) -> SqlSourcingDecisionRepository:
+        return SqlSourcingDecisionRepository(self.connection)

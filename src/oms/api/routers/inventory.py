@@ -566,7 +566,10 @@ def get_reservation(reservation_id: str, services: ServicesDep, _: Read) -> Rese
     responses={**NOT_FOUND, **CONFLICT},
     summary="Turn a hold into an allocation",
 )
-def confirm_reservation(reservation_id: str, services: ServicesDep, _: Write) -> ReservationOut:
+def confirm_reservation(
+    reservation_id: str, services: ServicesDep, principal: Write
+) -> ReservationOut:
+    _require_locations(services, principal, reservation_id)
     services.inventory.confirm_reservation(reservation_id)
     reservation, status = services.inventory.get_reservation(reservation_id)
     return ReservationOut.of(reservation, status)
@@ -577,5 +580,16 @@ def confirm_reservation(reservation_id: str, services: ServicesDep, _: Write) ->
     responses={**NOT_FOUND, **CONFLICT},
     summary="Release a hold",
 )
-def release_reservation(reservation_id: str, services: ServicesDep, _: Write) -> ReservationOut:
+def release_reservation(
+    reservation_id: str, services: ServicesDep, principal: Write
+) -> ReservationOut:
+    _require_locations(services, principal, reservation_id)
     return ReservationOut.of(services.inventory.release_reservation(reservation_id))
+
+
+def _require_locations(services: ServicesDep, principal: Principal, reservation_id: str) -> None:
+    """Store associates may end only holds at their own locations."""
+    if principal.is_location_bound:
+        reservation, _status = services.inventory.get_reservation(reservation_id)
+        for line in reservation.lines:
+            principal.require_location(line.location_code)

@@ -1,7 +1,7 @@
 """care: returns appeasements notes
 
 Revision ID: 0009
-Revises: 0004
+Revises: 0006
 Create Date: 2026-11-29 21:39:55.192101
 """
 
@@ -15,7 +15,7 @@ import oms.adapters.db.types
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0009"
-down_revision: str | Sequence[str] | None = "0004"
+down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
