@@ -31,8 +31,14 @@ from oms.adapters.db.engine import make_engine
 from oms.bootstrap import build_services
 from oms.config import Settings, normalise_database_url
 from oms.domain.fulfillment import Package
-from oms.domain.orders import Address, Customer, Delivery, DeliveryMethod, LineRequest
-from oms.domain.payments import Money, Tender, TenderKind
+from oms.domain.orders import (
+    Address,
+    Customer,
+    Delivery,
+    DeliveryMethod,
+    LineRequest,
+    PaymentReference,
+)
 from oms.services.orders import CaptureOrder
 from oms.services.ports import SnapshotLine
 from oms.worker import Worker
@@ -128,12 +134,10 @@ def _carry(services: Any, orders: int, url: str) -> dict[str, Any]:
                         Delivery(DeliveryMethod.SHIP, address=HOME),
                     )
                 ],
+                payments=[PaymentReference("card", "tok_bench")],
             )
         )
         order_id = captured.order.order_id
-        services.payments.authorise(
-            order_id, [Tender("card", TenderKind.CARD, "tok_bench")], Money.of("10.00", "USD")
-        )
         phases["capture"] += time.perf_counter() - started
         [fulfillment] = services.fulfillments.for_order(order_id)
         fulfillment_ids.append(fulfillment.id)

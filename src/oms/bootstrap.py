@@ -18,10 +18,13 @@ from oms.adapters.gateways.smtp import SmtpEmailSender
 from oms.adapters.rendering import JinjaDocumentRenderer, JinjaEmailTemplates
 from oms.adapters.webhook_http import HttpWebhookSender
 from oms.config import Settings
+from oms.domain.access import Role
 from oms.domain.errors import SchemaOutOfDate
 from oms.domain.payments import SplitTenderOrder, TenderPolicy
+from oms.queries.care import CareQueries
 from oms.queries.orders import OrderQueries
 from oms.services.access import AccessService
+from oms.services.care import CareService
 from oms.services.events import EventService
 from oms.services.fulfillment import FulfillmentService
 from oms.services.fulfillment_processes import FulfillmentProcesses
@@ -34,6 +37,7 @@ from oms.services.orders import OrderService
 from oms.services.payments import PaymentService
 from oms.services.ports import Clock, Ids
 from oms.services.processes import ProcessService
+from oms.services.returns import ReturnService
 from oms.services.sourcing import SourcingService
 from oms.services.webhooks import WebhookPolicy, WebhookService
 
@@ -57,6 +61,9 @@ class Services:
     inventory: InventoryService = field(init=False)
     orders: OrderService = field(init=False)
     order_queries: OrderQueries = field(init=False)
+    returns: ReturnService = field(init=False)
+    care: CareService = field(init=False)
+    care_queries: CareQueries = field(init=False)
     sourcing: SourcingService = field(init=False)
     fulfillments: FulfillmentService = field(init=False)
     fulfillment_processes: FulfillmentProcesses = field(init=False)
@@ -69,12 +76,6 @@ class Services:
         )
         self.events = EventService(self.uow)
         self.inventory = InventoryService(self.uow, clock=self.clock, ids=self.ids)
-        # Orders are sourced by the sourcing engine (nearest-location rule as its fallback).
-        self.orders = OrderService(
-            self.uow, clock=self.clock, ids=self.ids, sourcing=EngineSourcing()
-        )
-        # Receipts and other stock increases allocate waiting backorders, oldest order first.
-        self.inventory.on_stock_increase(self._allocate_backorders)
         self.order_queries = OrderQueries(self.engine)
         self.sourcing = SourcingService(self.uow, clock=self.clock)
         self.order_sourcing = OrderSourcingService(
@@ -103,6 +104,35 @@ class Services:
             max_attempts=self.settings.payment_retry_attempts,
             retry_backoff_seconds=self.settings.payment_retry_backoff_seconds,
         )
+        # Orders are sourced by the sourcing engine (nearest-location rule as its fallback).
+        self.orders = OrderService(
+            self.uow,
+            clock=self.clock,
+            ids=self.ids,
+            sourcing=EngineSourcing(),
+            payments=self.payments,
+        )
+        # Receipts and other stock increases allocate waiting backorders, oldest order first.
+        self.inventory.on_stock_increase(self._allocate_backorders)
+        self.returns = ReturnService(
+            self.uow,
+            clock=self.clock,
+            ids=self.ids,
+            orders=self.orders,
+            payments=self.payments,
+            window_days=self.settings.return_window_days,
+        )
+        self.care = CareService(
+            self.uow,
+            clock=self.clock,
+            ids=self.ids,
+            payments=self.payments,
+            limits={
+                Role.ADMIN: None,
+                Role.CARE_AGENT: self.settings.care_agent_appeasement_limit,
+            },
+        )
+        self.care_queries = CareQueries(self.engine)
         self.invoices = InvoiceService(
             self.uow, clock=self.clock, ids=self.ids, renderer=JinjaDocumentRenderer()
         )

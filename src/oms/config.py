@@ -5,6 +5,7 @@ Nothing here opens a connection: :mod:`oms.bootstrap` turns settings into an eng
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -85,6 +86,17 @@ class Settings(BaseSettings):
     notification_max_attempts: int = Field(default=8, ge=1)
     notification_retry_seconds: float = Field(
         default=60, gt=0, description="First retry delay after an SMTP failure; doubles each time."
+    )
+
+    # customer care and returns
+    return_window_days: int = Field(
+        default=30, ge=0, le=3650, description="Days after delivery a return may be authorised."
+    )
+    care_agent_appeasement_limit: Decimal = Field(
+        default=Decimal("50.00"),
+        ge=0,
+        description="The most a care agent may appease per appeasement without a supervisor's "
+        "approval, in the order's currency (admins are unlimited).",
     )
 
     @field_validator("log_level", mode="before")

@@ -89,6 +89,12 @@ def deliver_webhooks(services: Services) -> object:
     return attempted
 
 
+@periodic_job("notifications.dispatch")
+def dispatch_notifications(services: Services) -> object:
+    """Turn new events into customer emails and send the due ones (retries included)."""
+    return services.notifications.dispatch()
+
+
 @periodic_job("orders.allocate_backorders", every_seconds=60)
 def allocate_backorders(services: Services) -> object:
     """Safety net: the after-commit hook of receipts normally allocates backorders at once."""

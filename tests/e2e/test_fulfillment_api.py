@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 from oms.adapters.clock import ControlledClock
 from oms.bootstrap import Services
 from oms.domain.access import Role
-from oms.domain.payments import Money, Tender, TenderKind
 from tests.orders_support import order_network, put
 
 pytestmark = pytest.mark.e2e
@@ -52,17 +51,22 @@ def capture(
             "customer": {"name": "Ann Lee", "email": "ann@example.com"},
             "currency": "USD",
             "lines": lines,
+            "payments": [{"method": "card", "token": "tok_visa"}],
         },
     )
     assert response.status_code == 201, response.text
     order: dict[str, Any] = response.json()
-    services.payments.authorise(
-        order["order_id"],
-        [Tender("card", TenderKind.CARD, "tok_visa")],
-        Money.of(f"{total:.2f}", "USD"),
-        customer={"email": "ann@example.com", "name": "Ann Lee"},
-    )
+    # capture authorised the order total on the card, under the order number (reserve and
+    # collect pays when the customer collects)
+    if all(line["delivery"]["method"] != "reserve_and_collect" for line in lines):
+        payment = client.get(f"/payments/{order['order_number']}").json()
+        assert payment["authorised_open"] == f"{total:.2f}"
     return order
+
+
+def order_number(client: TestClient, order_id: str) -> str:
+    number: str = client.get(f"/orders/{order_id}").json()["order_number"]
+    return number
 
 
 def a_line(sku: str, quantity: int, price: str, method: str, store: str | None = None) -> dict:  # type: ignore[type-arg]
@@ -227,7 +231,7 @@ def test_ship_with_short_pick_and_rejection_to_delivered(
     assert east["packages"][0]["tracking_number"] == "1ZEAST"
     assert on_hand(shop, "LAMP-01", "DC-EAST") == (1, 0)  # consumed
     assert on_hand(shop, "SHADE-02", "DC-EAST") == (1, 0)
-    payment = ops.get(f"/payments/{order_id}").json()
+    payment = ops.get(f"/payments/{order_number(ops, order_id)}").json()
     assert payment["captured"] == "55.00"  # 2 x 20 + 15
 
     [west] = [
@@ -238,7 +242,7 @@ def test_ship_with_short_pick_and_rejection_to_delivered(
     step(ops, f"/fulfillments/{west['id']}/acknowledge")
     west = step(ops, f"/fulfillments/{west['id']}/lines/1/pick", {"picked": 1})
     west = ship_all(ops, west, "1ZWEST")
-    assert ops.get(f"/payments/{order_id}").json()["captured"] == "75.00"
+    assert ops.get(f"/payments/{order_number(ops, order_id)}").json()["captured"] == "75.00"
 
     again = {"carrier": "UPS", "service": "x", "tracking": {"P1": "2"}}
     assert refused(ops, f"/fulfillments/{east['id']}/ship", again)["detail"].startswith(
@@ -334,7 +338,7 @@ def test_click_and_collect_with_code_and_store_scoping(
     collected = step(s1, f"/fulfillments/{store['id']}/hand-over", {"pickup_code": code.lower()})
     assert collected["status"] == "collected"
     assert on_hand(shop, "BULB-03", "S1") == (1, 0)
-    assert ops.get(f"/payments/{order['order_id']}").json()["captured"] == "10.00"
+    assert ops.get(f"/payments/{order['order_number']}").json()["captured"] == "10.00"
     lines = at_location(order_of(ops, order["order_id"]))
     assert lines[(1, "collected", "S1")] == 2
     shop.notifications.collect()
@@ -385,9 +389,10 @@ def test_reserve_and_collect_pays_at_collection(
     step(s1, f"/fulfillments/{store['id']}/lines/1/pick", {"picked": 2})
     ready = step(s1, f"/fulfillments/{store['id']}/ready-for-pickup")
     assert ready["collect_by"].startswith((clock.now() + timedelta(days=3)).date().isoformat())
-    assert ops.get(f"/payments/{order['order_id']}").json()["captured"] == "0.00"
+    # nothing is authorised before the customer comes: reserve and collect pays at collection
+    assert ops.get(f"/payments/{order['order_number']}").status_code == 404
     step(s1, f"/fulfillments/{store['id']}/hand-over", {"pickup_code": ready["pickup_code"]})
-    assert ops.get(f"/payments/{order['order_id']}").json()["captured"] == "40.00"
+    assert ops.get(f"/payments/{order['order_number']}").json()["captured"] == "40.00"
     assert order_of(ops, order["order_id"])["status"] == "collected"
 
 
@@ -420,7 +425,7 @@ def test_ship_to_store_transfer_then_collection(
     step(s1, f"/fulfillments/{dc['id']}/hand-over", {"pickup_code": ready["pickup_code"]})
     assert on_hand(shop, "LAMP-01", "S1") == (0, 0)
     assert order_of(ops, order["order_id"])["status"] == "collected"
-    assert ops.get(f"/payments/{order['order_id']}").json()["captured"] == "40.00"
+    assert ops.get(f"/payments/{order['order_number']}").json()["captured"] == "40.00"
 
 
 def test_dropship_purchase_order_shipped_by_the_vendor(
@@ -438,7 +443,7 @@ def test_dropship_purchase_order_shipped_by_the_vendor(
     assert po["status"] == "shipped"
     step(vendor, f"/fulfillments/{po['id']}/deliver")
     assert order_of(ops, order["order_id"])["status"] == "delivered"
-    assert ops.get(f"/payments/{order['order_id']}").json()["captured"] == "99.00"
+    assert ops.get(f"/payments/{order['order_number']}").json()["captured"] == "99.00"
 
 
 # --- deadlines --------------------------------------------------------------------------------
@@ -470,4 +475,38 @@ def test_uncollected_pickup_reminded_then_cancelled_and_restocked(
     assert ops.get(f"/fulfillments/{store['id']}").json()["status"] == "cancelled"
     assert order_of(ops, order["order_id"])["status"] == "cancelled"
     assert shop.inventory.item_availability("BULB-03", location_codes=["S1"]).total_atp == 2
-    assert ops.get(f"/payments/{order['order_id']}").json()["authorised_open"] == "0.00"
+    assert ops.get(f"/payments/{order['order_number']}").json()["authorised_open"] == "0.00"
+
+
+def test_reserve_and_collect_declined_at_collection_holds_the_order_and_keeps_the_goods(
+    shop: Services, ops: TestClient, client_for: Callable[..., TestClient]
+) -> None:
+    put(shop, "LAMP-01", "S1", 2)
+    response = ops.post(
+        "/orders",
+        json={
+            "channel": "web",
+            "channel_reference": "WEB-F-DECLINE",
+            "customer": {"name": "Ann Lee", "email": "ann@example.com"},
+            "currency": "USD",
+            "lines": [a_line("LAMP-01", 1, "20.00", "reserve_and_collect", "S1")],
+            "payments": [{"method": "card", "token": "tok_decline"}],
+        },
+    )
+    assert response.status_code == 201, response.text
+    order = response.json()
+    [store] = release(ops, order["order_id"])
+    s1 = client_for(Role.STORE_ASSOCIATE, locations=["S1"])
+    step(s1, f"/fulfillments/{store['id']}/lines/1/pick", {"picked": 1})
+    ready = step(s1, f"/fulfillments/{store['id']}/ready-for-pickup")
+
+    declined = s1.post(
+        f"/fulfillments/{store['id']}/hand-over", json={"pickup_code": ready["pickup_code"]}
+    )
+
+    assert declined.status_code == 409
+    assert declined.json()["type"] == "/problems/payment-refused-at-collection"
+    after = order_of(ops, order["order_id"])
+    assert any(hold["type"] == "payment" for hold in after["holds"] if not hold.get("released_at"))
+    assert ops.get(f"/fulfillments/{store['id']}").json()["status"] == "ready_for_pickup"
+    assert on_hand(shop, "LAMP-01", "S1") == (2, 1)  # the goods stay, still held

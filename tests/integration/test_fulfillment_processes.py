@@ -12,8 +12,7 @@ import pytest
 from oms.adapters.clock import ControlledClock
 from oms.bootstrap import Services
 from oms.domain.fulfillment import Package
-from oms.domain.orders import DeliveryMethod
-from oms.domain.payments import Money, Tender, TenderKind
+from oms.domain.orders import DeliveryMethod, PaymentReference
 from oms.domain.processes import InstanceStatus
 from tests.orders_support import an_order, at_store, line, order_network, put
 
@@ -76,10 +75,16 @@ def test_uncollected_pickup_is_reminded_after_two_days_and_cancelled_after_seven
 @pytest.mark.postgres
 def test_ship_order_runs_from_capture_to_delivered_through_its_process(shop: Services) -> None:
     put(shop, "LAMP-01", "DC-EAST", 5)
-    captured = shop.orders.capture(an_order(line("LAMP-01", 2, "20.00"), reference="S-1"))
+    captured = shop.orders.capture(
+        an_order(
+            line("LAMP-01", 2, "20.00"),
+            reference="S-1",
+            payments=[PaymentReference("card", "tok_visa")],
+        )
+    )
     order_id = captured.order.order_id
-    shop.payments.authorise(
-        order_id, [Tender("card", TenderKind.CARD, "tok_visa")], Money.of("40.00", "USD")
+    assert shop.payments.summary(captured.order.order_number).authorised_open.amount == Decimal(
+        "40.00"
     )
     [fulfillment] = shop.fulfillments.for_order(order_id)
     shop.fulfillments.acknowledge(fulfillment.id)

@@ -153,4 +153,6 @@ def test_backoff_never_shrinks_and_never_passes_the_cap(
     this = retry_delay(failures, base=base, cap=cap)
     following = retry_delay(failures + 1, base=base, cap=cap)
     assert this <= following <= cap
-    assert this == min(base * 2 ** (failures - 1), cap) if failures < 40 else this == cap
+    # in whole seconds: base x 2**39 overflows timedelta long before the loop stops at the cap
+    expected = timedelta(seconds=min(base_seconds * 2 ** (failures - 1), cap_seconds))
+    assert this == expected

@@ -12,6 +12,7 @@ from oms.api.errors import install_error_handlers
 from oms.api.middleware import IdempotencyMiddleware, RequestIdMiddleware
 from oms.api.routers import (
     access,
+    care,
     events,
     fulfillments,
     health,
@@ -23,6 +24,7 @@ from oms.api.routers import (
     payments,
     problems,
     processes,
+    returns,
     sourcing,
     webhooks,
 )
@@ -82,6 +84,8 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
         payments,
         notifications,
         processes,
+        returns,
+        care,
         sourcing,
         problems,
     ):

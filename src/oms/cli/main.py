@@ -40,6 +40,10 @@ payments_app = typer.Typer(help="Payments and invoices.", no_args_is_help=True)
 app.add_typer(notify_app, name="notifications")
 app.add_typer(payments_app, name="payments")
 process_app = typer.Typer(help="BPMN processes.", no_args_is_help=True)
+care_app = typer.Typer(
+    help="Customer care: customers, returns, appeasements.", no_args_is_help=True
+)
+app.add_typer(care_app, name="care")
 app.add_typer(process_app, name="process")
 sourcing_app = typer.Typer(help="Sourcing profiles and rules.", no_args_is_help=True)
 app.add_typer(sourcing_app, name="sourcing")
@@ -452,6 +456,72 @@ def payments_show(order_ref: str) -> None:
     console.print(
         f"{summary.currency}: captured {summary.captured.amount}, refunded "
         f"{summary.refunded.amount}, net {summary.net_captured.amount}",
+        highlight=False,
+    )
+
+
+@care_app.command("customers")
+def care_customers(query: str) -> None:
+    """Find customers by email, phone, name or order number."""
+    services = services_from_env()
+    try:
+        found = services.care_queries.find_customers(query)
+    finally:
+        services.close()
+    table = Table("customer", "name", "email", "phone", "orders", "channels")
+    for c in found:
+        table.add_row(
+            c["customer_key"],
+            c["name"] or "",
+            c["email"] or "",
+            c["phone"] or "",
+            str(c["orders"]),
+            ", ".join(c["channels"]),
+        )
+    console.print(table)
+
+
+@care_app.command("return")
+def care_return(return_id: str) -> None:
+    """A return by id or RMA number: status, lines, dispositions, refund."""
+    services = services_from_env()
+    try:
+        found = services.returns.get(return_id)
+    finally:
+        services.close()
+    console.print(
+        f"{found.rma_number} order {found.order_number} {found.method.value} "
+        f"{found.location_code or '-'}: {found.status.value} ({found.resolution.value}), "
+        f"refunded {found.refunded_amount} {found.currency}",
+        highlight=False,
+    )
+    table = Table("line", "sku", "quantity", "reason", "received", "dispositions")
+    for line in found.lines:
+        table.add_row(
+            str(line.line_no),
+            line.sku,
+            str(line.quantity),
+            line.reason.value,
+            str(line.received),
+            ", ".join(f"{d.value} {n}" for d, n in line.dispositions.items()),
+        )
+    console.print(table)
+
+
+@care_app.command("approve")
+def care_approve(
+    appeasement_id: str,
+    reason: Annotated[str | None, typer.Option(help="Why it is approved")] = None,
+) -> None:
+    """Approve an appeasement waiting for a supervisor (the CLI acts as admin)."""
+    services = services_from_env()
+    try:
+        result = services.care.approve(appeasement_id, reason=reason)
+    finally:
+        services.close()
+    item = result.appeasement
+    console.print(
+        f"appeasement {item.appeasement_id}: {item.status.value} {item.amount} {item.currency}",
         highlight=False,
     )
 

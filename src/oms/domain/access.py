@@ -35,6 +35,8 @@ class Permission(StrEnum):
     PROCESSES_WRITE = "processes:write"
     PROCESS_TASKS_WORK = "process_tasks:work"
     CARE = "care"
+    RETURNS_READ = "returns:read"
+    RETURNS_WRITE = "returns:write"
     WEBHOOKS_MANAGE = "webhooks:manage"
 
 
@@ -55,6 +57,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.PROCESSES_READ,
             Permission.PROCESS_TASKS_WORK,
             Permission.CARE,
+            Permission.RETURNS_READ,
+            Permission.RETURNS_WRITE,
         }
     ),
     Role.STORE_ASSOCIATE: frozenset(
@@ -67,6 +71,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.FULFILLMENTS_WRITE,
             Permission.PROCESSES_READ,
             Permission.PROCESS_TASKS_WORK,
+            Permission.RETURNS_READ,
+            Permission.RETURNS_WRITE,
         }
     ),
 }

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any, ClassVar, Final
 
@@ -447,6 +447,10 @@ class OrderCreated(OrderEvent):
     currency: str
     total: Decimal
     lines: list[dict[str, Any]]
+    customer: dict[str, Any] = field(default_factory=dict)
+    """{email, name, language}: who the order confirmation goes to."""
+    totals: dict[str, Any] = field(default_factory=dict)
+    """{subtotal, discount, shipping, tax, total} as decimal strings."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -472,6 +476,12 @@ class OrderCancelled(OrderEvent):
     type: ClassVar[str] = "order.cancelled"
     reason: str
     actor: str
+    customer: dict[str, Any] = field(default_factory=dict)
+    currency: str = ""
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    """[{sku, description, quantity}]: what was cancelled (description filled by the service)."""
+    refund_amount: str | None = None
+    """What of the authorised payment was released, when the service released it."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -892,11 +902,22 @@ class Order:
                     {
                         "line_no": line.line_no,
                         "sku": line.sku,
+                        "description": line.sku,
                         "quantity": line.quantity,
+                        "unit_price": str(line.unit_price),
+                        "line_total": str(line.amount),
                         "delivery_method": line.delivery.method.value,
                     }
                     for line in order.lines
                 ],
+                customer=order.customer_contact(),
+                totals={
+                    "subtotal": str(order.subtotal),
+                    "discount": str(order.discount_total),
+                    "shipping": str(order.shipping_charge),
+                    "tax": str(order.tax_total),
+                    "total": str(order.total),
+                },
             )
         )
         return order
@@ -952,6 +973,20 @@ class Order:
     def on_hold(self) -> bool:
         return bool(self.active_holds)
 
+    def customer_contact(self) -> dict[str, Any]:
+        """Who customer emails about this order go to: {email, name} (language when known)."""
+        contact: dict[str, Any] = {"email": self.customer.email, "name": self.customer.name}
+        return {key: value for key, value in contact.items() if value}
+
+    def units_value(self, line_no: int, quantity: int, *, exponent: int = 2) -> Decimal:
+        """What ``quantity`` units of a line cost the customer, tax included (discount spread
+        evenly over the units), rounded half up to the currency's minor unit."""
+        line = self.line(line_no)
+        if quantity <= 0 or line.quantity <= 0:
+            return Decimal("0")
+        quantum = Decimal(1).scaleb(-exponent)
+        return (line.amount * quantity / line.quantity).quantize(quantum, rounding=ROUND_HALF_UP)
+
     def line(self, line_no: int) -> OrderLine:
         for line in self.lines:
             if line.line_no == line_no:
@@ -961,7 +996,7 @@ class Order:
             line_no=line_no,
         )
 
-    def _ids(self) -> dict[str, str]:
+    def _ids(self) -> dict[str, Any]:
         return {"order_id": self.order_id, "order_number": self.order_number}
 
     def _note(
@@ -1348,7 +1383,20 @@ class Order:
                 )
             )
         if self.status == "cancelled":
-            self.events.append(OrderCancelled(**self._ids(), reason=reason, actor=actor))
+            self.events.append(
+                OrderCancelled(
+                    **self._ids(),
+                    reason=reason,
+                    actor=actor,
+                    customer=self.customer_contact(),
+                    currency=self.currency,
+                    lines=[
+                        {"sku": line.sku, "description": line.sku, "quantity": amount}
+                        for line, amount, _take in plan
+                        if amount
+                    ],
+                )
+            )
         return Cancellation(cancelled=cancelled, freed=freed, requests=requests)
 
     def _requested(self, line: OrderLine, location_code: str | None = None) -> int:
@@ -1452,7 +1500,16 @@ class Order:
             )
         )
         if self.status == "cancelled":
-            self.events.append(OrderCancelled(**self._ids(), reason=request.reason, actor=actor))
+            self.events.append(
+                OrderCancelled(
+                    **self._ids(),
+                    reason=request.reason,
+                    actor=actor,
+                    customer=self.customer_contact(),
+                    currency=self.currency,
+                    lines=[{"sku": line.sku, "description": line.sku, "quantity": cancelled}],
+                )
+            )
         return freed
 
     def refuse_cancel_request(

@@ -53,11 +53,11 @@ from oms.domain.fulfillment import (
 )
 from oms.domain.inventory import DeltaKind, StockLine, SupplyLine
 from oms.domain.money import quantize
-from oms.domain.orders import HoldType, Order, OrderNotFound
+from oms.domain.orders import DeliveryMethod, HoldType, Order, OrderNotFound
 from oms.domain.orders import QuantityState as Q
 from oms.domain.payments import Money
-from oms.services.orders import OrderService
-from oms.services.payments import PaymentService
+from oms.services.orders import OrderService, PaymentRefusedAtCollection
+from oms.services.payments import PaymentOutcome, PaymentService
 from oms.services.ports import Clock, DeltaLine, Ids, LineRefusal, UnitOfWork, UnitOfWorkFactory
 
 T = TypeVar("T")
@@ -635,9 +635,21 @@ class FulfillmentService:
         principal: Principal = SYSTEM,
     ) -> Fulfillment:
         """Give the goods to the customer with the right code (or an associate's override with
-        a reason): stock consumed, payment captured, units collected."""
+        a reason): stock consumed, payment captured, units collected. Reserve and collect pays
+        now: the authorisation and capture happen here; a refused payment puts the order on a
+        payment hold (committed) and the goods stay ready for pickup (409)."""
+        refused: list[PaymentOutcome] = []
 
         def work(uow: UnitOfWork, f: Fulfillment, order: Order, at: datetime) -> Fulfillment:
+            pays_now = f.delivery_method == DeliveryMethod.RESERVE_AND_COLLECT.value
+            if pays_now:
+                for line in f.picked_lines():
+                    outcome = self._orders.collect_payment_in(
+                        uow, order, line.line_no, line.picked, at=at, actor=principal.actor
+                    )
+                    if outcome is not None and outcome.needs_hold:
+                        refused.append(outcome)
+                        return f  # the hold commits; nothing is handed over
             f.hand_over(
                 pickup_code=pickup_code,
                 override_reason=override_reason,
@@ -661,7 +673,8 @@ class FulfillmentService:
                     reason=f"override: {override_reason}" if override_reason else None,
                     at=at,
                 )
-            self._capture(uow, order, f, collection_ref(f))
+            if not pays_now:  # reserve and collect was captured line by line above
+                self._capture(uow, order, f, collection_ref(f))
             self._message(
                 uow,
                 "collected",
@@ -674,7 +687,14 @@ class FulfillmentService:
             )
             return f
 
-        return self._run(fulfillment_id, principal, work, at_handover=True)
+        handed = self._run(fulfillment_id, principal, work, at_handover=True)
+        if refused:
+            raise PaymentRefusedAtCollection(
+                f"fulfillment {fulfillment_id}: the payment at collection was refused "
+                f"({refused[0].decline_code}); the order is on a payment hold",
+                decline_code=refused[0].decline_code,
+            )
+        return handed
 
     def cancel_remainder(
         self,
@@ -708,8 +728,8 @@ class FulfillmentService:
                 reason=f"order {order.order_number}: {reason}",
             )
             amount = self._amount(order, f)
-            if amount is not None and unit.payments.get_order(order.order_id) is not None:
-                self._payments.void(order.order_id, amount, uow=unit)
+            if amount is not None and unit.payments.get_order(order.order_number) is not None:
+                self._payments.void(order.order_number, amount, uow=unit)
             return f
 
         return self._run(fulfillment_id, principal, work, at_handover=True, uow=uow)
@@ -822,7 +842,8 @@ class FulfillmentService:
         self, uow: UnitOfWork, order: Order, f: Fulfillment, ref: str, *, hold: bool = True
     ) -> str | None:
         """Capture the amount of what left the building, when the order has a payment."""
-        if uow.payments.get_order(order.order_id) is None:
+        # Payments are kept under the order number (see OrderService._authorise).
+        if uow.payments.get_order(order.order_number) is None:
             return None
         amount = self._amount(order, f)
         # the shipping charge goes with the order's first fulfillment that hands anything over
@@ -837,7 +858,7 @@ class FulfillmentService:
             return None
         if first and order.shipping_charge > 0:
             amount = Money.of(amount.amount + order.shipping_charge, order.currency)
-        outcome = self._payments.capture(order.order_id, amount, ref, uow=uow)
+        outcome = self._payments.capture(order.order_number, amount, ref, uow=uow)
         if (
             hold
             and outcome.needs_hold

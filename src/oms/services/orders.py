@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 from oms.domain.access import SYSTEM, Principal
+from oms.domain.errors import Conflict, Invalid
 from oms.domain.inventory import NO_BUFFER, InsufficientStock, StockLine
 from oms.domain.items import Item
 from oms.domain.locations import Capability, Location, LocationStatus, LocationType, haversine_km
@@ -38,7 +39,9 @@ from oms.domain.orders import (
     InvalidOrder,
     LineRequest,
     Order,
+    OrderCancelled,
     OrderChangeRefused,
+    OrderCreated,
     OrderLine,
     OrderNotFound,
     PaymentReference,
@@ -47,7 +50,22 @@ from oms.domain.orders import (
     card_number_pointers,
     field_error,
 )
-from oms.services.ports import Clock, DuplicateChannelReference, Ids, UnitOfWork, UnitOfWorkFactory
+from oms.domain.payments import (
+    CaptureExceedsAuthorisation,
+    Money,
+    Tender,
+    TenderKind,
+    currency_exponent,
+)
+from oms.services.payments import PaymentOutcome, PaymentService, PaymentStatus
+from oms.services.ports import (
+    Clock,
+    DuplicateChannelReference,
+    Ids,
+    TransactionKind,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 
 T = TypeVar("T")
 Q = QuantityState
@@ -278,6 +296,11 @@ class ReleaseListener(Protocol):
     ) -> object: ...
 
 
+class PaymentRefusedAtCollection(Conflict):
+    slug = "payment-refused-at-collection"
+    title = "The payment was refused when the customer came to collect"
+
+
 class LineSourcing(Protocol):
     """The signature of :func:`source_lines`; a sourcing engine offering it can replace it."""
 
@@ -336,10 +359,13 @@ class OrderService:
         clock: Clock,
         ids: Ids,
         sourcing: LineSourcing | None = None,
+        payments: PaymentService | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
         self._ids = ids
+        self._payments = payments
+        """Authorise at capture, void what is cancelled, capture what ships (None: no money)."""
         self._source_lines: LineSourcing = sourcing or source_lines
         """Where sourcing decisions come from: the sourcing engine plugs in here."""
         self.on_capture: CaptureListener | None = None
@@ -432,6 +458,8 @@ class OrderService:
                     channel=plan.allocation_channel,
                     reason=f"order {order.order_number}",
                 )
+            self._authorise(uow, order, at=at, actor=actor)
+            self._describe(uow, order, items)
             uow.record(*order.events)
             order.events.clear()
             if self.on_capture is not None and self.on_capture(uow, order, at=at, actor=actor):
@@ -483,6 +511,7 @@ class OrderService:
             at = self._clock.now()
             result = work(uow, order, at)
             uow.orders.save(order, at=at)
+            self._describe(uow, order)
             uow.record(*order.events)
             order.events.clear()
             uow.commit()
@@ -578,9 +607,11 @@ class OrderService:
                 quantity=quantity,
             )
             self._free(uow, result.freed, at=at, reason=f"order {order.order_number} cancelled")
+            self._void_cancelled(uow, order, before)
             return result
 
-        return self._change(order_id, work)
+        before: dict[int, int] = {}
+        return self._change(order_id, self._counting_cancelled(before, work))
 
     def _new_ids(self) -> Iterator[str]:
         while True:
@@ -606,13 +637,15 @@ class OrderService:
                     request_id, actor=principal.actor, at=at, reason=reason
                 )
                 self._free(uow, freed, at=at, reason=f"order {order.order_number} cancelled")
+                self._void_cancelled(uow, order, before)
             else:
                 order.refuse_cancel_request(
                     request_id, actor=principal.actor, reason=reason or "", at=at
                 )
             return order
 
-        return self._change(order_id, work)
+        before: dict[int, int] = {}
+        return self._change(order_id, self._counting_cancelled(before, work))
 
     def change_ship_address(
         self,
@@ -888,7 +921,20 @@ class OrderService:
         if location_code:
             principal.require_location(location_code)
 
+        declined: list[PaymentOutcome] = []
+
         def work(uow: UnitOfWork, order: Order, at: datetime) -> Order:
+            line = order.line(line_no)
+            if (
+                target_state is Q.COLLECTED
+                and line.delivery.method is DeliveryMethod.RESERVE_AND_COLLECT
+            ):
+                outcome = self._collect_payment(
+                    uow, order, line_no, quantity, at=at, actor=principal.actor
+                )
+                if outcome is not None and outcome.needs_hold:
+                    declined.append(outcome)
+                    return order  # the hold commits; the units stay where they are
             order.move_quantity(
                 line_no,
                 quantity,
@@ -920,7 +966,14 @@ class OrderService:
                     )
             return order
 
-        return self._change(order_id, work)
+        moved = self._change(order_id, work)
+        if declined:
+            raise PaymentRefusedAtCollection(
+                f"order {moved.order_number}: the payment at collection was refused "
+                f"({declined[0].decline_code}); the order is on a payment hold",
+                decline_code=declined[0].decline_code,
+            )
+        return moved
 
     # -- backorders ------------------------------------------------------------------------------
 
@@ -1013,6 +1066,268 @@ class OrderService:
                     order.events.clear()
             uow.commit()
         return allocations
+
+    # -- payments --------------------------------------------------------------------------------
+
+    def capture_for_shipment(
+        self,
+        order_id: str,
+        shipment_ref: str,
+        lines: Sequence[tuple[int, int]] | None = None,
+        *,
+        amount: Money | None = None,
+        principal: Principal = SYSTEM,
+    ) -> PaymentOutcome | None:
+        """Capture what one shipment carries: ``lines`` as (line number, units) valued at the
+        line's price incl. tax (the shipping charge goes with the order's first capture), or an
+        explicit ``amount``. An expired authorisation is renewed first (PaymentService). A
+        declined or unanswered capture puts the order on a ``payment`` hold and tells customer
+        care (the ``payment.declined`` event). Capturing the same shipment again captures only
+        what is missing. Returns None when the order has no payments to capture (none given at
+        capture, e.g. paid at the till)."""
+        if (lines is None) == (amount is None):
+            raise Invalid("give the shipped lines or an amount, not both")
+
+        def work(uow: UnitOfWork, order: Order, at: datetime) -> PaymentOutcome | None:
+            if self._payments is None or uow.payments.get_order(order.order_number) is None:
+                return None
+            value = amount
+            if value is None:
+                assert lines is not None
+                exponent = currency_exponent(order.currency)
+                shipped = sum(
+                    (order.units_value(n, units, exponent=exponent) for n, units in lines),
+                    Decimal("0"),
+                )
+                captured_before = any(  # by another shipment: a retry of this one keeps it
+                    t.kind is TransactionKind.CAPTURE and t.shipment_ref != shipment_ref
+                    for t in uow.payments.transactions(order.order_number)
+                )
+                if not captured_before:
+                    shipped += order.shipping_charge
+                value = Money.of(shipped, order.currency)
+            outcome = self._payments.capture(order.order_number, value, shipment_ref, uow=uow)
+            if outcome.needs_hold:
+                self._payment_hold(
+                    order,
+                    f"capture of {value} for shipment {shipment_ref} failed: "
+                    f"{outcome.decline_code}",
+                    actor=principal.actor,
+                    at=at,
+                )
+            return outcome
+
+        return self._change(order_id, work)
+
+    def _tenders(self, order: Order, prefix: str) -> list[Tender]:
+        """The order's payment references as tenders: gift cards and store credit pay up to
+        their amount, the first card takes the rest, further cards pay their amount."""
+        tenders: list[Tender] = []
+        open_ended = False
+        for index, payment in enumerate(order.payments, start=1):
+            try:
+                kind = TenderKind(payment.method)
+            except ValueError:
+                kind = TenderKind.CARD  # "credit_card", "paypal", ...: a token that is charged
+            limit = Money.of(payment.amount, order.currency) if payment.amount is not None else None
+            if kind is TenderKind.CARD and not open_ended:
+                limit, open_ended = None, True
+            elif limit is None and not open_ended:
+                open_ended = True
+            elif limit is None:
+                raise Invalid(f"payment {index} needs an amount: another tender takes the rest")
+            tenders.append(Tender(f"{prefix}{index}", kind, payment.token, limit))
+        return tenders
+
+    def _authorise(self, uow: UnitOfWork, order: Order, *, at: datetime, actor: str) -> None:
+        """Authorise the order at capture (reserve-and-collect lines wait for the collection);
+        a decline puts the order on a payment hold."""
+        if self._payments is None or not order.payments:
+            return
+        exponent = currency_exponent(order.currency)
+        later = sum(
+            (
+                order.units_value(line.line_no, line.quantity, exponent=exponent)
+                for line in order.lines
+                if line.delivery.method is DeliveryMethod.RESERVE_AND_COLLECT
+            ),
+            Decimal("0"),
+        )
+        value = Money.of(order.total, order.currency) - Money.of(later, order.currency)
+        if not value.is_positive():
+            return
+        try:
+            tenders = self._tenders(order, "T")
+            outcome = self._payments.authorise(
+                order.order_number, tenders, value, customer=order.customer_contact(), uow=uow
+            )
+            problem = None if outcome.approved else outcome.decline_code
+        except Invalid as error:  # tenders that cannot pay the order: it waits for payment
+            problem = str(error)
+        if problem is not None:
+            self._payment_hold(
+                order, f"authorisation of {value} failed: {problem}", actor=actor, at=at
+            )
+            uow.orders.save(order, at=at)
+
+    def collect_payment_in(
+        self,
+        uow: UnitOfWork,
+        order: Order,
+        line_no: int,
+        quantity: int,
+        *,
+        at: datetime,
+        actor: str,
+    ) -> PaymentOutcome | None:
+        """Reserve and collect, in the caller's unit of work (fulfillment's hand-over)."""
+        return self._collect_payment(uow, order, line_no, quantity, at=at, actor=actor)
+
+    def _collect_payment(
+        self,
+        uow: UnitOfWork,
+        order: Order,
+        line_no: int,
+        quantity: int,
+        *,
+        at: datetime,
+        actor: str,
+    ) -> PaymentOutcome | None:
+        """Reserve and collect: authorise the reserved lines when the customer first collects,
+        then capture the units handed over."""
+        if self._payments is None or not order.payments:
+            return None
+        exponent = currency_exponent(order.currency)
+        stored = uow.payments.get_order(order.order_number)
+        reserved = [
+            t
+            for t in (uow.payments.tenders(order.order_number) if stored else [])
+            if t.tender_id.startswith("R")
+        ]
+        if not reserved:
+            value = sum(
+                (
+                    order.units_value(line.line_no, line.live_quantity, exponent=exponent)
+                    for line in order.lines
+                    if line.delivery.method is DeliveryMethod.RESERVE_AND_COLLECT
+                ),
+                Decimal("0"),
+            )
+            try:
+                outcome = self._payments.authorise(
+                    order.order_number,
+                    self._tenders(order, "R"),
+                    Money.of(value, order.currency),
+                    customer=order.customer_contact(),
+                    uow=uow,
+                )
+            except Invalid as error:
+                outcome = PaymentOutcome(
+                    order.order_number,
+                    "authorise",
+                    PaymentStatus.DECLINED,
+                    Money.of(value, order.currency),
+                    Money.zero(order.currency),
+                    decline_code=str(error),
+                )
+            if outcome.needs_hold:
+                self._payment_hold(
+                    order,
+                    f"authorisation at collection failed: {outcome.decline_code}",
+                    actor=actor,
+                    at=at,
+                )
+                return outcome
+        collected = order.line(line_no).quantity_in(Q.COLLECTED)
+        outcome = self._payments.capture(
+            order.order_number,
+            Money.of(order.units_value(line_no, quantity, exponent=exponent), order.currency),
+            f"collect-{line_no}-{collected + quantity}",
+            uow=uow,
+        )
+        if outcome.needs_hold:
+            self._payment_hold(
+                order, f"capture at collection failed: {outcome.decline_code}", actor=actor, at=at
+            )
+        return outcome
+
+    def _payment_hold(self, order: Order, reason: str, *, actor: str, at: datetime) -> None:
+        if any(hold.type is HoldType.PAYMENT for hold in order.active_holds):
+            return
+        if order.status == "cancelled":
+            return
+        order.place_hold(
+            hold_id=self._ids.new_id(), type=HoldType.PAYMENT, reason=reason, actor=actor, at=at
+        )
+
+    @staticmethod
+    def _counting_cancelled(
+        before: dict[int, int], work: Callable[[UnitOfWork, Order, datetime], T]
+    ) -> Callable[[UnitOfWork, Order, datetime], T]:
+        """Remember each line's cancelled units before ``work``, for :meth:`_void_cancelled`."""
+
+        def counted(uow: UnitOfWork, order: Order, at: datetime) -> T:
+            before.update({line.line_no: line.quantity_in(Q.CANCELLED) for line in order.lines})
+            return work(uow, order, at)
+
+        return counted
+
+    def _void_cancelled(self, uow: UnitOfWork, order: Order, before: Mapping[int, int]) -> None:
+        """Release the authorisation for what was just cancelled (all that is left when the
+        whole order is cancelled); the cancellation email says how much."""
+        if self._payments is None or uow.payments.get_order(order.order_number) is None:
+            return
+        exponent = currency_exponent(order.currency)
+        if order.status == "cancelled":
+            outcome = self._payments.void_remaining(order.order_number, uow=uow)
+        else:
+            value = sum(
+                (
+                    order.units_value(
+                        line.line_no,
+                        line.quantity_in(Q.CANCELLED) - before.get(line.line_no, 0),
+                        exponent=exponent,
+                    )
+                    for line in order.lines
+                    if line.delivery.method is not DeliveryMethod.RESERVE_AND_COLLECT
+                ),
+                Decimal("0"),
+            )
+            if value <= 0:
+                return
+            try:
+                outcome = self._payments.void(
+                    order.order_number, Money.of(value, order.currency), uow=uow
+                )
+            except CaptureExceedsAuthorisation:  # less is open (a decline, a capture): all of it
+                outcome = self._payments.void_remaining(order.order_number, uow=uow)
+        if outcome.processed.is_positive():
+            order.events[:] = [
+                dataclasses.replace(event, refund_amount=str(outcome.processed.amount))
+                if isinstance(event, OrderCancelled)
+                else event
+                for event in order.events
+            ]
+
+    @staticmethod
+    def _describe(uow: UnitOfWork, order: Order, items: Mapping[str, Item] | None = None) -> None:
+        """Item names into the events customer emails are written from."""
+        wanted = [e for e in order.events if isinstance(e, OrderCreated | OrderCancelled)]
+        if not wanted:
+            return
+        if items is None:
+            items = uow.items.get_many(sorted({line.sku for line in order.lines}))
+        names = {sku: item.name for sku, item in items.items()}
+
+        def described(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [{**line, "description": names.get(line["sku"], line["sku"])} for line in lines]
+
+        order.events[:] = [
+            dataclasses.replace(event, lines=described(event.lines))
+            if isinstance(event, OrderCreated | OrderCancelled)
+            else event
+            for event in order.events
+        ]
 
 
 def _state(value: QuantityState | str, pointer: str) -> QuantityState:

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from oms.domain.access import Role
+from oms.domain.care import Appeasement, Note
 from oms.domain.events import DomainEvent
 from oms.domain.fulfillment import Fulfillment
 from oms.domain.inventory import (
@@ -37,6 +38,7 @@ from oms.domain.processes import (
     TaskState,
     TimerState,
 )
+from oms.domain.returns import Return
 from oms.domain.webhooks import DeliveryStatus
 
 
@@ -651,6 +653,41 @@ class OrderRepository(Protocol):
     def waiting_quantities(self, skus: Sequence[str]) -> dict[str, int]: ...
 
 
+class CareRepository(Protocol):
+    """Returns, appeasements and care notes."""
+
+    def add_return(self, item: Return) -> None: ...
+
+    def save_return(self, item: Return, *, at: datetime) -> None:
+        """Write back a loaded return (optimistic version check: a Conflict when it moved)."""
+        ...
+
+    def get_return(self, return_id: str, *, for_update: bool = False) -> Return | None:
+        """By id or RMA number."""
+        ...
+
+    def returns_for_order(self, order_id: str) -> list[Return]: ...
+
+    def handed_over_at(self, order_id: str) -> dict[int, datetime]:
+        """Per order line, when its units were last delivered or collected (shipped when
+        never delivered), from the order's timeline."""
+        ...
+
+    def add_appeasement(self, item: Appeasement) -> None: ...
+
+    def save_appeasement(self, item: Appeasement) -> None: ...
+
+    def get_appeasement(
+        self, appeasement_id: str, *, for_update: bool = False
+    ) -> Appeasement | None: ...
+
+    def appeasements(
+        self, *, order_id: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[Appeasement]: ...
+
+    def add_note(self, note: Note) -> None: ...
+
+
 # -- sourcing ------------------------------------------------------------------------------------
 
 
@@ -808,6 +845,9 @@ class UnitOfWork(Protocol):
 
     @property
     def orders(self) -> OrderRepository: ...
+
+    @property
+    def care(self) -> CareRepository: ...
 
     @property
     def sourcing_profiles(self) -> SourcingProfileRepository: ...

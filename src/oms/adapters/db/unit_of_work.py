@@ -8,6 +8,7 @@ from typing import Self
 
 from sqlalchemy import Connection, Engine, RootTransaction
 
+from oms.adapters.db.care import SqlCareRepository
 from oms.adapters.db.engine import READ_ONLY
 from oms.adapters.db.events import SqlEventDeliveryRepository, SqlWebhookRepository
 from oms.adapters.db.fulfillment import SqlFulfillmentRepository
@@ -161,6 +162,10 @@ class SqlUnitOfWork:
     @cached_property
     def orders(self) -> SqlOrderRepository:
         return SqlOrderRepository(self.connection)
+
+    @cached_property
+    def care(self) -> SqlCareRepository:
+        return SqlCareRepository(self.connection)
 
     @cached_property
     def sourcing_profiles(self) -> SqlSourcingProfileRepository:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from oms.api.deps import ServicesDep, require
 from oms.api.errors import CONFLICT, NOT_FOUND, PROBLEM_RESPONSES
-from oms.domain.access import Permission, Principal
+from oms.domain.access import Permission, Principal, Role
 from oms.domain.orders import (
     Address,
     CancelRequest,
@@ -21,12 +21,14 @@ from oms.domain.orders import (
     DeliveryMethod,
     Hold,
     HoldType,
+    InvalidOrder,
     LineRequest,
     Order,
     OrderLine,
     PaymentReference,
     QuantityState,
     Totals,
+    field_error,
 )
 from oms.queries.orders import OrderSearch
 from oms.services.orders import CaptureOrder
@@ -439,6 +441,16 @@ def _fulfillments(order: Order) -> list[FulfillmentOut]:
 # --- routes -------------------------------------------------------------------------------------
 
 
+def _reasoned(principal: Principal, reason: str | None) -> str | None:
+    """Care agents change orders on a customer's behalf: every change says why (history)."""
+    if principal.role is Role.CARE_AGENT and not (reason or "").strip():
+        raise InvalidOrder(
+            "a care agent's order change needs a reason",
+            errors=[field_error("#/reason", "required for care agents")],
+        )
+    return reason
+
+
 @router.post(
     "",
     status_code=201,
@@ -567,7 +579,7 @@ def change_ship_address(
             order_id,
             body.address.to_domain(),
             line_nos=body.line_nos,
-            reason=body.reason,
+            reason=_reasoned(principal, body.reason),
             principal=principal,
         )
     )
@@ -583,7 +595,11 @@ def change_pickup_location(
 ) -> OrderOut:
     return OrderOut.of(
         services.orders.change_pickup_location(
-            order_id, line_no, body.location_code, reason=body.reason, principal=principal
+            order_id,
+            line_no,
+            body.location_code,
+            reason=_reasoned(principal, body.reason),
+            principal=principal,
         )
     )
 
@@ -598,7 +614,11 @@ def change_delivery(
 ) -> OrderOut:
     return OrderOut.of(
         services.orders.change_delivery(
-            order_id, line_no, body.delivery.to_domain(), reason=body.reason, principal=principal
+            order_id,
+            line_no,
+            body.delivery.to_domain(),
+            reason=_reasoned(principal, body.reason),
+            principal=principal,
         )
     )
 
@@ -607,7 +627,10 @@ def change_delivery(
 def add_line(order_id: str, body: AddLineIn, services: ServicesDep, principal: Writer) -> OrderOut:
     return OrderOut.of(
         services.orders.add_line(
-            order_id, body.line.to_domain(), reason=body.reason, principal=principal
+            order_id,
+            body.line.to_domain(),
+            reason=_reasoned(principal, body.reason),
+            principal=principal,
         )
     )
 
@@ -622,7 +645,11 @@ def change_quantity(
 ) -> OrderOut:
     return OrderOut.of(
         services.orders.change_quantity(
-            order_id, line_no, body.quantity, reason=body.reason, principal=principal
+            order_id,
+            line_no,
+            body.quantity,
+            reason=_reasoned(principal, body.reason),
+            principal=principal,
         )
     )
 
