@@ -3,9 +3,8 @@ delivered, one unit comes back in store, is restocked (ATP rises at that store) 
 an exchange ships a replacement; an appeasement above the agent's limit waits for a supervisor
 and is refunded once approved.
 
-Until fulfillment execution lands, the tests move quantities with OrderService.move_quantity
-(released -> picked -> shipped -> delivered) and capture the shipment with
-OrderService.capture_for_shipment, the seam fulfillment will call when it ships.
+Shipments go through fulfillment execution (release, acknowledge, pick, pack, ship, deliver),
+which consumes the stock and captures the shipped amount on the card.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from fastapi.testclient import TestClient
 
 from oms.bootstrap import Services
 from oms.domain.access import Role
+from oms.domain.fulfillment import Package
 from oms.domain.locations import LocationType
 from tests.inventory_support import a_location, an_item, stock
 
@@ -100,19 +100,25 @@ def an_order(reference: str, quantity: int = 2, token: str = "tok_visa") -> dict
     }
 
 
-def ship_and_deliver(services: Services, order_id: str, quantity: int, shipment: str) -> None:
-    """Stands in for fulfillment execution (not on main yet); a day passes."""
+def ship_and_deliver(
+    services: Services, order_id: str, quantity: int, shipment: str, *, deliver: bool = True
+) -> None:
+    """The warehouse's part, through fulfillment execution; a day passes first."""
     services.clock.advance(timedelta(days=1))  # type: ignore[attr-defined]
     services.orders.release(order_id)
-    for source, target in (("released", "picked"), ("picked", "shipped")):
-        services.orders.move_quantity(
-            order_id, 1, quantity, source=source, target=target, location_code="DC-EAST"
-        )
-    outcome = services.orders.capture_for_shipment(order_id, shipment, [(1, quantity)])
-    assert outcome is not None and outcome.approved, outcome
-    services.orders.move_quantity(
-        order_id, 1, quantity, source="shipped", target="delivered", location_code="DC-EAST"
+    [fulfillment] = [
+        f for f in services.fulfillments.for_order(order_id) if f.status.value == "released"
+    ]
+    services.fulfillments.acknowledge(fulfillment.id)
+    services.fulfillments.confirm_pick(fulfillment.id, 1, quantity)
+    box = Package("P1", Decimal("1.2"), Decimal("30"), Decimal("20"), Decimal("10"), {1: quantity})
+    services.fulfillments.pack(fulfillment.id, [box])
+    shipped = services.fulfillments.ship(
+        fulfillment.id, carrier="UPS", service="ground", tracking={"P1": shipment}
     )
+    assert shipped.status.value == "shipped"
+    if deliver:
+        services.fulfillments.confirm_delivery(fulfillment.id)
 
 
 def atp_at(services: Services, location: str) -> int:
@@ -247,15 +253,11 @@ def test_an_exchange_ships_a_replacement(
     replacement = channel.get(f"/orders/{replacement_id}").json()
     assert replacement["status"] == "allocated" and not replacement["on_hold"]
     assert "exchange" in replacement["tags"]
-    # the replacement ships before the return arrives (moves stand in for fulfillment)
-    shop.orders.release(replacement_id)
-    for source, target in (("released", "picked"), ("picked", "shipped")):
-        shop.orders.move_quantity(
-            replacement_id, 1, 1, source=source, target=target, location_code="DC-EAST"
-        )
+    # the replacement ships before the return arrives
+    ship_and_deliver(shop, replacement_id, 1, "SHP-3", deliver=False)
     assert channel.get(f"/orders/{replacement_id}").json()["status"] == "shipped"
     # the replacement was free: there is nothing to capture for it
-    assert shop.orders.capture_for_shipment(replacement_id, "SHP-3", [(1, 1)]) is None
+    assert channel.get(f"/payments/{replacement['order_number']}").status_code == 404
 
     received = agent.post(
         f"/returns/{early.json()['return_id']}/receipts", json={"location_code": "DC-EAST"}
