@@ -26,18 +26,13 @@ from typing import Final
 
 from oms.domain.errors import Conflict, Invalid, NotFound
 from oms.domain.events import DomainEvent
+from oms.domain.money import MINOR_UNITS
 
 # --- money ------------------------------------------------------------------------------------
 
-CURRENCY_EXPONENTS: Final[Mapping[str, int]] = {
-    # ISO 4217 minor units of the currencies a retailer is likely to meet.
-    "AED": 2, "AUD": 2, "BGN": 2, "BHD": 3, "BRL": 2, "CAD": 2, "CHF": 2, "CLP": 0, "CNY": 2,
-    "CZK": 2, "DKK": 2, "EUR": 2, "GBP": 2, "HKD": 2, "HUF": 2, "IDR": 2, "ILS": 2, "INR": 2,
-    "IQD": 3, "ISK": 0, "JOD": 3, "JPY": 0, "KRW": 0, "KWD": 3, "LYD": 3, "MXN": 2, "MYR": 2,
-    "NOK": 2, "NZD": 2, "OMR": 3, "PHP": 2, "PLN": 2, "RON": 2, "SAR": 2, "SEK": 2, "SGD": 2,
-    "THB": 2, "TND": 3, "TRY": 2, "TWD": 2, "UGX": 0, "USD": 2, "VND": 0, "XAF": 0, "XOF": 0,
-    "ZAR": 2,
-}  # fmt: skip
+CURRENCY_EXPONENTS: Final[Mapping[str, int]] = MINOR_UNITS
+"""ISO 4217 minor units: the one table of :mod:`oms.domain.money`, shared with orders, so that any
+currency an order is taken in can also be paid in."""
 
 
 class InvalidMoney(Invalid):
