@@ -882,8 +882,9 @@ class FulfillmentService:
     ) -> list[InvoiceLine]:
         """One invoice line per picked line: the shipped share of the order line's absolute
         discount and tax, each rounded to the minor unit; the rounding difference against what
-        was charged (at most a few minor units, from partial shipments) goes on the last line's
-        tax (or its discount when the tax cannot absorb it), so the document adds up exactly."""
+        was charged (at most a few minor units, from partial shipments) goes on the tax of the last
+        line shipped in part (or its discount when the tax cannot absorb it), so the document
+        adds up exactly to the capture."""
         currency = order.currency
         described = {d["line_no"]: d["description"] for d in self._described(uow, f)}
         parts: list[tuple[int, str, str, int, Decimal, Decimal, Decimal]] = []
@@ -905,12 +906,15 @@ class FulfillmentService:
         stated = sum((q * p - d + t for _, _, _, q, p, d, t in parts), Decimal(0)) + shipping
         residual = charged.amount - stated
         if residual and parts:
-            no, sku, text, q, p, d, t = parts[-1]
+            # only a line shipped in part rounds: the cent goes on the last such line
+            partial = [i for i, part in enumerate(parts) if part[3] != order.line(part[0]).quantity]
+            at = partial[-1] if partial else len(parts) - 1
+            no, sku, text, q, p, d, t = parts[at]
             if t + residual >= 0:
                 t += residual
             else:
                 d -= residual
-            parts[-1] = (no, sku, text, q, p, d, t)
+            parts[at] = (no, sku, text, q, p, d, t)
         lines = [
             InvoiceLine(
                 sku,
