@@ -188,8 +188,9 @@ def test_pickup_hand_over_gives_a_receipt(
     shop: Services, ops: TestClient, client_for: Callable[..., TestClient]
 ) -> None:
     put(shop, "BULB-03", "S1", 3)
+    pickup = {"method": "pickup", "pickup_location_code": "S1"}
     bulbs = {"sku": "BULB-03", "quantity": 2, "unit_price": "5.00", "discount": "0.50",
-             "tax": "0.76", "delivery": {"method": "pickup", "pickup_location_code": "S1"}}  # fmt: skip
+             "tax": "0.76", "delivery": pickup}  # fmt: skip
     order = place(ops, "WEB-INV-2", {"lines": [bulbs]})
     number = order["order_number"]
     [store] = release(ops, order["order_id"])
