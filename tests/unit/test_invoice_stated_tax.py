@@ -88,9 +88,7 @@ def test_gross_is_exactly_the_sum_of_price_minus_discount_plus_tax(
     lines = []
     expected = Decimal(0)
     for i, (quantity, price, percent, tax) in enumerate(rows):
-        discount = (quantity * price * Decimal(str(fraction))).quantize(
-            Decimal("0.01"), "ROUND_DOWN"
-        )
+        discount = (quantity * price * percent / 100).quantize(Decimal("0.01"), ROUND_DOWN)
         lines.append(
             InvoiceLine(
                 f"S{i}", "x", quantity, usd(price), tax_amount=usd(tax), discount=usd(discount)
