@@ -156,6 +156,8 @@ class Services:
             ids=self.ids,
             orders=self.orders,
             payments=self.payments,
+            invoices=self.invoices,
+            seller=self.settings.seller(),
         )
         self.orders.on_release = self.fulfillments.released_in
         self.fulfillment_processes = FulfillmentProcesses(

@@ -75,6 +75,22 @@ class Settings(BaseSettings):
     payment_retry_attempts: int = Field(default=3, ge=1, le=10)
     payment_retry_backoff_seconds: float = Field(default=0.1, ge=0)
 
+    # invoices and receipts: the seller printed on every document
+    seller_name: str = Field(default="OMS Retail", description="Seller on invoices and receipts.")
+    seller_address: str = Field(default="1 Commerce Way, Springfield", description="One line.")
+    seller_tax_id: str = Field(default="", description="VAT / sales tax number; empty omits it.")
+    seller_email: str = Field(default="orders@example.com", description="Contact on documents.")
+
+    def seller(self) -> dict[str, str]:
+        """The seller block of an invoice (empty values left out)."""
+        found = {
+            "name": self.seller_name,
+            "address": self.seller_address,
+            "tax_id": self.seller_tax_id,
+            "email": self.seller_email,
+        }
+        return {key: value for key, value in found.items() if value.strip()}
+
     # notifications (email by SMTP)
     smtp_host: str = Field(default="127.0.0.1", description="SMTP server for customer email.")
     smtp_port: int = Field(default=25, ge=1, le=65535)

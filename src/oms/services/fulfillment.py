@@ -52,10 +52,12 @@ from oms.domain.fulfillment import (
     Package,
 )
 from oms.domain.inventory import DeltaKind, StockLine, SupplyLine
+from oms.domain.invoices import DocumentKind, InvoiceLine
 from oms.domain.money import quantize
 from oms.domain.orders import DeliveryMethod, HoldType, Order, OrderNotFound
 from oms.domain.orders import QuantityState as Q
 from oms.domain.payments import Money
+from oms.services.invoices import InvoiceService
 from oms.services.orders import OrderService, PaymentRefusedAtCollection
 from oms.services.payments import PaymentOutcome, PaymentService
 from oms.services.ports import Clock, DeltaLine, Ids, LineRefusal, UnitOfWork, UnitOfWorkFactory
@@ -93,6 +95,8 @@ class FulfillmentService:
         orders: OrderService,
         payments: PaymentService,
         policy: PickupPolicy | None = None,
+        invoices: InvoiceService | None = None,
+        seller: Mapping[str, str] | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -100,6 +104,8 @@ class FulfillmentService:
         self._orders = orders
         self._payments = payments
         self.policy = policy or PickupPolicy()
+        self._invoices = invoices
+        self._seller = dict(seller or {})
         self.on_step: Callable[[UnitOfWork, str, str, Mapping[str, Any]], None] | None = None
         """Set by bootstrap: hands a finished step (``picked``, ``shipped``, ``checked_in``,
         ``received``, ``collected``, ``delivered``) to the order's process instance, in the
@@ -496,6 +502,7 @@ class FulfillmentService:
                 )
             )
             self._capture(uow, order, f, shipment_id)
+            self._issue_document(uow, order, f, shipment_id, DocumentKind.INVOICE)
             self._message(
                 uow,
                 "shipped",
@@ -675,6 +682,7 @@ class FulfillmentService:
                 )
             if not pays_now:  # reserve and collect was captured line by line above
                 self._capture(uow, order, f, collection_ref(f))
+            self._issue_document(uow, order, f, collection_ref(f), DocumentKind.RECEIPT)
             self._message(
                 uow,
                 "collected",
@@ -825,6 +833,111 @@ class FulfillmentService:
             return None
         return Money.of(amount, order.currency)
 
+    def _carries_shipping(self, uow: UnitOfWork, order: Order, f: Fulfillment) -> bool:
+        """The shipping charge goes with the order's first fulfillment that hands anything over
+        (a fixed choice, so that capturing the same shipment again asks the same amount)."""
+        live = [
+            other
+            for other in uow.fulfillments.for_order(order.order_id)
+            if other.status not in (S.REJECTED, S.CANCELLED)
+        ]
+        first = bool(live) and min(live, key=lambda x: (x.created_at, x.id)).id == f.id
+        return first and order.shipping_charge > 0
+
+    def _charge(self, uow: UnitOfWork, order: Order, f: Fulfillment) -> Money | None:
+        """What is captured for this fulfillment: its units, plus shipping on the first."""
+        amount = self._amount(order, f)
+        if amount is None:
+            return None
+        if self._carries_shipping(uow, order, f):
+            amount = Money.of(amount.amount + order.shipping_charge, order.currency)
+        return amount
+
+    def _issue_document(
+        self, uow: UnitOfWork, order: Order, f: Fulfillment, ref: str, kind: DocumentKind
+    ) -> None:
+        """The invoice (shipment) or receipt (collection) of what left, in the step's unit of
+        work, keyed by the order number (as the payments are) and the shipment reference;
+        issuing it again returns the same document. Its gross total is exactly ``_charge``."""
+        if self._invoices is None:
+            return
+        charged = self._charge(uow, order, f)
+        if charged is None:
+            return
+        lines = self._invoice_lines(uow, order, f, charged)
+        self._invoices.issue(
+            order.order_number,
+            ref,
+            currency=order.currency,
+            lines=lines,
+            seller=self._seller,
+            bill_to=_bill_to(order),
+            prices_include_tax=False,
+            kind=kind,
+            uow=uow,
+        )
+
+    def _invoice_lines(
+        self, uow: UnitOfWork, order: Order, f: Fulfillment, charged: Money
+    ) -> list[InvoiceLine]:
+        """One invoice line per picked line: the shipped share of the order line's absolute
+        discount and tax, each rounded to the minor unit; the rounding difference against what
+        was charged (at most a few minor units, from partial shipments) goes on the tax of the last
+        line shipped in part (or its discount when the tax cannot absorb it), so the document
+        adds up exactly to the capture."""
+        currency = order.currency
+        described = {d["line_no"]: d["description"] for d in self._described(uow, f)}
+        parts: list[tuple[int, str, str, int, Decimal, Decimal, Decimal]] = []
+        for line in f.picked_lines():
+            ordered = order.line(line.line_no)
+            share = Decimal(line.picked) / Decimal(ordered.quantity)
+            parts.append(
+                (
+                    line.line_no,
+                    line.sku,
+                    str(described.get(line.line_no, line.sku)),
+                    line.picked,
+                    ordered.unit_price,
+                    quantize(ordered.discount * share, currency),
+                    quantize(ordered.tax * share, currency),
+                )
+            )
+        shipping = order.shipping_charge if self._carries_shipping(uow, order, f) else Decimal(0)
+        stated = sum((q * p - d + t for _, _, _, q, p, d, t in parts), Decimal(0)) + shipping
+        residual = charged.amount - stated
+        if residual and parts:
+            # only a line shipped in part rounds: the cent goes on the last such line
+            partial = [i for i, part in enumerate(parts) if part[3] != order.line(part[0]).quantity]
+            at = partial[-1] if partial else len(parts) - 1
+            no, sku, text, q, p, d, t = parts[at]
+            if t + residual >= 0:
+                t += residual
+            else:
+                d -= residual
+            parts[at] = (no, sku, text, q, p, d, t)
+        lines = [
+            InvoiceLine(
+                sku,
+                text,
+                q,
+                Money.of(p, currency),
+                tax_amount=Money.of(t, currency),
+                discount=Money.of(d, currency) if d else None,
+            )
+            for _, sku, text, q, p, d, t in parts
+        ]
+        if shipping:
+            lines.append(
+                InvoiceLine(
+                    "SHIPPING",
+                    "Shipping",
+                    1,
+                    Money.of(shipping, currency),
+                    tax_amount=Money.zero(currency),
+                )
+            )
+        return lines
+
     def capture_in(
         self, uow: UnitOfWork, order: Order, f: Fulfillment, *, hold: bool = False
     ) -> str | None:
@@ -845,19 +958,9 @@ class FulfillmentService:
         # Payments are kept under the order number (see OrderService._authorise).
         if uow.payments.get_order(order.order_number) is None:
             return None
-        amount = self._amount(order, f)
-        # the shipping charge goes with the order's first fulfillment that hands anything over
-        # (a fixed choice, so that capturing the same shipment again asks the same amount)
-        live = [
-            other
-            for other in uow.fulfillments.for_order(order.order_id)
-            if other.status not in (S.REJECTED, S.CANCELLED)
-        ]
-        first = bool(live) and min(live, key=lambda x: (x.created_at, x.id)).id == f.id
+        amount = self._charge(uow, order, f)
         if amount is None:
             return None
-        if first and order.shipping_charge > 0:
-            amount = Money.of(amount.amount + order.shipping_charge, order.currency)
         outcome = self._payments.capture(order.order_number, amount, ref, uow=uow)
         if (
             hold
@@ -895,6 +998,26 @@ def _merged(lines: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
 
 def _customer(order: Order) -> dict[str, Any]:
     return {"email": order.customer.email, "name": order.customer.name}
+
+
+def _bill_to(order: Order) -> dict[str, str]:
+    """The customer, and the first delivery address of the order when it has one."""
+    found: dict[str, str] = {}
+    customer = order.customer
+    for key, value in (("name", customer.name), ("email", customer.email)):
+        if value:
+            found[key] = value
+    address = next((x.delivery.address for x in order.lines if x.delivery.address), None)
+    if address is not None:
+        if "name" not in found:
+            found["name"] = address.name
+        found["address"] = ", ".join(
+            v for v in (address.line1, address.line2, address.postal_code, address.city) if v
+        )
+        found["country"] = address.country
+    if not found and customer.customer_id:
+        found["customer_id"] = customer.customer_id
+    return found
 
 
 def _location(uow: UnitOfWork, code: str) -> dict[str, Any]:
