@@ -827,9 +827,7 @@ def demo(
         bool, typer.Option("--simulate", help="Play a day of business through the HTTP API")
     ] = False,
     hours: Annotated[int, typer.Option(help="Simulated hours", min=1, max=24)] = 24,
-    speed: Annotated[
-        str, typer.Option(help="max, or N simulated seconds per real second")
-    ] = "max",
+    speed: Annotated[str, typer.Option(help="max, or N simulated seconds per real second")] = "max",
     orders: Annotated[int, typer.Option(help="At most this many orders", min=1)] = 300,
 ) -> None:
     """Seed the demo retailer (idempotently), print an admin key, then serve; with --simulate,
@@ -843,6 +841,7 @@ def demo(
         shape_named(size)
     except UnknownSize as error:
         raise CliError(str(error)) from None
+    factor = _speed_factor(speed) if simulate else None
     settings = Settings()
     services = build_services(settings)
     try:
@@ -856,34 +855,42 @@ def demo(
     for line in report:
         console.print(line, highlight=False, soft_wrap=True)
     if simulate:
-        _simulate(settings, size=size, seed=seed, hours=hours, speed=speed, orders=orders)
+        _simulate(settings, size=size, seed=seed, hours=hours, factor=factor, orders=orders)
     if serve_after:
         _serve(settings, host, port)
 
 
+def _speed_factor(speed: str) -> float | None:
+    """``max``: as fast as possible (None); N: N simulated seconds per real second."""
+    if speed == "max":
+        return None
+    try:
+        factor = float(speed)
+    except ValueError:
+        raise CliError(f"speed {speed!r}: use max or a number") from None
+    if factor <= 0:
+        raise CliError(f"speed {speed!r}: use max or a positive number")
+    return factor
+
+
 def _simulate(
-    settings: Settings, *, size: str, seed: int, hours: int, speed: str, orders: int
+    settings: Settings, *, size: str, seed: int, hours: int, factor: float | None, orders: int
 ) -> None:
     import os
-
 
     from oms.demo.generator import generate_retailer
     from oms.demo.simulation import SimulationFailed, served, simulate
 
-    if speed == "max":
-        factor: float | None = None
-    else:
-        try:
-            factor = float(speed)
-        except ValueError:
-            raise CliError(f"speed {speed!r}: use max or a number") from None
-        if factor <= 0:
-            raise CliError(f"speed {speed!r}: use max or a positive number")
     admin_key = (settings.data_dir / "demo-admin.key").read_text().strip()
     env = {**os.environ, "OMS_DATA_DIR": str(settings.data_dir)}
     retailer = generate_retailer(seed, size)
     try:
         with served(env) as url, console.status("simulating...") as status:
+
+            def say(message: str) -> None:
+                status.update(message)
+                console.print(message, highlight=False)
+
             summary = simulate(
                 url,
                 admin_key,
@@ -891,7 +898,7 @@ def _simulate(
                 hours=hours,
                 speed=factor,
                 orders=orders,
-                say=lambda m: (status.update(m), console.print(m, highlight=False)),
+                say=say,
             )
     except SimulationFailed as error:
         raise CliError(f"simulation failed: {error}") from None

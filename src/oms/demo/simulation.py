@@ -63,6 +63,7 @@ class Summary:
     costed_orders: int = 0
     late_promises: int = 0
     replans: int = 0
+    outage_replans: int = 0
     short_picks: int = 0
     returns: int = 0
     events: list[str] = field(default_factory=list)
@@ -99,6 +100,7 @@ class Summary:
             ("average cost per order", str(self.average_cost)),
             ("late promises", str(self.late_promises)),
             ("re-plans", str(self.replans)),
+            ("  of which for the DC outage", str(self.outage_replans)),
             ("short picks", str(self.short_picks)),
             ("returns", str(self.returns)),
             ("terminal orders", str(sum(n for s, n in self.statuses.items() if s in TERMINAL))),
@@ -119,7 +121,7 @@ def served(env: dict[str, str], *, timeout: float = 60.0) -> Iterator[str]:
     port = free_port()
     log_path = Path(env.get("OMS_DATA_DIR", ".")) / "simulate-serve.log"
     with log_path.open("w") as log:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
             [sys.executable, "-m", "oms.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             stdout=log,
@@ -182,6 +184,7 @@ class Player:
         self.offline: set[str] = set()
         self.picks = 0
         self.today = ""
+        self.unreleased: list[str] = []
         self.return_dc = next(loc.code for loc in retailer.locations if loc.type == "dc")
         self.types = {loc.code: loc.type for loc in retailer.locations}
 
@@ -255,10 +258,15 @@ class Player:
         self.summary.orders += 1
         self.summary.lines += len(created["lines"])
         self.summary.units += sum(line["quantity"] for line in created["lines"])
-        # Released by the order's process already, or here.
-        release = self.floor.post("/fulfillments/releases", json={"order_id": created["order_id"]})
-        if release.status_code not in (200, 201, 409):
-            self._ok(release)
+        self.unreleased.append(created["order_id"])
+
+    def release(self) -> None:
+        """Release what the hour captured (the order's process may have done it already)."""
+        for order_id in self.unreleased:
+            response = self.floor.post("/fulfillments/releases", json={"order_id": order_id})
+            if response.status_code not in (200, 201, 409):
+                self._ok(response)
+        self.unreleased = []
 
     def _step(self, f: dict[str, Any], step: str, body: dict[str, Any] | None = None) -> bool:
         response = self.floor.post(f"/fulfillments/{f['id']}/{step}", json=body or {})
@@ -274,11 +282,10 @@ class Player:
             status, method = f["status"], f["delivery_method"]
             if status not in ACTIVE_FULFILLMENT or f["location_code"] in self.offline:
                 return
-            if status in ("released", "acknowledged") and method in ("ship", "dropship"):
-                if status == "released":
-                    if not self._step(f, "acknowledge"):
-                        return
-                    continue
+            if status == "released" and method in ("ship", "dropship"):
+                if not self._step(f, "acknowledge"):
+                    return
+                continue
             if status in ("released", "acknowledged"):
                 for line in f["lines"]:
                     if line["pick_confirmed"]:
@@ -359,9 +366,11 @@ class Player:
     def outage(self, code: str, hour: int) -> None:
         self.set_status(code, "offline")
         self.offline.add(code)
+        # The status change re-plans its allocated units; asking again finds nothing left.
         outcome = self._ok(self.admin.post(f"/sourcing/locations/{code}/replan"))
         self.summary.events.append(
-            f"{hour:02d}:00 DC {code} offline: {outcome.get('affected_orders', 0)} orders re-planned"
+            f"{hour:02d}:00 DC {code} offline (its allocated units re-planned; "
+            f"{outcome.get('affected_orders', 0)} more on asking again)"
         )
 
     def returns(self) -> None:
@@ -422,6 +431,7 @@ class Player:
                 s.cost_total += Decimal(str(decisions[-1]["cost"]))
                 s.costed_orders += 1
             s.replans += sum(1 for d in decisions if d["trigger"] != "capture")
+            s.outage_replans += sum(1 for d in decisions if d["trigger"] == "outage")
             if order["status"] in TERMINAL:
                 continue
             reason = self._why_waiting(order, fulfillments)
@@ -467,7 +477,9 @@ def simulate(
     plan = pick_orders(retailer, hours, orders)
     player = Player(url, admin_key, retailer, say)
     try:
-        stores = [loc for loc in retailer.locations if loc.type == "store" and loc.status == "active"]
+        stores = [
+            loc for loc in retailer.locations if loc.type == "store" and loc.status == "active"
+        ]
         dcs = [loc for loc in retailer.locations if loc.type == "dc" and loc.status == "active"]
         clock_hours = list(plan)
         noon = 12 if 12 in clock_hours else clock_hours[len(clock_hours) // 2]
@@ -492,6 +504,7 @@ def simulate(
                 # open work is re-planned.
                 dc = player.busiest(dc_codes) or dcs[-1].code
                 player.outage(dc, hour)
+            player.release()
             player.work_all()
             say(
                 f"{hour:02d}:00  orders {player.summary.orders}  "
