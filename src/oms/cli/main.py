@@ -912,6 +912,8 @@ def _simulate(
     console.print(table)
     for number, why in sorted(summary.waiting.items()):
         console.print(f"waiting: {number}: {why}", highlight=False, soft_wrap=True)
+    for number, why in sorted(summary.blocked.items()):
+        console.print(f"blocked: {number}: {why}", highlight=False, soft_wrap=True)
     for number, why in sorted(summary.stuck.items()):
         console.print(f"STUCK: {number}: {why}", highlight=False, soft_wrap=True)
     if summary.stuck:

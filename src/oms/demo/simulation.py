@@ -69,6 +69,7 @@ class Summary:
     events: list[str] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     waiting: dict[str, str] = field(default_factory=dict)
+    blocked: dict[str, str] = field(default_factory=dict)
     stuck: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -105,6 +106,7 @@ class Summary:
             ("returns", str(self.returns)),
             ("terminal orders", str(sum(n for s, n in self.statuses.items() if s in TERMINAL))),
             ("waiting orders", str(len(self.waiting))),
+            ("blocked by a refused step", str(len(self.blocked))),
             ("stuck orders", str(len(self.stuck))),
         ]
 
@@ -185,6 +187,8 @@ class Player:
         self.picks = 0
         self.today = ""
         self.unreleased: list[str] = []
+        # The server's last refusal of a step, per fulfillment (the reason it waits).
+        self.refused: dict[str, str] = {}
         self.return_dc = next(loc.code for loc in retailer.locations if loc.type == "dc")
         self.types = {loc.code: loc.type for loc in retailer.locations}
 
@@ -271,7 +275,12 @@ class Player:
     def _step(self, f: dict[str, Any], step: str, body: dict[str, Any] | None = None) -> bool:
         response = self.floor.post(f"/fulfillments/{f['id']}/{step}", json=body or {})
         if response.status_code == 409:
+            problem = response.json()
+            where = f["destination_code"] if step == "receive" else f["location_code"]
+            detail = problem.get("detail") or problem["title"]
+            self.refused[f["id"]] = f"{step} at {where} refused: {detail}"
             return False
+        self.refused.pop(f["id"], None)
         self._ok(response)
         return True
 
@@ -434,8 +443,15 @@ class Player:
             s.outage_replans += sum(1 for d in decisions if d["trigger"] == "outage")
             if order["status"] in TERMINAL:
                 continue
+            blocked = [
+                self.refused[f["id"]]
+                for f in fulfillments
+                if f["status"] in ACTIVE_FULFILLMENT and f["id"] in self.refused
+            ]
             reason = self._why_waiting(order, fulfillments)
-            if reason:
+            if blocked and not reason:
+                s.blocked[number] = "; ".join(blocked)
+            elif reason:
                 s.waiting[number] = reason
             else:
                 s.stuck[number] = f"status {order['status']}"
