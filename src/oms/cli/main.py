@@ -823,8 +823,15 @@ def demo(
         "small"
     ),
     seed: Annotated[int, typer.Option(help="Seed of the generated retailer", min=0)] = 2026,
+    simulate: Annotated[
+        bool, typer.Option("--simulate", help="Play a day of business through the HTTP API")
+    ] = False,
+    hours: Annotated[int, typer.Option(help="Simulated hours", min=1, max=24)] = 24,
+    speed: Annotated[str, typer.Option(help="max, or N simulated seconds per real second")] = "max",
+    orders: Annotated[int, typer.Option(help="At most this many orders", min=1)] = 300,
 ) -> None:
-    """Seed the demo retailer (idempotently), print an admin key, then serve."""
+    """Seed the demo retailer (idempotently), print an admin key, then serve; with --simulate,
+    first play a day of business through a served API and print its summary."""
     if context.invoked_subcommand is not None:
         return
     from oms.demo import seed_demo
@@ -834,6 +841,7 @@ def demo(
         shape_named(size)
     except UnknownSize as error:
         raise CliError(str(error)) from None
+    factor = _speed_factor(speed) if simulate else None
     settings = Settings()
     services = build_services(settings)
     try:
@@ -846,8 +854,70 @@ def demo(
         services.close()
     for line in report:
         console.print(line, highlight=False, soft_wrap=True)
+    if simulate:
+        _simulate(settings, size=size, seed=seed, hours=hours, factor=factor, orders=orders)
     if serve_after:
         _serve(settings, host, port)
+
+
+def _speed_factor(speed: str) -> float | None:
+    """``max``: as fast as possible (None); N: N simulated seconds per real second."""
+    if speed == "max":
+        return None
+    try:
+        factor = float(speed)
+    except ValueError:
+        raise CliError(f"speed {speed!r}: use max or a number") from None
+    if factor <= 0:
+        raise CliError(f"speed {speed!r}: use max or a positive number")
+    return factor
+
+
+def _simulate(
+    settings: Settings, *, size: str, seed: int, hours: int, factor: float | None, orders: int
+) -> None:
+    import os
+
+    from oms.demo.generator import generate_retailer
+    from oms.demo.simulation import SimulationFailed, served, simulate
+
+    admin_key = (settings.data_dir / "demo-admin.key").read_text().strip()
+    env = {**os.environ, "OMS_DATA_DIR": str(settings.data_dir)}
+    retailer = generate_retailer(seed, size)
+    try:
+        with served(env) as url, console.status("simulating...") as status:
+
+            def say(message: str) -> None:
+                status.update(message)
+                console.print(message, highlight=False)
+
+            summary = simulate(
+                url,
+                admin_key,
+                retailer,
+                hours=hours,
+                speed=factor,
+                orders=orders,
+                say=say,
+            )
+    except SimulationFailed as error:
+        raise CliError(f"simulation failed: {error}") from None
+    for event in summary.events:
+        console.print(event, highlight=False)
+    table = Table(title=f"simulated {hours} h")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in summary.rows():
+        table.add_row(name, value)
+    console.print(table)
+    for number, why in sorted(summary.waiting.items()):
+        console.print(f"waiting: {number}: {why}", highlight=False, soft_wrap=True)
+    for number, why in sorted(summary.blocked.items()):
+        console.print(f"blocked: {number}: {why}", highlight=False, soft_wrap=True)
+    for number, why in sorted(summary.stuck.items()):
+        console.print(f"STUCK: {number}: {why}", highlight=False, soft_wrap=True)
+    if summary.stuck:
+        raise CliError(f"{len(summary.stuck)} orders stuck without a reason")
 
 
 @app.command()
