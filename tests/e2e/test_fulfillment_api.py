@@ -401,6 +401,8 @@ def test_ship_to_store_transfer_then_collection(
 ) -> None:
     put(shop, "LAMP-01", "DC-EAST", 4)
     put(shop, "LAMP-01", "S1", 0)
+    # the store keeps 2 back for walk-in shoppers; goods sent for a customer are not held back
+    shop.inventory.set_safety_stock("LAMP-01", "S1", quantity=2)
     order = capture(ops, "WEB-F-6", [a_line("LAMP-01", 2, "20.00", "ship_to_store", "S1")], shop)
     [dc] = release(ops, order["order_id"])
     assert (dc["location_code"], dc["destination_code"]) == ("DC-EAST", "S1")

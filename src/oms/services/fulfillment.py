@@ -536,8 +536,9 @@ class FulfillmentService:
                 ],
                 at=at,
             )
+            # the transfer's units are this customer's: the store's safety stock does not apply
             uow.inventory.allocate(
-                _stock(store, picked), at=at, reason=f"order {order.order_number}"
+                _stock(store, picked), at=at, reason=f"order {order.order_number}", earmarked=True
             )
             uow.inventory.add_supply(
                 [

@@ -493,6 +493,7 @@ class InventoryRepository(Protocol):
         at: datetime,
         channel: str | None = None,
         reason: str = "allocated",
+        earmarked: bool = False,
     ) -> list[PositionChange]:
         """All or nothing: InsufficientStock(sku, location, available) for the first line short.
         The caller's unit of work must be rolled back (it is, when the exception leaves it)."""

@@ -449,6 +449,17 @@ _TAKE: dict[tuple[str, bool], Any] = {
     for column in ("allocated", "reserved")
     for buffered in (False, True)
 }
+# Units that arrived for a known order (a ship-to-store transfer) are the customer's already:
+# the safety-stock buffer protects walk-in stock, not goods that were bought and sent here.
+_TAKE_EARMARKED = (
+    update(inventory_positions)
+    .where(
+        _TAKE_WHERE,
+        P.on_hand - P.allocated - P.reserved - P.blocked >= _TAKE_QUANTITY,
+    )
+    .values({"allocated": P.allocated + _TAKE_QUANTITY, **_TAKE_VALUES})
+    .returning(*_RETURNED)
+)
 _ATP_QUERY = (
     select(
         items.c.sku,
@@ -667,16 +678,18 @@ class SqlInventoryRepository:
         at: datetime,
         buffer: ChannelBuffer,
         reason: str,
+        earmarked: bool = False,
     ) -> PositionChange:
-        """Add ``quantity`` to ``allocated`` or ``reserved`` if that many are available."""
+        """Add ``quantity`` to ``allocated`` or ``reserved`` if that many are available
+        (``earmarked``: allocated without the safety-stock buffer, see _TAKE_EARMARKED)."""
         if not LocationStatus(key.location_status).fulfills:
             raise LocationUnavailable(
                 f"location {key.location_code} is {key.location_status} and fulfills nothing",
                 location=key.location_code,
                 location_status=key.location_status,
             )
-        buffered = buffer.percent != 0 or buffer.units != 0
-        statement = _TAKE[(column, buffered)]
+        buffered = (buffer.percent != 0 or buffer.units != 0) and not earmarked
+        statement = _TAKE_EARMARKED if earmarked else _TAKE[(column, buffered)]
         parameters = {
             "k_item": key.item_id,
             "k_location": key.location_id,
@@ -740,10 +753,19 @@ class SqlInventoryRepository:
         at: datetime,
         channel: str | None = None,
         reason: str = "allocated",
+        earmarked: bool = False,
     ) -> list[PositionChange]:
         buffer = self.channel_buffer(channel)
         return [
-            self._take(key, quantity, column="allocated", at=at, buffer=buffer, reason=reason)
+            self._take(
+                key,
+                quantity,
+                column="allocated",
+                at=at,
+                buffer=buffer,
+                reason=reason,
+                earmarked=earmarked,
+            )
             for key, quantity in self._ordered(lines)
         ]
 
