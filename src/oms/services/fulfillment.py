@@ -306,6 +306,7 @@ class FulfillmentService:
                 at=at,
                 actor=principal.actor,
                 reason=f"rejected by {f.location_code}: {reason}",
+                trigger="rejection",
             )
             return f
 
@@ -345,6 +346,7 @@ class FulfillmentService:
                     at=at,
                     actor=principal.actor,
                     reason=f"short pick at {f.location_code}" + (f": {reason}" if reason else ""),
+                    trigger="short_pick",
                 )
             if f.status is S.PICKED:
                 picked_total = sum(x.picked for x in f.lines)
@@ -366,7 +368,10 @@ class FulfillmentService:
         at: datetime,
         actor: str,
         reason: str,
+        trigger: str,
     ) -> None:
+        """Units the location will not send (``trigger``: "rejection" or "short_pick") go back to
+        open, its stock is freed, and they are sourced again without it."""
         for line_no, _sku, quantity in lines:
             order.move_quantity(
                 line_no,
@@ -384,7 +389,6 @@ class FulfillmentService:
         line_nos = {line_no for line_no, _s, _q in lines}
         # Remember the refusal for good: the sourcing engine and later re-plans (an outage, a
         # change) read these and never send the line back to this location.
-        trigger = "short_pick" if reason.startswith("short pick") else "rejection"
         for line_no, _sku, quantity in lines:
             uow.order_refusals.add(
                 LineRefusal(

@@ -235,22 +235,18 @@ class PaymentService:
                 for t in transactions
                 if t.kind is TransactionKind.CAPTURE and t.shipment_ref == shipment_ref
             ]
-            already = total((t.amount for t in earlier), ledger.currency)
-            remaining = ledger.in_currency(amount) - already
-            if remaining.is_negative():
-                raise Conflict(
-                    f"shipment '{shipment_ref}' of order '{order_ref}' was already captured for "
-                    f"{already}, more than {amount}"
-                )
-            if remaining.is_zero():
-                return PaymentOutcome(
-                    order_ref,
-                    "capture",
-                    PaymentStatus.APPROVED,
-                    amount,
-                    Money.zero(amount.currency),
-                    references=tuple(t.reference for t in earlier),
-                )
+            remaining, done_before = _outstanding(
+                order_ref,
+                "capture",
+                amount,
+                ledger,
+                earlier,
+                overdone=(
+                    f"shipment '{shipment_ref}' of order '{order_ref}' was already captured for"
+                ),
+            )
+            if done_before is not None:
+                return done_before
             steps = ledger.plan_capture(remaining, at=self._clock.now())
             done = Money.zero(ledger.currency)
             references: list[str] = []
@@ -474,22 +470,16 @@ class PaymentService:
                 for t in transactions
                 if t.kind is TransactionKind.REFUND and t.refund_ref == refund_ref
             ]
-            already = total((t.amount for t in earlier), ledger.currency)
-            remaining = ledger.in_currency(amount) - already
-            if remaining.is_negative():
-                raise Conflict(
-                    f"refund '{refund_ref}' of order '{order_ref}' already paid back {already}, "
-                    f"more than {amount}"
-                )
-            if remaining.is_zero():
-                return PaymentOutcome(
-                    order_ref,
-                    "refund",
-                    PaymentStatus.APPROVED,
-                    amount,
-                    Money.zero(amount.currency),
-                    references=tuple(t.reference for t in earlier),
-                )
+            remaining, done_before = _outstanding(
+                order_ref,
+                "refund",
+                amount,
+                ledger,
+                earlier,
+                overdone=f"refund '{refund_ref}' of order '{order_ref}' already paid back",
+            )
+            if done_before is not None:
+                return done_before
             steps = ledger.plan_refund(remaining)
             done = Money.zero(ledger.currency)
             references: list[str] = []
@@ -826,3 +816,32 @@ def _money_json(amount: Money) -> dict[str, str]:
 
 def _share(tender_id: str, amount: Money) -> dict[str, str]:
     return {"tender_id": tender_id, "amount": str(amount.amount)}
+
+
+def _outstanding(
+    order_ref: str,
+    operation: str,
+    amount: Money,
+    ledger: PaymentLedger,
+    earlier: Sequence[PaymentTransaction],
+    *,
+    overdone: str,
+) -> tuple[Money, PaymentOutcome | None]:
+    """What a capture or refund under one reference still has to move, given what ``earlier``
+    transactions under that reference moved already: a retry moves only what is missing, and when
+    nothing is, the outcome to return as it is. Asking for less than was already moved is refused
+    (``overdone`` begins the message)."""
+    already = total((t.amount for t in earlier), ledger.currency)
+    remaining = ledger.in_currency(amount) - already
+    if remaining.is_negative():
+        raise Conflict(f"{overdone} {already}, more than {amount}")
+    if remaining.is_zero():
+        return remaining, PaymentOutcome(
+            order_ref,
+            operation,
+            PaymentStatus.APPROVED,
+            amount,
+            Money.zero(amount.currency),
+            references=tuple(t.reference for t in earlier),
+        )
+    return remaining, None
