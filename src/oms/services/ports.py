@@ -138,12 +138,34 @@ class OutboxEvent:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """A page of the event feed. ``next_after`` is where the next read starts: the last event's
+    position, or, when a type filter skipped events, the last position known to be settled."""
+
+    events: list[OutboxEvent]
+    next_after: int
+
+
 class OutboxRepository(Protocol):
     def add(self, events: Sequence[OutboxEvent]) -> None: ...
 
     def read_after(
-        self, position: int, *, limit: int, types: Sequence[str] | None = None
-    ) -> list[OutboxEvent]: ...
+        self,
+        position: int,
+        *,
+        limit: int,
+        types: Sequence[str] | None = None,
+        settled_before: datetime | None = None,
+    ) -> EventPage:
+        """Committed events after ``position``, in position order, never past a position that a
+        transaction still in flight may fill (see :class:`EventPage`).
+
+        On PostgreSQL positions come from a sequence taken before commit, so a later position can
+        become visible before an earlier one. The page stops before the first gap unless the event
+        after the gap was written before ``settled_before`` (a rolled-back transaction's gap, or one
+        left by a crash, is then skipped). ``None`` treats every gap as settled."""
+        ...
 
     def claim_unpublished(self, *, limit: int) -> list[OutboxEvent]:
         """Lock and return the oldest unpublished events (SKIP LOCKED where the database has it)."""
