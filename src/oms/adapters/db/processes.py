@@ -94,6 +94,15 @@ class SqlProcessRepository:
         ).first()
         return _definition(row._mapping) if row else None
 
+    def latest_definition_id(self, key: str) -> int | None:
+        found = self._connection.execute(
+            select(process_definitions.c.id)
+            .where(process_definitions.c.key == key)
+            .order_by(process_definitions.c.version.desc())
+            .limit(1)
+        ).scalar()
+        return None if found is None else int(found)
+
     def definition_version(self, key: str, version: int) -> ProcessDefinition | None:
         row = self._connection.execute(
             select(process_definitions).where(

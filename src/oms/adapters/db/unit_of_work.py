@@ -106,6 +106,8 @@ class SqlUnitOfWork:
 
     def rollback(self) -> None:
         self._events.clear()
+        if "orders" in self.__dict__:  # what it kept may be ahead of the rows rolled back
+            self.orders.forget()
         if self._transaction is not None and self._transaction.is_active:
             self._transaction.rollback()
 
