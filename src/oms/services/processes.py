@@ -569,35 +569,37 @@ class ProcessService:
 
     # -- timers ------------------------------------------------------------------------------
 
-    def run_due_timers(self, *, limit: int = 100) -> TimerRun:
-        """Fire the timers due by the clock's now, each in its own transaction.
+    def run_due_timers(self, *, limit: int = 100, batch: int = 20) -> TimerRun:
+        """Fire the timers due by the clock's now, ``batch`` of them per transaction.
 
-        Several workers may call this at once: a timer is claimed with SKIP LOCKED (PostgreSQL)
-        and moved from pending to fired by a conditional update in the same transaction as the
-        instance's new state, so no timer fires twice. A timer whose activities fail is marked
-        failed (with the error) and left for an operator.
+        Several workers may call this at once: the batch is claimed with ``FOR UPDATE SKIP
+        LOCKED`` (PostgreSQL; SQLite serialises writers) and each timer moves from pending to
+        fired by a conditional update in the same transaction as its instance's new state, so
+        no timer fires twice; a worker dying midway leaves the whole batch pending. Each timer
+        runs in a savepoint: one whose activities fail is undone alone and marked failed (with
+        the error) in the same commit, and left for an operator.
         """
         fired = failed = 0
         skip: list[str] = []
         while fired + failed < limit:
-            error: Exception | None = None
             with self._uow() as uow:
-                timer = uow.processes.claim_due_timer(now=self._clock.now(), skip=skip)
-                if timer is None:
+                timers = uow.processes.claim_due_timers(
+                    now=self._clock.now(), limit=min(batch, limit - fired - failed), skip=skip
+                )
+                if not timers:
                     break
-                try:
-                    if self._fire(uow, timer):
-                        uow.commit()
+                for timer in timers:
+                    skip.append(timer.id)
+                    try:
+                        with uow.savepoint():
+                            done = self._fire(uow, timer)
+                    except Exception as error:  # one broken timer must not stop the others
+                        failed += 1
+                        self._mark_failed_in(uow, timer, error)
+                        continue
+                    if done:
                         fired += 1
-                    else:
-                        skip.append(timer.id)
-                except Exception as caught:  # one broken timer must not stop the others
-                    uow.rollback()
-                    error = caught
-            if error is not None:
-                failed += 1
-                skip.append(timer.id)
-                self._mark_failed(timer, error)
+                uow.commit()
         return TimerRun(fired=fired, failed=failed)
 
     def _fire(self, uow: UnitOfWork, timer: ProcessTimer) -> bool:
@@ -622,27 +624,25 @@ class ProcessService:
         self._persist(uow, instance, workflow, context, history=[fired_entry])
         return True
 
-    def _mark_failed(self, timer: ProcessTimer, error: Exception) -> None:
+    def _mark_failed_in(self, uow: UnitOfWork, timer: ProcessTimer, error: Exception) -> None:
         detail = (
             error.detail if isinstance(error, DomainError) else f"{type(error).__name__}: {error}"
         )
         log.warning("process timer %s failed: %s", timer.id, detail)
-        with self._uow() as uow:
-            if uow.processes.set_timer_state(
-                timer.id, expected=TimerState.PENDING, state=TimerState.FAILED, error=detail
-            ):
-                uow.processes.add_history(
-                    [
-                        HistoryEntry(
-                            instance_id=timer.instance_id,
-                            at=self._clock.now(),
-                            kind="timer_failed",
-                            element_id=timer.element_id,
-                            detail={"timer_id": timer.id, "error": detail},
-                        )
-                    ]
-                )
-            uow.commit()
+        if uow.processes.set_timer_state(
+            timer.id, expected=TimerState.PENDING, state=TimerState.FAILED, error=detail
+        ):
+            uow.processes.add_history(
+                [
+                    HistoryEntry(
+                        instance_id=timer.instance_id,
+                        at=self._clock.now(),
+                        kind="timer_failed",
+                        element_id=timer.element_id,
+                        detail={"timer_id": timer.id, "error": detail},
+                    )
+                ]
+            )
 
     # -- persistence -------------------------------------------------------------------------
 
