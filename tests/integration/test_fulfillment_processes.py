@@ -12,7 +12,7 @@ import pytest
 from oms.adapters.clock import ControlledClock
 from oms.bootstrap import Services
 from oms.domain.fulfillment import Package
-from oms.domain.orders import DeliveryMethod, PaymentReference
+from oms.domain.orders import DeliveryMethod, HoldType, PaymentReference
 from oms.domain.orders import QuantityState as Q
 from oms.domain.processes import InstanceStatus
 from tests.orders_support import an_order, at_store, line, order_network, put
@@ -181,6 +181,32 @@ def test_order_held_at_capture_is_released_by_its_process_when_the_hold_is_lifte
     assert shop.processes.instance(instance.id).variables["fulfillment_id"] == fulfillment.id
     assert shop.orders.get(order_id).by_state().get(Q.RELEASED) == 1
     assert _waiting_for(shop, instance.id) == {"WaitShipped", "ShipmentLate"}
+
+
+@pytest.mark.postgres
+def test_a_release_by_hand_tells_the_waiting_process_its_fulfillment(shop: Services) -> None:
+    put(shop, "LAMP-01", "DC-EAST", 5)
+    captured = shop.orders.capture(
+        an_order(
+            line("LAMP-01", 1, "20.00"),
+            reference="S-HAND",
+            payments=[PaymentReference("card", "tok_decline")],
+        )
+    )
+    order_id = captured.order.order_id
+    [instance] = shop.processes.instances_for(order_id)
+    # the hold goes without the hook (an old path), then an operator releases by hand
+    with shop.uow() as uow:
+        order = uow.orders.get(order_id, for_update=True)
+        assert order is not None
+        order.release_hold(type=HoldType.PAYMENT, reason="paid", actor="ops", at=shop.clock.now())
+        uow.orders.save(order, at=shop.clock.now())
+        uow.commit()
+
+    shop.orders.release(order_id)
+
+    [fulfillment] = shop.fulfillments.for_order(order_id)
+    assert shop.processes.instance(instance.id).variables["fulfillment_id"] == fulfillment.id
 
 
 def test_lifting_a_hold_leaves_an_order_without_a_waiting_process_alone(

@@ -163,12 +163,10 @@ class FulfillmentProcesses:
 
     def continue_in(self, uow: UnitOfWork, order: Order, *, at: datetime) -> bool:
         """An order whose process released nothing (all backordered, or on hold) may go on:
-        release its allocated units now and tell each running instance still without a
-        fulfillment which one it got, so that it waits for that fulfillment's steps. Whether
-        anything was released. Orders without a waiting instance are left alone (they are
-        released by hand)."""
-        if order.on_hold or not order.by_state().get(Q.ALLOCATED, 0):
-            return False
+        release its allocated units now (unless it is on hold) and tell each running instance
+        still without a fulfillment which one it got, so that it follows that fulfillment's
+        steps. Also after a release by hand. Whether any instance was told. Orders without
+        such an instance are left alone (they are released by hand)."""
         waiting = []
         for instance in uow.processes.running_instances(order.order_id):
             variables = self.processes.variables_in(uow, instance)
@@ -176,10 +174,12 @@ class FulfillmentProcesses:
                 waiting.append((instance, variables))
         if not waiting:
             return False
-        self.orders.release_in(uow, order, at=at, actor=ACTOR)
-        uow.orders.save(order, at=at)
-        uow.record(*order.events)
-        order.events.clear()
+        if not order.on_hold and order.by_state().get(Q.ALLOCATED, 0):
+            self.orders.release_in(uow, order, at=at, actor=ACTOR)
+            uow.orders.save(order, at=at)
+            uow.record(*order.events)
+            order.events.clear()
+        told = False
         for instance, variables in waiting:
             method = str(variables.get("delivery_method") or instance.process_key)
             mine = self._open_fulfillment(uow, order.order_id, method)
@@ -191,7 +191,8 @@ class FulfillmentProcesses:
                 {"fulfillment_id": mine.id, "location_code": mine.handover_location},
                 reason="released",
             )
-        return True
+            told = True
+        return told
 
     # -- activities ---------------------------------------------------------------------------
 

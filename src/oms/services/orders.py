@@ -298,7 +298,7 @@ class ReleaseListener(Protocol):
 
 class ReleasableListener(Protocol):
     """An order that waited may be released now (backordered units were allocated, a hold was
-    lifted); called in that unit of work once the order is saved."""
+    lifted) or was released by hand; called in that unit of work once the order is saved."""
 
     def __call__(self, uow: UnitOfWork, order: Order, *, at: datetime) -> object: ...
 
@@ -382,8 +382,9 @@ class OrderService:
         """Called in the releasing unit of work with what was released (fulfillment creates
         its fulfillments there); wired in bootstrap."""
         self.on_releasable: ReleasableListener | None = None
-        """Called when an order that waited may go on (backorders allocated, a hold lifted):
-        the order's process releases it and carries on; wired with the processes."""
+        """Called when an order that waited may go on (backorders allocated, a hold lifted, a
+        release by hand): the order's process releases it and carries on; wired with the
+        processes."""
 
     # -- capture ---------------------------------------------------------------------------------
 
@@ -894,7 +895,7 @@ class OrderService:
         def work(uow: UnitOfWork, order: Order, at: datetime) -> list[dict[str, Any]]:
             return self.release_in(uow, order, at=at, actor=principal.actor)
 
-        return self._change(order_id, work)
+        return self._change(order_id, work, releasable=True)
 
     def release_in(
         self, uow: UnitOfWork, order: Order, *, at: datetime, actor: str
