@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -187,6 +188,10 @@ class ProcessRepository(Protocol):
 
     def latest_definition(self, key: str) -> ProcessDefinition | None: ...
 
+    def latest_definition_id(self, key: str) -> int | None:
+        """The id of the newest version of ``key`` (without its BPMN)."""
+        ...
+
     def definition_version(self, key: str, version: int) -> ProcessDefinition | None: ...
 
     def list_definitions(self, key: str | None = None) -> list[ProcessDefinition]: ...
@@ -240,8 +245,11 @@ class ProcessRepository(Protocol):
         """Conditional update: True only for the caller that moved it from ``expected``."""
         ...
 
-    def claim_due_timer(self, *, now: datetime, skip: Sequence[str] = ()) -> ProcessTimer | None:
-        """The earliest pending timer due by ``now``, locked (SKIP LOCKED on PostgreSQL)."""
+    def claim_due_timers(
+        self, *, now: datetime, limit: int, skip: Sequence[str] = ()
+    ) -> list[ProcessTimer]:
+        """Pending timers due by ``now`` (earliest first), locked; ``FOR UPDATE SKIP LOCKED`` on
+        PostgreSQL, so that several workers share them out."""
         ...
 
     def buffer_message(self, message: BufferedMessage) -> None: ...
@@ -898,6 +906,11 @@ class UnitOfWork(Protocol):
     def commit(self) -> None: ...
 
     def rollback(self) -> None: ...
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A part of the unit of work that an exception undoes alone (its writes and the events
+        it recorded), leaving the rest to commit; the exception goes on."""
+        ...
 
 
 class UnitOfWorkFactory(Protocol):

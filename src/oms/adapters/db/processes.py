@@ -94,6 +94,15 @@ class SqlProcessRepository:
         ).first()
         return _definition(row._mapping) if row else None
 
+    def latest_definition_id(self, key: str) -> int | None:
+        found = self._connection.execute(
+            select(process_definitions.c.id)
+            .where(process_definitions.c.key == key)
+            .order_by(process_definitions.c.version.desc())
+            .limit(1)
+        ).scalar()
+        return None if found is None else int(found)
+
     def definition_version(self, key: str, version: int) -> ProcessDefinition | None:
         row = self._connection.execute(
             select(process_definitions).where(
@@ -249,7 +258,11 @@ class SqlProcessRepository:
         )
         return result.rowcount == 1
 
-    def claim_due_timer(self, *, now: datetime, skip: Sequence[str] = ()) -> ProcessTimer | None:
+    def claim_due_timers(
+        self, *, now: datetime, limit: int, skip: Sequence[str] = ()
+    ) -> list[ProcessTimer]:
+        """Up to ``limit`` pending timers due by ``now``, earliest first, locked for this
+        transaction (PostgreSQL: rows another worker holds are skipped, not waited for)."""
         query = (
             select(process_timers)
             .where(
@@ -257,14 +270,13 @@ class SqlProcessRepository:
                 process_timers.c.due_at <= now,
             )
             .order_by(process_timers.c.due_at, process_timers.c.id)
-            .limit(1)
+            .limit(limit)
         )
         if skip:
             query = query.where(process_timers.c.id.not_in(list(skip)))
         if self._postgres:
             query = query.with_for_update(skip_locked=True)
-        row = self._connection.execute(query).first()
-        return _timer(row._mapping) if row else None
+        return [_timer(row._mapping) for row in self._connection.execute(query)]
 
     # -- buffered messages -----------------------------------------------------------------
 
