@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -257,7 +258,7 @@ def test_a_dc_going_offline_re_sources_or_backorders_every_open_line_none_lost(
             .select_from(sourcing_decisions)
             .where(sourcing_decisions.c.trigger == "outage")
         ).scalar()
-    assert outage_decisions == 8
+    assert outage_decisions == 4  # one decision per order: its affected lines planned together
     # a second run finds nothing left at the DC
     again = shop.order_sourcing.replan_location("DC-EAST")
     assert (again.affected_orders, again.affected_units) == (0, 0)
@@ -309,3 +310,77 @@ def test_what_if_over_the_last_orders_changes_nothing(shop: Services) -> None:
         )
     with pytest.raises(DomainError):
         shop.order_sourcing.simulate_last(0, outage={"DC-EAST": "offline"})
+
+
+# --- daily capacity -------------------------------------------------------------------------------
+
+
+def used_today(services: Services, code: str) -> int:
+    with services.uow(read_only=True) as uow:
+        return uow.locations.capacity_used([code], on=services.clock.now().date())[code]
+
+
+@pytest.mark.postgres
+def test_capture_uses_the_chosen_locations_capacity_and_the_engine_sees_what_is_left(
+    shop: Services,
+) -> None:
+    shop.inventory.update_location("DC-EAST", {"daily_capacity": 4, "capacity_unit": "units"})
+    shop.inventory.update_location("DC-WEST", {"daily_capacity": 2, "capacity_unit": "orders"})
+    put(shop, "LAMP-01", "DC-EAST", 20)
+    put(shop, "LAMP-01", "DC-WEST", 20)
+
+    first = shop.orders.capture(an_order(line("LAMP-01", 3), reference="CAP-1")).order
+    assert first.lines[0].at_locations(Q.ALLOCATED) == [("DC-EAST", 3)]
+    assert used_today(shop, "DC-EAST") == 3
+    # one unit left in the east: the "capacity" filter sends the next two lamps west
+    second = shop.orders.capture(an_order(line("LAMP-01", 2), reference="CAP-2")).order
+    assert second.lines[0].at_locations(Q.ALLOCATED) == [("DC-WEST", 2)]
+    assert (used_today(shop, "DC-EAST"), used_today(shop, "DC-WEST")) == (3, 1)  # 1 order
+    # one more unit fills the east: the next order there finds it excluded by "capacity"
+    shop.orders.capture(an_order(line("LAMP-01", 1), reference="CAP-3"))
+    assert used_today(shop, "DC-EAST") == 4
+    fourth = shop.orders.capture(an_order(line("LAMP-01", 1), reference="CAP-4")).order
+    [decision] = shop.order_sourcing.explain(fourth.order_id).decisions
+    [explained] = decision.plan["explanation"]
+    assert {e["location"]: e["filter"] for e in explained["excluded"]}["DC-EAST"] == "capacity"
+    assert used_today(shop, "DC-WEST") == 2  # CAP-2 and CAP-4: two orders
+    # a refusal gives the refusing location's capacity back (the order leaves it)
+    shop.order_sourcing.replan_refused(second.order_id, 1, "DC-WEST", 2, "no staff")
+    assert used_today(shop, "DC-WEST") == 1
+
+
+def test_a_location_over_its_capacity_moves_its_newest_allocations_beyond_it(
+    shop: Services,
+) -> None:
+    put(shop, "LAMP-01", "DC-EAST", 20)
+    put(shop, "LAMP-01", "DC-WEST", 20)
+    shop.inventory.update_location("DC-EAST", {"daily_capacity": 10, "capacity_unit": "units"})
+    placed = []
+    for n in range(4):
+        placed.append(
+            shop.orders.capture(an_order(line("LAMP-01", 2), reference=f"OVER-{n}")).order
+        )
+        shop.clock.advance(timedelta(minutes=5))  # type: ignore[attr-defined]
+    assert used_today(shop, "DC-EAST") == 8
+    shop.orders.release(placed[0].order_id)  # released: the DC has it in hand, it stays
+    # the day turns out shorter: 5 units of work, not 10
+    shop.inventory.update_location("DC-EAST", {"daily_capacity": 5})
+
+    outcome = shop.order_sourcing.replan_location("DC-EAST")
+
+    assert (outcome.affected_units, outcome.re_sourced_units) == (3, 3)
+    after = {o.order_id: shop.orders.get(o.order_id) for o in placed}
+    # the newest orders move first: the last one whole, one unit of the one before
+    assert after[placed[3].order_id].lines[0].at_locations(Q.ALLOCATED) == [("DC-WEST", 2)]
+    assert after[placed[2].order_id].lines[0].at_locations(Q.ALLOCATED) == [
+        ("DC-EAST", 1),
+        ("DC-WEST", 1),
+    ]
+    assert after[placed[0].order_id].lines[0].at_locations(Q.RELEASED) == [("DC-EAST", 2)]
+    assert used_today(shop, "DC-EAST") == 5
+    replanned = events(shop, "sourcing.line_replanned")
+    assert {e["trigger"] for e in replanned} == {"capacity"}
+    assert sum(e["quantity"] for e in replanned) == 3
+    # full now: nothing more moves, and the periodic check agrees
+    assert shop.order_sourcing.replan_location("DC-EAST").affected_units == 0
+    assert shop.order_sourcing.replan_over_capacity() == 0

@@ -3,6 +3,7 @@ needs (orders allocated at a location, the most recent orders)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
@@ -38,6 +39,24 @@ class SqlOrderRefusalRepository:
         for line_no, code in rows:
             found.setdefault(int(line_no), set()).add(str(code))
         return {line_no: frozenset(codes) for line_no, codes in found.items()}
+
+    def for_orders(self, order_ids: Sequence[str]) -> dict[str, dict[int, frozenset[str]]]:
+        found: dict[str, dict[int, set[str]]] = {}
+        ids = list(dict.fromkeys(order_ids))
+        for start in range(0, len(ids), 500):
+            rows = self._connection.execute(
+                select(
+                    order_line_refusals.c.order_id,
+                    order_line_refusals.c.line_no,
+                    order_line_refusals.c.location_code,
+                ).where(order_line_refusals.c.order_id.in_(ids[start : start + 500]))
+            )
+            for order_id, line_no, code in rows:
+                found.setdefault(str(order_id), {}).setdefault(int(line_no), set()).add(str(code))
+        return {
+            order_id: {line_no: frozenset(codes) for line_no, codes in lines.items()}
+            for order_id, lines in found.items()
+        }
 
     def list_for_order(self, order_id: str) -> list[LineRefusal]:
         rows = self._connection.execute(
