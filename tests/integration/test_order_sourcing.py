@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from oms.adapters.db.tables import outbox_events, sourcing_decisions
 from oms.bootstrap import Services
 from oms.domain.errors import Conflict, DomainError, Invalid
+from oms.domain.inventory import SupplyLine
 from oms.domain.locations import Location, LocationType
 from oms.domain.orders import Address, DeliveryMethod, Order, OrderLine, QuantityState
 from oms.services.order_sourcing import geocode
@@ -384,3 +385,56 @@ def test_a_location_over_its_capacity_moves_its_newest_allocations_beyond_it(
     # full now: nothing more moves, and the periodic check agrees
     assert shop.order_sourcing.replan_location("DC-EAST").affected_units == 0
     assert shop.order_sourcing.replan_over_capacity() == 0
+
+
+# --- late supply ----------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_late_supply_moves_the_promise_of_the_lines_waiting_for_it(shop: Services) -> None:
+    today = shop.clock.now().date()
+
+    def supply(reference: str, location: str, days: int, status: str = "open") -> SupplyLine:
+        return SupplyLine(
+            reference,
+            "purchase_order",
+            "LAMP-01",
+            location,
+            5,
+            today + timedelta(days=days),
+            status,
+        )
+
+    shop.inventory.add_supply([supply("PO-1", "DC-EAST", 5), supply("PO-2", "DC-WEST", 9)])
+    order = shop.orders.capture(an_order(line("LAMP-01", 2), reference="LATE-1")).order
+    assert order.lines[0].quantity_in(Q.BACKORDERED) == 2
+    assert order.lines[0].promised_on == today + timedelta(days=5)  # PO-1 covers it first
+
+    # PO-1 slips by ten days: PO-2 at the other DC now comes sooner
+    shop.inventory.add_supply([supply("PO-1", "DC-EAST", 15)])
+
+    after = shop.orders.get(order.order_id)
+    assert after.lines[0].quantity_in(Q.BACKORDERED) == 2
+    assert after.lines[0].promised_on == today + timedelta(days=9)
+    [replanned] = events(shop, "sourcing.line_replanned")
+    assert (replanned["trigger"], replanned["quantity"], replanned["backordered"]) == (
+        "supply_late",
+        2,
+        2,
+    )
+    changed = events(shop, "order.promise_date_changed")[-1]  # the first: at capture
+    assert changed["new_promised_on"] == (today + timedelta(days=9)).isoformat()
+    decisions = shop.order_sourcing.explain(order.order_id).decisions
+    assert [d.trigger for d in decisions] == ["capture", "supply_late"]
+
+    # PO-2 is cancelled and stock turns up at a store that ships: served now, not waiting
+    put(shop, "LAMP-01", "S3", 1)  # a receipt allocates what it can at once
+    shop.inventory.add_supply([supply("PO-2", "DC-WEST", 9, status="cancelled")])
+    now = shop.orders.get(order.order_id)
+    assert now.lines[0].at_locations(Q.ALLOCATED) == [("S3", 1)]
+    assert now.lines[0].quantity_in(Q.BACKORDERED) == 1
+    assert now.lines[0].promised_on == today + timedelta(days=15)  # only PO-1 is left
+    # a date that does not move changes nothing
+    before = len(events(shop, "sourcing.line_replanned"))
+    shop.inventory.add_supply([supply("PO-1", "DC-EAST", 15)])
+    assert len(events(shop, "sourcing.line_replanned")) == before

@@ -482,6 +482,7 @@ def plan_in_bulk(
     at: datetime,
     refused: Mapping[str, Mapping[int, frozenset[str]]],
     explain: bool = True,
+    already_waiting: Mapping[str, int] | None = None,
 ) -> tuple[list[BulkPlan], list[Order]]:
     """Source the open units of many orders in memory, one after the other, on one snapshot
     (ATP and remaining capacity read once; a working copy per channel buffer, kept in step);
@@ -557,7 +558,9 @@ def plan_in_bulk(
         )
         planned.append((order, plan, decision, short))
     dates = iter(
-        expected_dates(uow, short_lines, items=items, locations=locations, already_waiting=None)
+        expected_dates(
+            uow, short_lines, items=items, locations=locations, already_waiting=already_waiting
+        )
     )
     results = []
     for order, plan, decision, short in planned:
@@ -1165,6 +1168,161 @@ class OrderSourcingService:
             uow.record(*order.events)
             order.events.clear()
         return replanned, len(orders)
+
+    def supply_delayed(self, skus: Sequence[str]) -> None:
+        """Inventory's supply hook: supply of these SKUs comes later or not at all."""
+        self.replan_waiting(skus, reason="expected supply is late or cancelled")
+
+    def replan_waiting(
+        self,
+        skus: Sequence[str],
+        *,
+        reason: str = "expected supply is late",
+        principal: Principal = SYSTEM,
+        limit: int = 5000,
+    ) -> list[Replanned]:
+        """The "supply late" trigger: every backordered (or pre-ordered) line of these SKUs,
+        first come first served, is sourced again: what a location can serve now is allocated,
+        the rest waits with the date open supply covers it now (promise moved, evented). Lines
+        whose plan does not change are left alone. One unit of work."""
+        with self._uow() as uow, ExitStack() as together:
+            at = self._clock.now()
+            wanted = sorted(set(skus))
+            waiting = [
+                found for sku in wanted for found in uow.orders.waiting_lines(sku, limit=limit)
+            ]
+            waiting.sort(key=lambda w: (w.created_at, w.order_id, w.line_no))
+            order_ids = list(dict.fromkeys(found.order_id for found in waiting))
+            loaded = uow.orders.get_many(order_ids, for_update=True)
+            affected: list[tuple[Order, list[tuple[OrderLine, int]]]] = []
+            promised: dict[tuple[str, int], date | None] = {}
+            moved_units: dict[str, int] = {}
+            for order_id in order_ids:
+                order = loaded.get(order_id)
+                if order is None or order.on_hold:
+                    continue
+                moved: list[tuple[OrderLine, int]] = []
+                for line in order.lines:
+                    units = line.quantity_in(QuantityState.BACKORDERED)
+                    if line.sku not in wanted or not units:
+                        continue
+                    if not moved:
+                        together.enter_context(order.status_changes_together())
+                    promised[(order_id, line.line_no)] = line.promised_on
+                    order.move_quantity(
+                        line.line_no,
+                        units,
+                        source=QuantityState.BACKORDERED,
+                        target=QuantityState.OPEN,
+                        location_code=None,
+                        actor=principal.actor,
+                        reason=f"supply_late: {reason}",
+                        at=at,
+                    )
+                    moved.append((line, units))
+                    moved_units[line.sku] = moved_units.get(line.sku, 0) + units
+                if moved:
+                    affected.append((order, moved))
+            if not affected:
+                return []
+            # units of lines not planned here (on hold) still wait ahead in the queue
+            still = uow.orders.waiting_quantities(wanted)
+            ahead = {sku: max(0, still.get(sku, 0) - moved_units.get(sku, 0)) for sku in wanted}
+            network = uow.locations.list()
+            items = uow.items.get_many(wanted)
+            refused = uow.order_refusals.for_orders([order.order_id for order, _ in affected])
+            bulk, _unplaced = plan_in_bulk(
+                uow,
+                [(order, moved) for order, moved in affected],
+                items=items,
+                locations=network,
+                at=at,
+                refused=refused,
+                explain=len(affected) <= EXPLAINED_UP_TO,
+                already_waiting=ahead,
+            )
+            changed = [
+                found
+                for found in bulk
+                if found.plan.allocations
+                or any(
+                    promised.get((found.order.order_id, line_no)) != expected_on
+                    for line_no, _, expected_on in found.plan.backorders
+                )
+            ]
+            record_decisions(
+                uow, [found.decision for found in changed], trigger="supply_late", at=at
+            )
+            stock: dict[str | None, list[StockLine]] = {}
+            used: dict[str, int] = {}
+            for found in changed:
+                lines = {line.line_no: line for line in found.order.lines}
+                stock.setdefault(found.plan.allocation_channel, []).extend(
+                    found.plan.stock_lines(lines)
+                )
+                for code, amount in capacity_use(
+                    found.order, found.plan.allocations, network
+                ).items():
+                    used[code] = used.get(code, 0) + amount
+            for channel, lines_to_take in stock.items():
+                if lines_to_take:
+                    uow.inventory.allocate(
+                        lines_to_take, at=at, channel=channel, reason=f"re-sourced: {reason}"
+                    )
+            uow.locations.use_capacity(used, on=at.date())
+            moved_of = {order.order_id: moved for order, moved in affected}
+            replanned: list[Replanned] = []
+            saved: list[Order] = []
+            # orders the engine cannot place (unknown address) or whose plan is the same keep
+            # waiting as they were: nothing of theirs is written
+            for found in changed:
+                order, plan = found.order, found.plan
+                order.apply_sourcing(
+                    allocations=plan.allocations,
+                    backorders=plan.backorders,
+                    actor=principal.actor,
+                    at=at,
+                )
+                for line, units in moved_of[order.order_id]:
+                    re_sourced: dict[str, int] = {}
+                    for line_no, code, quantity in plan.allocations:
+                        if line_no == line.line_no:
+                            re_sourced[code] = re_sourced.get(code, 0) + quantity
+                    backordered = sum(q for n, q, _ in plan.backorders if n == line.line_no)
+                    uow.record(
+                        OrderLineReplanned(
+                            order_id=order.order_id,
+                            line_no=line.line_no,
+                            sku=line.sku,
+                            from_location="",
+                            quantity=units,
+                            trigger="supply_late",
+                            reason=reason,
+                            re_sourced=re_sourced,
+                            backordered=backordered,
+                        )
+                    )
+                    replanned.append(
+                        Replanned(
+                            order_id=order.order_id,
+                            line_no=line.line_no,
+                            sku=line.sku,
+                            from_location="",
+                            quantity=units,
+                            re_sourced=re_sourced,
+                            backordered=backordered,
+                            excluded=sorted(refused.get(order.order_id, {}).get(line.line_no, ())),
+                        )
+                    )
+                saved.append(order)
+            together.close()
+            if saved:
+                uow.orders.save_many(saved, at=at)
+                for order in saved:
+                    uow.record(*order.events)
+                    order.events.clear()
+                uow.commit()
+            return replanned
 
     def location_changed(self, location_code: str, old_status: str, new_status: str) -> None:
         """Inventory's location update hook: a location that stopped serving re-plans."""
