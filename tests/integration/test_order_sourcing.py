@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from oms.adapters.clock import ControlledClock
 from oms.adapters.db.tables import outbox_events, sourcing_decisions
 from oms.bootstrap import Services
 from oms.domain.errors import Conflict, DomainError, Invalid
@@ -17,6 +19,7 @@ from oms.domain.inventory import SupplyLine
 from oms.domain.locations import Location, LocationType
 from oms.domain.orders import Address, DeliveryMethod, Order, OrderLine, QuantityState
 from oms.services.order_sourcing import geocode
+from oms.worker import JOBS, JobRegistry, Worker
 from tests.inventory_support import atp
 from tests.orders_support import an_order, at_store, line, order_network, put, ship
 
@@ -438,3 +441,57 @@ def test_late_supply_moves_the_promise_of_the_lines_waiting_for_it(shop: Service
     before = len(events(shop, "sourcing.line_replanned"))
     shop.inventory.add_supply([supply("PO-1", "DC-EAST", 15)])
     assert len(events(shop, "sourcing.line_replanned")) == before
+
+
+# --- batch (wave) sourcing ------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_the_worker_plans_batch_mode_orders_in_a_wave_every_15_minutes(
+    shop: Services, clock: ControlledClock
+) -> None:
+    put(shop, "LAMP-01", "DC-EAST", 3)
+    put(shop, "LAMP-01", "DC-WEST", 5)
+    shop.sourcing.set_profile({"name": "web-waves", "mode": "batch"}, changed_by="test")
+    shop.sourcing.set_rules(
+        {
+            "default_profile": "default",
+            "rules": [{"name": "web", "profile": "web-waves", "priority": 1, "channels": ["web"]}],
+        },
+        changed_by="test",
+    )
+    pending = [
+        shop.orders.capture(an_order(line("LAMP-01", 2), reference=f"WAVE-{n}")).order
+        for n in range(3)
+    ]
+    # batch mode: nothing is sourced at capture, the lines wait open for the wave
+    assert all(units(order) == Counter({("open", None): 2}) for order in pending)
+    at_once = shop.orders.capture(
+        an_order(line("LAMP-01", 1), channel="store", reference="POS-1")
+    ).order
+    assert units(at_once)[("allocated", "DC-EAST")] == 1  # other channels: real time
+
+    ticks = iter([0.0, 60.0, 15 * 60.0 + 1])
+    registry = JobRegistry()
+    registry.add(next(job for job in JOBS if job.name == "sourcing.batch_wave"))
+    worker = Worker(shop, jobs=registry, monotonic=lambda: next(ticks))
+
+    asyncio.run(worker._run_due_jobs())
+    after = [shop.orders.get(order.order_id) for order in pending]
+    assert all(units(order)[("open", None)] == 0 for order in after)
+    allocated = Counter[str]()
+    for order in after:
+        for location, quantity in order.lines[0].at_locations(Q.ALLOCATED):
+            allocated[location] += quantity
+    assert allocated == Counter({"DC-EAST": 2, "DC-WEST": 4})  # 2 left east, the rest west
+    decisions = shop.order_sourcing.explain(pending[0].order_id).decisions
+    assert [d.trigger for d in decisions] == ["wave"]
+    assert len(events(shop, "sourcing.order_sourced")) == 4  # three in the wave, one at once
+
+    clock.advance(timedelta(minutes=1))
+    late = shop.orders.capture(an_order(line("LAMP-01", 1), reference="WAVE-9")).order
+    asyncio.run(worker._run_due_jobs())  # a minute later: not due yet
+    assert units(shop.orders.get(late.order_id))[("open", None)] == 1
+    clock.advance(timedelta(minutes=15))
+    asyncio.run(worker._run_due_jobs())  # fifteen minutes on: the next wave
+    assert units(shop.orders.get(late.order_id))[("allocated", "DC-WEST")] == 1  # the last lamp

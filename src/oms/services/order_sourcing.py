@@ -47,6 +47,7 @@ from oms.domain.orders import (
     OrderNotFound,
     QuantityState,
 )
+from oms.domain.sourcing.batch import plan_wave
 from oms.domain.sourcing.events import OrderLineReplanned
 from oms.domain.sourcing.model import (
     CandidateLocation,
@@ -63,6 +64,7 @@ from oms.domain.sourcing.plan import SourcingPlan as DomainPlan
 from oms.domain.sourcing.planner import plan_order
 from oms.domain.sourcing.profiles import (
     DEFAULT_PROFILE,
+    PlanningMode,
     Profile,
     ProfileSet,
     profile_from_document,
@@ -427,7 +429,17 @@ class EngineSourcing:
                 allocations.extend(simple.allocations)
                 backorders.extend(simple.backorders)
                 buffered = buffered or simple.allocation_channel is not None
-        if judged:
+        profiles = profile_set(uow) if judged else None
+        if judged and profiles is not None and trigger == "capture":
+            # lines whose profile plans in batch mode wait, open, for the next wave
+            probe = sourcing_order(order, judged, at=at, refused=refused)
+            batch = {
+                sl.line_id
+                for sl in probe.lines
+                if profiles.choose(probe, sl).profile.mode is PlanningMode.BATCH
+            }
+            judged = [pair for pair in judged if pair[0].line_id not in batch]
+        if judged and profiles is not None:
             skus = sorted({line.sku for _, line in judged})
             buffer = uow.inventory.channel_buffer(channel) if channel else NO_BUFFER
             snap = snapshot(uow, locations, skus, channel=channel, at=at, buffer=buffer)
@@ -443,7 +455,7 @@ class EngineSourcing:
                 # lines only their pickup store can serve choose before lines many can serve
                 judged.sort(key=lambda pair: pair[1].delivery.method not in FROM_PICKUP_STORE)
             request = sourcing_order(order, judged, at=at, refused=refused)
-            plan = plan_order(request, Network(snap), profile_set(uow))
+            plan = plan_order(request, Network(snap), profiles)
             record_decision(uow, plan, trigger=trigger, at=at)
             allocations.extend(
                 (int(allocation.line_id), allocation.location, allocation.quantity)
@@ -473,6 +485,27 @@ class BulkPlan:
     decision: DomainPlan
 
 
+def _keep_in_step(
+    networks: Mapping[tuple[int, int], Network],
+    planned_on: Network,
+    decisions: Sequence[DomainPlan],
+    working: dict[tuple[str, str], int],
+) -> None:
+    """After planning on one channel buffer's network, the others see the same stock left."""
+    for decision in decisions:
+        for allocation in decision.allocations:
+            pair = (allocation.sku, allocation.location)
+            working[pair] = working.get(pair, 0) - allocation.quantity
+            index = planned_on.index[allocation.location]
+            for key, other in networks.items():
+                other.set_available(
+                    index, allocation.sku, ChannelBuffer("", *key).apply(working[pair])
+                )
+    for other in networks.values():
+        if other is not planned_on:
+            other.capacity[:] = planned_on.capacity
+
+
 def plan_in_bulk(
     uow: UnitOfWork,
     requests: Sequence[tuple[Order, Sequence[tuple[OrderLine, int]]]],
@@ -483,13 +516,17 @@ def plan_in_bulk(
     refused: Mapping[str, Mapping[int, frozenset[str]]],
     explain: bool = True,
     already_waiting: Mapping[str, int] | None = None,
+    wave_seconds: float | None = None,
 ) -> tuple[list[BulkPlan], list[Order]]:
     """Source the open units of many orders in memory, one after the other, on one snapshot
     (ATP and remaining capacity read once; a working copy per channel buffer, kept in step);
     backordered units get their dates from one read of open supply. Nothing is written.
 
     Returns the plans, in the order of ``requests``, and the orders the engine cannot judge
-    (a ship address nobody locates): the caller sources those one by one afterwards."""
+    (a ship address nobody locates): the caller sources those one by one afterwards.
+
+    ``wave_seconds``: plan the orders together as one batch wave (``plan_wave``, never worse
+    than greedy) with that time limit, instead of one after the other."""
     judged_requests: list[tuple[Order, list[tuple[SourcingLine, OrderLine]]]] = []
     rest: list[Order] = []
     for order, lines in requests:
@@ -525,24 +562,39 @@ def plan_in_bulk(
             }
             networks[key] = Network(_candidates(holding, atp, remaining, at=at))
     working = {(sku, code): units for code, by_sku in raw.items() for sku, units in by_sku.items()}
+    requests_of = [
+        sourcing_order(order, judged, at=at, refused=refused.get(order.order_id, {}))
+        for order, judged in judged_requests
+    ]
+    decisions: list[DomainPlan | None] = [None] * len(judged_requests)
+    if wave_seconds is not None:
+        # one mixed-integer programme per channel buffer over every order of the wave
+        by_network: dict[tuple[int, int], list[int]] = {}
+        for position, (order, _) in enumerate(judged_requests):
+            buffer = buffers[order.channel.value]
+            by_network.setdefault((buffer.percent, buffer.units), []).append(position)
+        for key, positions in by_network.items():
+            wave = plan_wave(
+                [requests_of[p] for p in positions],
+                networks[key],
+                profiles,
+                time_limit_seconds=wave_seconds,
+                explain=explain,
+            )
+            for position, found in zip(positions, wave.plans, strict=True):
+                decisions[position] = found
+            if len(networks) > 1:
+                _keep_in_step(networks, networks[key], wave.plans, working)
     planned: list[tuple[Order, SourcingPlan, DomainPlan, list[tuple[OrderLine, int]]]] = []
     short_lines: list[tuple[OrderLine, int]] = []
-    for order, judged in judged_requests:
+    for position, (order, judged) in enumerate(judged_requests):
         buffer = buffers[order.channel.value]
         network = networks[(buffer.percent, buffer.units)]
-        request = sourcing_order(order, judged, at=at, refused=refused.get(order.order_id, {}))
-        decision = plan_order(request, network, profiles, explain=explain)
-        if len(networks) > 1:
-            for allocation in decision.allocations:
-                pair = (allocation.sku, allocation.location)
-                working[pair] = working.get(pair, 0) - allocation.quantity
-                index = network.index[allocation.location]
-                for other_key, other in networks.items():
-                    other.set_available(
-                        index, allocation.sku, ChannelBuffer("", *other_key).apply(working[pair])
-                    )
-                    if other is not network:
-                        other.capacity[:] = network.capacity
+        decision = decisions[position]
+        if decision is None:
+            decision = plan_order(requests_of[position], network, profiles, explain=explain)
+            if len(networks) > 1:
+                _keep_in_step(networks, network, [decision], working)
         by_no = {line.line_no: line for _, line in judged}
         short = [
             (by_no[int(line_id)], units) for line_id, units in decision.backorders.items() if units
@@ -625,6 +677,16 @@ class OutageOutcome:
     re_sourced_units: int
     backordered_units: int
     lines: list[Replanned]
+
+
+@dataclass(frozen=True)
+class WaveOutcome:
+    orders: int
+    """Orders planned in the wave."""
+    allocated_units: int
+    backordered_units: int
+    planner: str
+    """batch (the MILP's plan), greedy (it found nothing better) or empty."""
 
 
 @dataclass(frozen=True)
@@ -1168,6 +1230,93 @@ class OrderSourcingService:
             uow.record(*order.events)
             order.events.clear()
         return replanned, len(orders)
+
+    def run_wave(self, *, limit: int = 1000, principal: Principal = SYSTEM) -> WaveOutcome:
+        """Batch (wave) sourcing: the open lines of pending orders whose profile plans in
+        ``batch`` mode (left open at capture) are planned together, oldest orders first, as
+        one mixed-integer programme (never worse than greedy) within the profiles' time limit,
+        then allocated or backordered, each order's decision stored with trigger ``wave``.
+        One unit of work. The worker runs it every 15 minutes."""
+        with self._uow() as uow:
+            at = self._clock.now()
+            order_ids = uow.order_refusals.orders_with_open_units(limit=limit)
+            loaded = uow.orders.get_many(order_ids, for_update=True)
+            network = uow.locations.list()
+            profiles = profile_set(uow)
+            skus = sorted({line.sku for order in loaded.values() for line, _ in order.to_source()})
+            items = uow.items.get_many(skus) if skus else {}
+            requests: list[tuple[Order, Sequence[tuple[OrderLine, int]]]] = []
+            seconds = 0.0
+            for order_id in order_ids:
+                order = loaded.get(order_id)
+                if order is None or order.on_hold:
+                    continue
+                chosen: list[tuple[OrderLine, int]] = []
+                for line, quantity in order.to_source():
+                    destination = (
+                        None if line.delivery.method in AT_STORE else geocode(line, network)
+                    )
+                    if line.delivery.method not in AT_STORE and destination is None:
+                        continue
+                    sline = sourcing_line(line, quantity, items.get(line.sku), destination)
+                    probe = sourcing_order(order, [(sline, line)], at=at, refused={})
+                    profile = profiles.choose(probe, sline).profile
+                    if profile.mode is PlanningMode.BATCH:
+                        chosen.append((line, quantity))
+                        seconds = max(seconds, profile.batch_time_limit_seconds)
+                if chosen:
+                    requests.append((order, chosen))
+            if not requests:
+                return WaveOutcome(0, 0, 0, "empty")
+            refused = uow.order_refusals.for_orders([order.order_id for order, _ in requests])
+            bulk, _unplaced = plan_in_bulk(
+                uow,
+                requests,
+                items=items,
+                locations=network,
+                at=at,
+                refused=refused,
+                explain=len(requests) <= EXPLAINED_UP_TO,
+                wave_seconds=seconds,
+            )
+            record_decisions(uow, [found.decision for found in bulk], trigger="wave", at=at)
+            stock: dict[str | None, list[StockLine]] = {}
+            used: dict[str, int] = {}
+            for found in bulk:
+                lines = {line.line_no: line for line in found.order.lines}
+                stock.setdefault(found.plan.allocation_channel, []).extend(
+                    found.plan.stock_lines(lines)
+                )
+                for code, amount in capacity_use(
+                    found.order, found.plan.allocations, network
+                ).items():
+                    used[code] = used.get(code, 0) + amount
+            for channel, lines_to_take in stock.items():
+                if lines_to_take:
+                    uow.inventory.allocate(
+                        lines_to_take, at=at, channel=channel, reason="batch sourcing wave"
+                    )
+            uow.locations.use_capacity(used, on=at.date())
+            for found in bulk:
+                found.order.apply_sourcing(
+                    allocations=found.plan.allocations,
+                    backorders=found.plan.backorders,
+                    actor=principal.actor,
+                    at=at,
+                )
+            orders = [found.order for found in bulk]
+            uow.orders.save_many(orders, at=at)
+            for order in orders:
+                uow.record(*order.events)
+                order.events.clear()
+            uow.commit()
+        planners = {found.decision.planner for found in bulk}
+        return WaveOutcome(
+            orders=len(bulk),
+            allocated_units=sum(q for found in bulk for _, _, q in found.plan.allocations),
+            backordered_units=sum(q for found in bulk for _, q, _ in found.plan.backorders),
+            planner="batch" if "batch" in planners else "greedy",
+        )
 
     def supply_delayed(self, skus: Sequence[str]) -> None:
         """Inventory's supply hook: supply of these SKUs comes later or not at all."""

@@ -778,6 +778,10 @@ class OrderRefusalRepository(Protocol):
         """Ids of orders with units allocated (not yet released) at the location, oldest first."""
         ...
 
+    def orders_with_open_units(self, *, limit: int = 1000) -> list[str]:
+        """Ids of orders with units not yet sourced (open), oldest first."""
+        ...
+
     def last_order_ids(self, count: int) -> list[str]:
         """The ids of the ``count`` most recently created orders, newest first."""
         ...

@@ -80,6 +80,17 @@ class SqlOrderRefusalRepository:
         )
         return [str(order_id) for (order_id,) in rows]
 
+    def orders_with_open_units(self, *, limit: int = 1000) -> list[str]:
+        rows = self._connection.execute(
+            select(order_line_quantities.c.order_id)
+            .join(orders, orders.c.order_id == order_line_quantities.c.order_id)
+            .where(order_line_quantities.c.state == "open")
+            .group_by(order_line_quantities.c.order_id, orders.c.created_at)
+            .order_by(orders.c.created_at, order_line_quantities.c.order_id)
+            .limit(limit)
+        )
+        return [str(order_id) for (order_id,) in rows]
+
     def last_order_ids(self, count: int) -> list[str]:
         rows = self._connection.execute(
             select(orders.c.order_id)
