@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,7 +17,7 @@ from oms.adapters.db.tables import outbox_events, sourcing_decisions
 from oms.bootstrap import Services
 from oms.domain.errors import Conflict, DomainError, Invalid
 from oms.domain.inventory import SupplyLine
-from oms.domain.locations import Location, LocationType
+from oms.domain.locations import Location, LocationStatus, LocationType
 from oms.domain.orders import Address, DeliveryMethod, Order, OrderLine, QuantityState
 from oms.services.order_sourcing import geocode
 from oms.worker import JOBS, JobRegistry, Worker
@@ -495,3 +496,28 @@ def test_the_worker_plans_batch_mode_orders_in_a_wave_every_15_minutes(
     clock.advance(timedelta(minutes=15))
     asyncio.run(worker._run_due_jobs())  # fifteen minutes on: the next wave
     assert units(shop.orders.get(late.order_id))[("allocated", "DC-WEST")] == 1  # the last lamp
+
+
+@pytest.mark.postgres
+def test_an_outage_re_plan_in_chunks_moves_every_order_once(shop: Services) -> None:
+    put(shop, "LAMP-01", "DC-EAST", 10)
+    put(shop, "LAMP-01", "DC-WEST", 10)
+    placed = [
+        shop.orders.capture(an_order(line("LAMP-01", 1), reference=f"CHUNK-{n}")).order
+        for n in range(5)
+    ]
+    with shop.uow() as uow:  # the status changes without the hook: the re-plan runs below
+        location = uow.locations.require("DC-EAST")
+        uow.locations.update(replace(location, status=LocationStatus.OFFLINE), at=shop.clock.now())
+        uow.commit()
+    status_events = len(events(shop, "order.line.status_changed"))  # those of the captures
+
+    outcome = shop.order_sourcing.replan_location("DC-EAST", chunk_size=2)  # 3 transactions
+
+    assert (outcome.affected_orders, outcome.affected_units, outcome.re_sourced_units) == (5, 5, 5)
+    for order in placed:
+        assert units(shop.orders.get(order.order_id)) == Counter({("allocated", "DC-WEST"): 1})
+    assert atp(shop, "LAMP-01", "DC-WEST") == 5
+    assert len(events(shop, "sourcing.line_replanned")) == 5
+    # no line flapped to open and back: the lines stay allocated, no status event
+    assert len(events(shop, "order.line.status_changed")) == status_events
