@@ -83,6 +83,8 @@ class Services:
         )
         # A location going offline, dark or closed re-plans the orders allocated there.
         self.inventory.on_location_status_change(self.order_sourcing.location_changed)
+        # Supply that comes later (or not at all) moves the promises of the lines waiting for it.
+        self.inventory.on_supply_delayed(self.order_sourcing.supply_delayed)
         self.processes = ProcessService(self.uow, clock=self.clock, ids=self.ids)
         self._webhook_sender = HttpWebhookSender()
         self.webhooks = WebhookService(

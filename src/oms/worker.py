@@ -129,6 +129,18 @@ def pickup_deadlines(services: Services) -> object:
     return services.fulfillments.run_pickup_deadlines()
 
 
+@periodic_job("sourcing.batch_wave", every_seconds=15 * 60)
+def batch_wave(services: Services) -> object:
+    """Plan the orders waiting for batch (wave) sourcing together, every 15 minutes."""
+    return services.order_sourcing.run_wave().orders
+
+
+@periodic_job("sourcing.capacity_exhausted", every_seconds=5 * 60)
+def capacity_exhausted(services: Services) -> object:
+    """Locations over today's capacity move their newest unreleased allocations elsewhere."""
+    return services.order_sourcing.replan_over_capacity()
+
+
 # --- the loop -----------------------------------------------------------------------------------
 
 

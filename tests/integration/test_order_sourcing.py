@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from oms.adapters.clock import ControlledClock
 from oms.adapters.db.tables import outbox_events, sourcing_decisions
 from oms.bootstrap import Services
 from oms.domain.errors import Conflict, DomainError, Invalid
-from oms.domain.locations import Location, LocationType
+from oms.domain.inventory import SupplyLine
+from oms.domain.locations import Location, LocationStatus, LocationType
 from oms.domain.orders import Address, DeliveryMethod, Order, OrderLine, QuantityState
 from oms.services.order_sourcing import geocode
+from oms.worker import JOBS, JobRegistry, Worker
 from tests.inventory_support import atp
 from tests.orders_support import an_order, at_store, line, order_network, put, ship
 
@@ -257,7 +263,7 @@ def test_a_dc_going_offline_re_sources_or_backorders_every_open_line_none_lost(
             .select_from(sourcing_decisions)
             .where(sourcing_decisions.c.trigger == "outage")
         ).scalar()
-    assert outage_decisions == 8
+    assert outage_decisions == 4  # one decision per order: its affected lines planned together
     # a second run finds nothing left at the DC
     again = shop.order_sourcing.replan_location("DC-EAST")
     assert (again.affected_orders, again.affected_units) == (0, 0)
@@ -309,3 +315,209 @@ def test_what_if_over_the_last_orders_changes_nothing(shop: Services) -> None:
         )
     with pytest.raises(DomainError):
         shop.order_sourcing.simulate_last(0, outage={"DC-EAST": "offline"})
+
+
+# --- daily capacity -------------------------------------------------------------------------------
+
+
+def used_today(services: Services, code: str) -> int:
+    with services.uow(read_only=True) as uow:
+        return uow.locations.capacity_used([code], on=services.clock.now().date())[code]
+
+
+@pytest.mark.postgres
+def test_capture_uses_the_chosen_locations_capacity_and_the_engine_sees_what_is_left(
+    shop: Services,
+) -> None:
+    shop.inventory.update_location("DC-EAST", {"daily_capacity": 4, "capacity_unit": "units"})
+    shop.inventory.update_location("DC-WEST", {"daily_capacity": 2, "capacity_unit": "orders"})
+    put(shop, "LAMP-01", "DC-EAST", 20)
+    put(shop, "LAMP-01", "DC-WEST", 20)
+
+    first = shop.orders.capture(an_order(line("LAMP-01", 3), reference="CAP-1")).order
+    assert first.lines[0].at_locations(Q.ALLOCATED) == [("DC-EAST", 3)]
+    assert used_today(shop, "DC-EAST") == 3
+    # one unit left in the east: the "capacity" filter sends the next two lamps west
+    second = shop.orders.capture(an_order(line("LAMP-01", 2), reference="CAP-2")).order
+    assert second.lines[0].at_locations(Q.ALLOCATED) == [("DC-WEST", 2)]
+    assert (used_today(shop, "DC-EAST"), used_today(shop, "DC-WEST")) == (3, 1)  # 1 order
+    # one more unit fills the east: the next order there finds it excluded by "capacity"
+    shop.orders.capture(an_order(line("LAMP-01", 1), reference="CAP-3"))
+    assert used_today(shop, "DC-EAST") == 4
+    fourth = shop.orders.capture(an_order(line("LAMP-01", 1), reference="CAP-4")).order
+    [decision] = shop.order_sourcing.explain(fourth.order_id).decisions
+    [explained] = decision.plan["explanation"]
+    assert {e["location"]: e["filter"] for e in explained["excluded"]}["DC-EAST"] == "capacity"
+    assert used_today(shop, "DC-WEST") == 2  # CAP-2 and CAP-4: two orders
+    # a refusal gives the refusing location's capacity back (the order leaves it)
+    shop.order_sourcing.replan_refused(second.order_id, 1, "DC-WEST", 2, "no staff")
+    assert used_today(shop, "DC-WEST") == 1
+
+
+def test_a_location_over_its_capacity_moves_its_newest_allocations_beyond_it(
+    shop: Services,
+) -> None:
+    put(shop, "LAMP-01", "DC-EAST", 20)
+    put(shop, "LAMP-01", "DC-WEST", 20)
+    shop.inventory.update_location("DC-EAST", {"daily_capacity": 10, "capacity_unit": "units"})
+    placed = []
+    for n in range(4):
+        placed.append(
+            shop.orders.capture(an_order(line("LAMP-01", 2), reference=f"OVER-{n}")).order
+        )
+        shop.clock.advance(timedelta(minutes=5))  # type: ignore[attr-defined]
+    assert used_today(shop, "DC-EAST") == 8
+    shop.orders.release(placed[0].order_id)  # released: the DC has it in hand, it stays
+    # the day turns out shorter: 5 units of work, not 10
+    shop.inventory.update_location("DC-EAST", {"daily_capacity": 5})
+
+    outcome = shop.order_sourcing.replan_location("DC-EAST")
+
+    assert (outcome.affected_units, outcome.re_sourced_units) == (3, 3)
+    after = {o.order_id: shop.orders.get(o.order_id) for o in placed}
+    # the newest orders move first: the last one whole, one unit of the one before
+    assert after[placed[3].order_id].lines[0].at_locations(Q.ALLOCATED) == [("DC-WEST", 2)]
+    assert after[placed[2].order_id].lines[0].at_locations(Q.ALLOCATED) == [
+        ("DC-EAST", 1),
+        ("DC-WEST", 1),
+    ]
+    assert after[placed[0].order_id].lines[0].at_locations(Q.RELEASED) == [("DC-EAST", 2)]
+    assert used_today(shop, "DC-EAST") == 5
+    replanned = events(shop, "sourcing.line_replanned")
+    assert {e["trigger"] for e in replanned} == {"capacity"}
+    assert sum(e["quantity"] for e in replanned) == 3
+    # full now: nothing more moves, and the periodic check agrees
+    assert shop.order_sourcing.replan_location("DC-EAST").affected_units == 0
+    assert shop.order_sourcing.replan_over_capacity() == 0
+
+
+# --- late supply ----------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_late_supply_moves_the_promise_of_the_lines_waiting_for_it(shop: Services) -> None:
+    today = shop.clock.now().date()
+
+    def supply(reference: str, location: str, days: int, status: str = "open") -> SupplyLine:
+        return SupplyLine(
+            reference,
+            "purchase_order",
+            "LAMP-01",
+            location,
+            5,
+            today + timedelta(days=days),
+            status,
+        )
+
+    shop.inventory.add_supply([supply("PO-1", "DC-EAST", 5), supply("PO-2", "DC-WEST", 9)])
+    order = shop.orders.capture(an_order(line("LAMP-01", 2), reference="LATE-1")).order
+    assert order.lines[0].quantity_in(Q.BACKORDERED) == 2
+    assert order.lines[0].promised_on == today + timedelta(days=5)  # PO-1 covers it first
+
+    # PO-1 slips by ten days: PO-2 at the other DC now comes sooner
+    shop.inventory.add_supply([supply("PO-1", "DC-EAST", 15)])
+
+    after = shop.orders.get(order.order_id)
+    assert after.lines[0].quantity_in(Q.BACKORDERED) == 2
+    assert after.lines[0].promised_on == today + timedelta(days=9)
+    [replanned] = events(shop, "sourcing.line_replanned")
+    assert (replanned["trigger"], replanned["quantity"], replanned["backordered"]) == (
+        "supply_late",
+        2,
+        2,
+    )
+    changed = events(shop, "order.promise_date_changed")[-1]  # the first: at capture
+    assert changed["new_promised_on"] == (today + timedelta(days=9)).isoformat()
+    decisions = shop.order_sourcing.explain(order.order_id).decisions
+    assert [d.trigger for d in decisions] == ["capture", "supply_late"]
+
+    # PO-2 is cancelled and stock turns up at a store that ships: served now, not waiting
+    put(shop, "LAMP-01", "S3", 1)  # a receipt allocates what it can at once
+    shop.inventory.add_supply([supply("PO-2", "DC-WEST", 9, status="cancelled")])
+    now = shop.orders.get(order.order_id)
+    assert now.lines[0].at_locations(Q.ALLOCATED) == [("S3", 1)]
+    assert now.lines[0].quantity_in(Q.BACKORDERED) == 1
+    assert now.lines[0].promised_on == today + timedelta(days=15)  # only PO-1 is left
+    # a date that does not move changes nothing
+    before = len(events(shop, "sourcing.line_replanned"))
+    shop.inventory.add_supply([supply("PO-1", "DC-EAST", 15)])
+    assert len(events(shop, "sourcing.line_replanned")) == before
+
+
+# --- batch (wave) sourcing ------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_the_worker_plans_batch_mode_orders_in_a_wave_every_15_minutes(
+    shop: Services, clock: ControlledClock
+) -> None:
+    put(shop, "LAMP-01", "DC-EAST", 3)
+    put(shop, "LAMP-01", "DC-WEST", 5)
+    shop.sourcing.set_profile({"name": "web-waves", "mode": "batch"}, changed_by="test")
+    shop.sourcing.set_rules(
+        {
+            "default_profile": "default",
+            "rules": [{"name": "web", "profile": "web-waves", "priority": 1, "channels": ["web"]}],
+        },
+        changed_by="test",
+    )
+    pending = [
+        shop.orders.capture(an_order(line("LAMP-01", 2), reference=f"WAVE-{n}")).order
+        for n in range(3)
+    ]
+    # batch mode: nothing is sourced at capture, the lines wait open for the wave
+    assert all(units(order) == Counter({("open", None): 2}) for order in pending)
+    at_once = shop.orders.capture(
+        an_order(line("LAMP-01", 1), channel="store", reference="POS-1")
+    ).order
+    assert units(at_once)[("allocated", "DC-EAST")] == 1  # other channels: real time
+
+    ticks = iter([0.0, 60.0, 15 * 60.0 + 1])
+    registry = JobRegistry()
+    registry.add(next(job for job in JOBS if job.name == "sourcing.batch_wave"))
+    worker = Worker(shop, jobs=registry, monotonic=lambda: next(ticks))
+
+    asyncio.run(worker._run_due_jobs())
+    after = [shop.orders.get(order.order_id) for order in pending]
+    assert all(units(order)[("open", None)] == 0 for order in after)
+    allocated = Counter[str]()
+    for order in after:
+        for location, quantity in order.lines[0].at_locations(Q.ALLOCATED):
+            allocated[location] += quantity
+    assert allocated == Counter({"DC-EAST": 2, "DC-WEST": 4})  # 2 left east, the rest west
+    decisions = shop.order_sourcing.explain(pending[0].order_id).decisions
+    assert [d.trigger for d in decisions] == ["wave"]
+    assert len(events(shop, "sourcing.order_sourced")) == 4  # three in the wave, one at once
+
+    clock.advance(timedelta(minutes=1))
+    late = shop.orders.capture(an_order(line("LAMP-01", 1), reference="WAVE-9")).order
+    asyncio.run(worker._run_due_jobs())  # a minute later: not due yet
+    assert units(shop.orders.get(late.order_id))[("open", None)] == 1
+    clock.advance(timedelta(minutes=15))
+    asyncio.run(worker._run_due_jobs())  # fifteen minutes on: the next wave
+    assert units(shop.orders.get(late.order_id))[("allocated", "DC-WEST")] == 1  # the last lamp
+
+
+@pytest.mark.postgres
+def test_an_outage_re_plan_in_chunks_moves_every_order_once(shop: Services) -> None:
+    put(shop, "LAMP-01", "DC-EAST", 10)
+    put(shop, "LAMP-01", "DC-WEST", 10)
+    placed = [
+        shop.orders.capture(an_order(line("LAMP-01", 1), reference=f"CHUNK-{n}")).order
+        for n in range(5)
+    ]
+    with shop.uow() as uow:  # the status changes without the hook: the re-plan runs below
+        location = uow.locations.require("DC-EAST")
+        uow.locations.update(replace(location, status=LocationStatus.OFFLINE), at=shop.clock.now())
+        uow.commit()
+    status_events = len(events(shop, "order.line.status_changed"))  # those of the captures
+
+    outcome = shop.order_sourcing.replan_location("DC-EAST", chunk_size=2)  # 3 transactions
+
+    assert (outcome.affected_orders, outcome.affected_units, outcome.re_sourced_units) == (5, 5, 5)
+    for order in placed:
+        assert units(shop.orders.get(order.order_id)) == Counter({("allocated", "DC-WEST"): 1})
+    assert atp(shop, "LAMP-01", "DC-WEST") == 5
+    assert len(events(shop, "sourcing.line_replanned")) == 5
+    # no line flapped to open and back: the lines stay allocated, no status event
+    assert len(events(shop, "order.line.status_changed")) == status_events

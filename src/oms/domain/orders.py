@@ -794,6 +794,7 @@ class Order:
     events: list[DomainEvent] = field(default_factory=list)
     timeline: list[TimelineEntry] = field(default_factory=list)
     """Entries added since the order was loaded (the stored history is append-only)."""
+    _tracking: bool = field(default=False, init=False, repr=False, compare=False)
 
     # -- capture --------------------------------------------------------------------------
 
@@ -1023,11 +1024,26 @@ class Order:
         )
 
     @contextmanager
+    def status_changes_together(self) -> Iterator[None]:
+        """Several steps as one change of status: only the net status changes of the whole
+        block are evented (units taken back and sourced again elsewhere do not flap a line to
+        ``open`` and back)."""
+        with self._tracking_status():
+            yield
+
+    @contextmanager
     def _tracking_status(self) -> Iterator[None]:
         """Record status-changed events for what the block changes."""
+        if self._tracking:  # an outer block records the net change
+            yield
+            return
         before_order = self.status
         before = {line.line_no: line.status for line in self.lines}
-        yield
+        self._tracking = True
+        try:
+            yield
+        finally:
+            self._tracking = False
         for line in self.lines:
             old = before.get(line.line_no)
             if old is not None and old != line.status:

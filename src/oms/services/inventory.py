@@ -199,6 +199,7 @@ class InventoryService:
         self._locations_loaded = 0.0
         self._stock_listeners: list[StockListener] = []
         self._status_listeners: list[Callable[[str, str, str], None]] = []
+        self._supply_listeners: list[StockListener] = []
 
     # -- listeners ----------------------------------------------------------------------------
 
@@ -207,6 +208,12 @@ class InventoryService:
         (receipts, returns, upward corrections and counts): the seam for allocating backorders.
         A failing listener is logged; the feed stays applied."""
         self._stock_listeners.append(listener)
+
+    def on_supply_delayed(self, listener: StockListener) -> None:
+        """Call ``listener(skus)`` after committed supply of these SKUs moved to a later date or
+        was cancelled: the seam for updating the promises of the lines waiting for it. A
+        failing listener is logged; the supply stays recorded."""
+        self._supply_listeners.append(listener)
 
     def on_location_status_change(self, listener: Callable[[str, str, str], None]) -> None:
         """Call ``listener(code, old_status, new_status)`` after a committed location update
@@ -417,8 +424,27 @@ class InventoryService:
             if line.status not in ("open", "in_transit", "received", "cancelled"):
                 raise Invalid("supply status is open, in_transit, received or cancelled")
         with self._uow() as uow:
+            skus = sorted({line.sku for line in lines})
+            before = {
+                (found.reference, found.sku, found.location_code): found
+                for found in (uow.inventory.supply(skus) if skus else [])
+            }
             uow.inventory.add_supply(lines, at=self._clock.now())
             uow.commit()
+        delayed = sorted(
+            {
+                line.sku
+                for line in lines
+                if (old := before.get((line.reference, line.sku, line.location_code))) is not None
+                and (line.status in ("cancelled",) or line.expected_on > old.expected_on)
+            }
+        )
+        if delayed:
+            for listener in self._supply_listeners:
+                try:
+                    listener(delayed)
+                except Exception:
+                    log.exception("a supply listener failed", extra={"skus": delayed})
 
     # -- feeds ----------------------------------------------------------------------------------
 

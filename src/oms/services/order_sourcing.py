@@ -19,7 +19,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import gc
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -27,18 +29,26 @@ from zoneinfo import ZoneInfo
 
 from oms.domain.access import SYSTEM, Principal
 from oms.domain.errors import Invalid
-from oms.domain.inventory import NO_BUFFER, ChannelBuffer, StockLine
+from oms.domain.inventory import (
+    NO_BUFFER,
+    ChannelBuffer,
+    InsufficientStock,
+    StockLine,
+    SupplyLine,
+)
 from oms.domain.items import Item
 from oms.domain.locations import Location
 from oms.domain.orders import (
     AT_STORE,
     FROM_PICKUP_STORE,
     Order,
+    OrderChangedConcurrently,
     OrderChangeRefused,
     OrderLine,
     OrderNotFound,
     QuantityState,
 )
+from oms.domain.sourcing.batch import plan_wave
 from oms.domain.sourcing.events import OrderLineReplanned
 from oms.domain.sourcing.model import (
     CandidateLocation,
@@ -51,9 +61,11 @@ from oms.domain.sourcing.model import (
     SourcingLine,
     SourcingOrder,
 )
+from oms.domain.sourcing.plan import SourcingPlan as DomainPlan
 from oms.domain.sourcing.planner import plan_order
 from oms.domain.sourcing.profiles import (
     DEFAULT_PROFILE,
+    PlanningMode,
     Profile,
     ProfileSet,
     profile_from_document,
@@ -67,7 +79,12 @@ from oms.services.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
-from oms.services.sourcing import SimulationOutcome, SourcingService, record_decision
+from oms.services.sourcing import (
+    SimulationOutcome,
+    SourcingService,
+    record_decision,
+    record_decisions,
+)
 
 
 def profile_set(uow: UnitOfWork) -> ProfileSet:
@@ -97,6 +114,67 @@ def _cut_off_hour(location: Location, at: datetime) -> float:
     return max(0.0, min(48.0, hours))
 
 
+def _snapshot_parts(
+    uow: UnitOfWork, locations: Sequence[Location], skus: Sequence[str], *, at: datetime
+) -> tuple[list[Location], dict[str, dict[str, int]], dict[str, int | None]]:
+    """The stock-holding locations, their raw ATP (code -> sku -> units, before any channel
+    buffer) and what is left of their capacity today (None: no limit for the engine)."""
+    holding = [location for location in locations if location.holds_stock]
+    codes = [location.code for location in holding]
+    raw = uow.inventory.atp(list(skus), at=at, location_codes=codes) if codes and skus else {}
+    atp: dict[str, dict[str, int]] = {}
+    for sku, by_location in raw.items():
+        for code, units in by_location.items():
+            if units > 0:
+                atp.setdefault(code, {})[sku] = units
+    capped = [location.code for location in holding if location.daily_capacity is not None]
+    used = uow.locations.capacity_used(capped, on=at.date()) if capped else {}
+    remaining: dict[str, int | None] = {}
+    for location in holding:
+        left: int | None = None
+        if location.daily_capacity is not None:
+            left = max(0, location.daily_capacity - used.get(location.code, 0))
+            # capacity counted in orders: an exhausted day stops the location, otherwise the
+            # engine does not limit units (it plans in units)
+            if _capacity_unit(location) != "units" and left > 0:
+                left = None
+        remaining[location.code] = left
+    return holding, atp, remaining
+
+
+def _capacity_unit(location: Location) -> str:
+    return str(getattr(location.capacity_unit, "value", location.capacity_unit))
+
+
+def _candidates(
+    holding: Sequence[Location],
+    atp: Mapping[str, Mapping[str, int]],
+    remaining: Mapping[str, int | None],
+    *,
+    at: datetime,
+    statuses: Mapping[str, LocationStatus] | None = None,
+) -> list[CandidateLocation]:
+    result = []
+    for location in holding:
+        status = (statuses or {}).get(location.code, LocationStatus(location.status.value))
+        result.append(
+            CandidateLocation(
+                code=location.code,
+                type=LocationType(location.type.value),
+                status=status,
+                capabilities=frozenset(Capability(c.value) for c in location.capabilities),
+                point=GeoPoint(location.latitude, location.longitude),
+                atp=atp.get(location.code, {}),
+                remaining_capacity=remaining.get(location.code),
+                handling_cost=location.handling_cost,
+                pick_hours=location.pick_minutes / 60.0,
+                cut_off_hour=_cut_off_hour(location, at),
+                region=str(location.address.get("region", "") or ""),
+            )
+        )
+    return result
+
+
 def snapshot(
     uow: UnitOfWork,
     locations: Sequence[Location],
@@ -109,45 +187,16 @@ def snapshot(
 ) -> list[CandidateLocation]:
     """Every stock-holding location as the engine sees it now: ATP after the channel's buffer
     and the day's remaining capacity (``statuses`` overrides some statuses)."""
-    holding = [location for location in locations if location.holds_stock]
-    codes = [location.code for location in holding]
     if buffer is None:
         buffer = uow.inventory.channel_buffer(channel) if channel else NO_BUFFER
-    raw = uow.inventory.atp(list(skus), at=at, location_codes=codes) if codes and skus else {}
+    holding, raw, remaining = _snapshot_parts(uow, locations, skus, at=at)
     atp: dict[str, dict[str, int]] = {}
-    for sku, by_location in raw.items():
-        for code, units in by_location.items():
+    for code, by_sku in raw.items():
+        for sku, units in by_sku.items():
             left = buffer.apply(units)
             if left > 0:
                 atp.setdefault(code, {})[sku] = left
-    capped = [location.code for location in holding if location.daily_capacity is not None]
-    used = uow.locations.capacity_used(capped, on=at.date()) if capped else {}
-    result = []
-    for location in holding:
-        remaining: int | None = None
-        if location.daily_capacity is not None:
-            left = max(0, location.daily_capacity - used.get(location.code, 0))
-            # capacity counted in orders: an exhausted day stops the location, otherwise the
-            # engine does not limit units (it plans in units)
-            unit = getattr(location.capacity_unit, "value", location.capacity_unit)
-            remaining = left if unit == "units" or left == 0 else None
-        status = (statuses or {}).get(location.code, LocationStatus(location.status.value))
-        result.append(
-            CandidateLocation(
-                code=location.code,
-                type=LocationType(location.type.value),
-                status=status,
-                capabilities=frozenset(Capability(c.value) for c in location.capabilities),
-                point=GeoPoint(location.latitude, location.longitude),
-                atp=atp.get(location.code, {}),
-                remaining_capacity=remaining,
-                handling_cost=location.handling_cost,
-                pick_hours=location.pick_minutes / 60.0,
-                cut_off_hour=_cut_off_hour(location, at),
-                region=str(location.address.get("region", "") or ""),
-            )
-        )
-    return result
+    return _candidates(holding, atp, remaining, at=at, statuses=statuses)
 
 
 def geocode(line: OrderLine, locations: Sequence[Location]) -> GeoPoint | None:
@@ -240,26 +289,25 @@ def expected_dates(
     """(line, units, date open supply covers them after the units others wait for)."""
     if not short:
         return []
-    options = {
-        line.line_no: {loc.code for loc in candidates(line, items.get(line.sku), locations)}
-        for line, _ in short
-    }
+    options = [
+        {loc.code for loc in candidates(line, items.get(line.sku), locations)} for line, _ in short
+    ]
     skus = sorted({line.sku for line, _ in short})
-    codes = sorted({code for found in options.values() for code in found})
+    codes = sorted({code for found in options for code in found})
     supply = uow.inventory.supply(skus, location_codes=codes) if codes else []
     waiting = dict(
         already_waiting if already_waiting is not None else uow.orders.waiting_quantities(skus)
     )
+    by_sku: dict[str, list[SupplyLine]] = {}
+    for supply_line in sorted(supply, key=lambda s: (s.expected_on, s.location_code)):
+        by_sku.setdefault(supply_line.sku, []).append(supply_line)
     result: list[tuple[int, int, date | None]] = []
-    for line, quantity in short:
+    for position, (line, quantity) in enumerate(short):
         need = waiting.get(line.sku, 0) + quantity
         expected_on: date | None = None
         covered = 0
-        for supply_line in sorted(supply, key=lambda s: (s.expected_on, s.location_code)):
-            if (
-                supply_line.sku != line.sku
-                or supply_line.location_code not in options[line.line_no]
-            ):
+        for supply_line in by_sku.get(line.sku, ()):
+            if supply_line.location_code not in options[position]:
                 continue
             covered += supply_line.quantity
             if covered >= need:
@@ -268,6 +316,48 @@ def expected_dates(
         waiting[line.sku] = need
         result.append((line.line_no, quantity, expected_on))
     return result
+
+
+HELD_STATES = (QuantityState.ALLOCATED, QuantityState.RELEASED, QuantityState.PICKED)
+
+
+def _holds_at(order: Order, code: str) -> bool:
+    return any(line.quantity_in(state, code) for line in order.lines for state in HELD_STATES)
+
+
+def capacity_use(
+    order: Order, allocations: Sequence[tuple[int, str, int]], locations: Sequence[Location]
+) -> dict[str, int]:
+    """What sourcing ``allocations`` of ``order`` uses of each location's daily capacity: the
+    units, or one order where the order holds nothing yet (capacity counted in orders).
+    Locations without a daily capacity are left out. Read before the order applies them."""
+    units: dict[str, int] = {}
+    for _, code, quantity in allocations:
+        units[code] = units.get(code, 0) + quantity
+    capped = {loc.code: loc for loc in locations if loc.daily_capacity is not None}
+    used: dict[str, int] = {}
+    for code, quantity in units.items():
+        location = capped.get(code)
+        if location is None:
+            continue
+        if _capacity_unit(location) == "units":
+            used[code] = quantity
+        elif not _holds_at(order, code):
+            used[code] = 1
+    return used
+
+
+def capacity_given_back(
+    order: Order, code: str, quantity: int, locations: Sequence[Location]
+) -> dict[str, int]:
+    """The capacity ``quantity`` units taken back from ``code`` give back (negative amounts),
+    read after they left it."""
+    location = next((loc for loc in locations if loc.code == code), None)
+    if location is None or location.daily_capacity is None:
+        return {}
+    if _capacity_unit(location) == "units":
+        return {code: -quantity}
+    return {} if _holds_at(order, code) else {code: -1}
 
 
 class EngineSourcing:
@@ -340,7 +430,17 @@ class EngineSourcing:
                 allocations.extend(simple.allocations)
                 backorders.extend(simple.backorders)
                 buffered = buffered or simple.allocation_channel is not None
-        if judged:
+        profiles = profile_set(uow) if judged else None
+        if judged and profiles is not None and trigger == "capture":
+            # lines whose profile plans in batch mode wait, open, for the next wave
+            probe = sourcing_order(order, judged, at=at, refused=refused)
+            batch = {
+                sl.line_id
+                for sl in probe.lines
+                if profiles.choose(probe, sl).profile.mode is PlanningMode.BATCH
+            }
+            judged = [pair for pair in judged if pair[0].line_id not in batch]
+        if judged and profiles is not None:
             skus = sorted({line.sku for _, line in judged})
             buffer = uow.inventory.channel_buffer(channel) if channel else NO_BUFFER
             snap = snapshot(uow, locations, skus, channel=channel, at=at, buffer=buffer)
@@ -356,7 +456,7 @@ class EngineSourcing:
                 # lines only their pickup store can serve choose before lines many can serve
                 judged.sort(key=lambda pair: pair[1].delivery.method not in FROM_PICKUP_STORE)
             request = sourcing_order(order, judged, at=at, refused=refused)
-            plan = plan_order(request, Network(snap), profile_set(uow))
+            plan = plan_order(request, Network(snap), profiles)
             record_decision(uow, plan, trigger=trigger, at=at)
             allocations.extend(
                 (int(allocation.line_id), allocation.location, allocation.quantity)
@@ -372,7 +472,169 @@ class EngineSourcing:
                 )
             )
             buffered = buffered or buffer.percent > 0 or buffer.units > 0
+        # the decision takes its share of the chosen locations' capacity today
+        uow.locations.use_capacity(capacity_use(order, allocations, locations), on=at.date())
         return SourcingPlan(allocations, backorders, channel if buffered else None)
+
+
+@dataclass(frozen=True)
+class BulkPlan:
+    """What :func:`plan_in_bulk` decided for one order."""
+
+    order: Order
+    plan: SourcingPlan
+    decision: DomainPlan
+
+
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Bulk planning creates millions of short-lived objects (orders, plans, events, rows) and
+    keeps thousands alive at once: the cyclic collector's passes over them cost about a third
+    of a 10,000-order re-plan's CPU. They hold no reference cycles (reference counting frees
+    them), so the collector pauses for the block and runs again afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _keep_in_step(
+    networks: Mapping[tuple[int, int], Network],
+    planned_on: Network,
+    decisions: Sequence[DomainPlan],
+    working: dict[tuple[str, str], int],
+) -> None:
+    """After planning on one channel buffer's network, the others see the same stock left."""
+    for decision in decisions:
+        for allocation in decision.allocations:
+            pair = (allocation.sku, allocation.location)
+            working[pair] = working.get(pair, 0) - allocation.quantity
+            index = planned_on.index[allocation.location]
+            for key, other in networks.items():
+                other.set_available(
+                    index, allocation.sku, ChannelBuffer("", *key).apply(working[pair])
+                )
+    for other in networks.values():
+        if other is not planned_on:
+            other.capacity[:] = planned_on.capacity
+
+
+def plan_in_bulk(
+    uow: UnitOfWork,
+    requests: Sequence[tuple[Order, Sequence[tuple[OrderLine, int]]]],
+    *,
+    items: Mapping[str, Item],
+    locations: Sequence[Location],
+    at: datetime,
+    refused: Mapping[str, Mapping[int, frozenset[str]]],
+    explain: bool = True,
+    already_waiting: Mapping[str, int] | None = None,
+    wave_seconds: float | None = None,
+) -> tuple[list[BulkPlan], list[Order]]:
+    """Source the open units of many orders in memory, one after the other, on one snapshot
+    (ATP and remaining capacity read once; a working copy per channel buffer, kept in step);
+    backordered units get their dates from one read of open supply. Nothing is written.
+
+    Returns the plans, in the order of ``requests``, and the orders the engine cannot judge
+    (a ship address nobody locates): the caller sources those one by one afterwards.
+
+    ``wave_seconds``: plan the orders together as one batch wave (``plan_wave``, never worse
+    than greedy) with that time limit, instead of one after the other."""
+    judged_requests: list[tuple[Order, list[tuple[SourcingLine, OrderLine]]]] = []
+    rest: list[Order] = []
+    for order, lines in requests:
+        judged: list[tuple[SourcingLine, OrderLine]] = []
+        for line, quantity in lines:
+            destination = None if line.delivery.method in AT_STORE else geocode(line, locations)
+            if line.delivery.method not in AT_STORE and destination is None:
+                break
+            judged.append((sourcing_line(line, quantity, items.get(line.sku), destination), line))
+        else:
+            if judged:
+                judged.sort(key=lambda pair: pair[1].delivery.method not in FROM_PICKUP_STORE)
+                judged_requests.append((order, judged))
+            continue
+        rest.append(order)
+    if not judged_requests:
+        return [], rest
+    skus = sorted({line.sku for _, judged in judged_requests for _, line in judged})
+    holding, raw, remaining = _snapshot_parts(uow, locations, skus, at=at)
+    profiles = profile_set(uow)
+    buffers: dict[str, ChannelBuffer] = {}
+    networks: dict[tuple[int, int], Network] = {}
+    for order, _ in judged_requests:
+        channel = order.channel.value
+        if channel not in buffers:
+            buffers[channel] = uow.inventory.channel_buffer(channel)
+        buffer = buffers[channel]
+        key = (buffer.percent, buffer.units)
+        if key not in networks:
+            atp = {
+                code: {sku: buffer.apply(units) for sku, units in by_sku.items()}
+                for code, by_sku in raw.items()
+            }
+            networks[key] = Network(_candidates(holding, atp, remaining, at=at))
+    working = {(sku, code): units for code, by_sku in raw.items() for sku, units in by_sku.items()}
+    requests_of = [
+        sourcing_order(order, judged, at=at, refused=refused.get(order.order_id, {}))
+        for order, judged in judged_requests
+    ]
+    decisions: list[DomainPlan | None] = [None] * len(judged_requests)
+    if wave_seconds is not None:
+        # one mixed-integer programme per channel buffer over every order of the wave
+        by_network: dict[tuple[int, int], list[int]] = {}
+        for position, (order, _) in enumerate(judged_requests):
+            buffer = buffers[order.channel.value]
+            by_network.setdefault((buffer.percent, buffer.units), []).append(position)
+        for key, positions in by_network.items():
+            wave = plan_wave(
+                [requests_of[p] for p in positions],
+                networks[key],
+                profiles,
+                time_limit_seconds=wave_seconds,
+                explain=explain,
+            )
+            for position, found in zip(positions, wave.plans, strict=True):
+                decisions[position] = found
+            if len(networks) > 1:
+                _keep_in_step(networks, networks[key], wave.plans, working)
+    planned: list[tuple[Order, SourcingPlan, DomainPlan, list[tuple[OrderLine, int]]]] = []
+    short_lines: list[tuple[OrderLine, int]] = []
+    for position, (order, judged) in enumerate(judged_requests):
+        buffer = buffers[order.channel.value]
+        network = networks[(buffer.percent, buffer.units)]
+        decision = decisions[position]
+        if decision is None:
+            decision = plan_order(requests_of[position], network, profiles, explain=explain)
+            if len(networks) > 1:
+                _keep_in_step(networks, network, [decision], working)
+        by_no = {line.line_no: line for _, line in judged}
+        short = [
+            (by_no[int(line_id)], units) for line_id, units in decision.backorders.items() if units
+        ]
+        short_lines.extend(short)
+        plan = SourcingPlan(
+            [
+                (int(allocation.line_id), allocation.location, allocation.quantity)
+                for allocation in decision.allocations
+            ],
+            [],
+            order.channel.value if buffer.percent > 0 or buffer.units > 0 else None,
+        )
+        planned.append((order, plan, decision, short))
+    dates = iter(
+        expected_dates(
+            uow, short_lines, items=items, locations=locations, already_waiting=already_waiting
+        )
+    )
+    results = []
+    for order, plan, decision, short in planned:
+        plan.backorders.extend(next(dates) for _ in short)
+        results.append(BulkPlan(order, plan, decision))
+    return results, rest
 
 
 def _plus(candidate: CandidateLocation, held: Mapping[str, int]) -> CandidateLocation:
@@ -399,6 +661,13 @@ REFUSAL_TRIGGERS = frozenset({"rejection", "short_pick"})
 HELD_AT_LOCATION = (QuantityState.RELEASED, QuantityState.ALLOCATED, QuantityState.PICKED)
 """Where refused units may be: released to the location, still allocated, or picked."""
 MAX_SIMULATED_ORDERS = 5000
+OUTAGE_STATUSES = frozenset({"offline", "closed", "dark"})
+REPLAN_CHUNK = 5000
+"""Orders per unit of work of a bulk re-plan."""
+EXPLAINED_UP_TO = 200
+"""A re-plan chunk of more orders stores its decisions without the per-candidate explanation
+(sources, costs, backorders and the summary only): explaining costs about a millisecond an
+order, a tenth of the budget of a 10,000-order outage."""
 
 
 @dataclass(frozen=True)
@@ -424,6 +693,16 @@ class OutageOutcome:
     re_sourced_units: int
     backordered_units: int
     lines: list[Replanned]
+
+
+@dataclass(frozen=True)
+class WaveOutcome:
+    orders: int
+    """Orders planned in the wave."""
+    allocated_units: int
+    backordered_units: int
+    planner: str
+    """batch (the MILP's plan), greedy (it found nothing better) or empty."""
 
 
 @dataclass(frozen=True)
@@ -573,13 +852,18 @@ class OrderSourcingService:
                     refused_at=at,
                 )
             )
+        if locations is None:
+            locations = uow.locations.list()
+        uow.locations.use_capacity(
+            capacity_given_back(order, location_code, quantity, locations), on=at.date()
+        )
         refused = uow.order_refusals.for_order(order.order_id)
         plan = self._engine(
             uow,
             [(line, line.quantity_in(QuantityState.OPEN))],
             channel=order.channel.value,
             items=uow.items.get_many([line.sku]),
-            locations=uow.locations.list() if locations is None else locations,
+            locations=locations,
             at=at,
             order=order,
             trigger=trigger,
@@ -627,52 +911,47 @@ class OrderSourcingService:
     # -- outages -------------------------------------------------------------------------------
 
     def replan_location(
-        self, location_code: str, *, principal: Principal = SYSTEM, limit: int = 100_000
+        self,
+        location_code: str,
+        *,
+        principal: Principal = SYSTEM,
+        limit: int = 100_000,
+        chunk_size: int = REPLAN_CHUNK,
     ) -> OutageOutcome:
         """Re-source what a location can no longer serve, as its current status says: every
         allocated (not yet released) unit when it is ``offline`` or ``closed``; only walk-in
         collections (pickup, curbside, reserve and collect) when it is ``dark``. Each affected
-        line is re-sourced or backordered (none lost), evented, in one unit of work."""
-        with self._uow() as uow:
-            location = uow.locations.require(location_code)
-            status = location.status.value
-            at = self._clock.now()
-            outcome_lines: list[Replanned] = []
-            orders = 0
-            if status in ("offline", "closed", "dark"):
-                network = uow.locations.list()
-                for order_id in uow.order_refusals.orders_allocated_at(location_code, limit=limit):
-                    order = _load(uow, order_id)
-                    touched = False
-                    for line in order.lines:
-                        units = line.quantity_in(QuantityState.ALLOCATED, location_code)
-                        if not units:
-                            continue
-                        if status == "dark" and line.delivery.method not in FROM_PICKUP_STORE:
-                            continue
-                        outcome_lines.append(
-                            self._take_back(
-                                uow,
-                                order,
-                                line.line_no,
-                                location_code,
-                                units,
-                                states=(QuantityState.ALLOCATED,),
-                                trigger="outage",
-                                reason=f"{location_code} is {status}",
-                                actor=principal.actor,
-                                at=at,
-                                refuse=False,
-                                locations=network,
-                            )
+        line is re-sourced or backordered (none lost), evented.
+
+        Set-based: the affected orders are loaded ``chunk_size`` at a time, planned in memory on
+        one snapshot and written back in bulk, one unit of work per chunk. A chunk that fails
+        leaves its orders as they were (a second run picks them up); chunks done stay done."""
+        with self._uow(read_only=True) as uow:
+            status = uow.locations.require(location_code).status.value
+            if status not in OUTAGE_STATUSES:
+                order_ids = []
+            else:
+                order_ids = uow.order_refusals.orders_allocated_at(location_code, limit=limit)
+        if status not in OUTAGE_STATUSES:
+            return self.replan_capacity(location_code, principal=principal)
+        outcome_lines: list[Replanned] = []
+        orders = 0
+        for start in range(0, len(order_ids), max(1, chunk_size)):
+            chunk = order_ids[start : start + max(1, chunk_size)]
+            for attempt in range(3):
+                try:
+                    with cyclic_gc_paused(), self._uow() as uow:
+                        done, touched = self._replan_chunk(
+                            uow, chunk, location_code, actor=principal.actor
                         )
-                        touched = True
-                    if touched:
-                        orders += 1
-                        uow.orders.save(order, at=at)
-                        uow.record(*order.events)
-                        order.events.clear()
-            uow.commit()
+                        uow.commit()
+                    break
+                except (InsufficientStock, OrderChangedConcurrently):
+                    # stock or an order moved between the snapshot and the write: plan again
+                    if attempt == 2:
+                        raise
+            outcome_lines.extend(done)
+            orders += touched
         return OutageOutcome(
             location_code=location_code,
             status=status,
@@ -682,6 +961,533 @@ class OrderSourcingService:
             backordered_units=sum(r.backordered for r in outcome_lines),
             lines=outcome_lines,
         )
+
+    def replan_capacity(
+        self, location_code: str, *, principal: Principal = SYSTEM
+    ) -> OutageOutcome:
+        """The "capacity exhausted" trigger: when what a location has taken on today is more
+        than its daily capacity (capacity lowered, allocations by the simple rule or by receipts,
+        two captures at once), its newest not-yet-released allocations beyond the capacity are
+        sourced again elsewhere (counted in units: that many units; in orders: that many
+        orders' units there), giving their capacity back, so that the location ends the re-plan
+        exactly full and is not chosen again today. One unit of work; evented as an outage."""
+        empty = OutageOutcome(location_code, "active", 0, 0, 0, 0, [])
+        with self._uow(read_only=True) as uow:
+            location = uow.locations.require(location_code)
+            empty = replace(empty, status=location.status.value)
+            if location.daily_capacity is None or location.status.value in OUTAGE_STATUSES:
+                return empty
+            today = self._clock.now().date()
+            over = uow.locations.capacity_used([location_code], on=today)[location_code]
+            over -= location.daily_capacity
+            if over <= 0:
+                return empty
+            by_units = _capacity_unit(location) == "units"
+            picks: dict[str, dict[int, int]] = {}
+            newest_first = list(reversed(uow.order_refusals.orders_allocated_at(location_code)))
+            for start in range(0, len(newest_first), 200):
+                chunk = newest_first[start : start + 200]
+                loaded = uow.orders.get_many(chunk)
+                for order_id in chunk:
+                    order = loaded.get(order_id)
+                    if order is None or over <= 0:
+                        continue
+                    for line in reversed(order.lines):
+                        units = line.quantity_in(QuantityState.ALLOCATED, location_code)
+                        if by_units:
+                            units = min(units, over)
+                            over -= units
+                        if units > 0:
+                            picks.setdefault(order_id, {})[line.line_no] = units
+                    if not by_units and order_id in picks:
+                        over -= 1
+                if over <= 0:
+                    break
+        if not picks:
+            return empty
+        for attempt in range(3):
+            try:
+                with cyclic_gc_paused(), self._uow() as uow:
+                    lines, orders = self._replan_chunk(
+                        uow,
+                        list(picks),
+                        location_code,
+                        actor=principal.actor,
+                        trigger="capacity",
+                        picks=picks,
+                    )
+                    uow.commit()
+                break
+            except (InsufficientStock, OrderChangedConcurrently):
+                if attempt == 2:
+                    raise
+        return OutageOutcome(
+            location_code=location_code,
+            status=empty.status,
+            affected_orders=orders,
+            affected_units=sum(r.quantity for r in lines),
+            re_sourced_units=sum(sum(r.re_sourced.values()) for r in lines),
+            backordered_units=sum(r.backordered for r in lines),
+            lines=lines,
+        )
+
+    def replan_over_capacity(self) -> int:
+        """Run the capacity re-plan for every location with a daily capacity that is over it
+        today (the periodic job); the number of units sourced again."""
+        with self._uow(read_only=True) as uow:
+            capped = [
+                location
+                for location in uow.locations.list()
+                if location.daily_capacity is not None
+                and location.status.value not in OUTAGE_STATUSES
+            ]
+            used = uow.locations.capacity_used(
+                [location.code for location in capped], on=self._clock.now().date()
+            )
+        moved = 0
+        for location in capped:
+            if used.get(location.code, 0) > (location.daily_capacity or 0):
+                moved += self.replan_capacity(location.code).affected_units
+        return moved
+
+    def _replan_chunk(
+        self,
+        uow: UnitOfWork,
+        order_ids: Sequence[str],
+        location_code: str,
+        *,
+        actor: str,
+        trigger: str = "outage",
+        picks: Mapping[str, Mapping[int, int]] | None = None,
+    ) -> tuple[list[Replanned], int]:
+        # each order's lines leave the location and come back sourced elsewhere as one change
+        # of status: no line flaps to "open" and back in the events
+        with ExitStack() as together:
+            return self._replan_orders(
+                uow,
+                order_ids,
+                location_code,
+                actor=actor,
+                together=together,
+                trigger=trigger,
+                picks=picks or {},
+            )
+
+    def _replan_orders(
+        self,
+        uow: UnitOfWork,
+        order_ids: Sequence[str],
+        location_code: str,
+        *,
+        actor: str,
+        together: ExitStack,
+        trigger: str,
+        picks: Mapping[str, Mapping[int, int]],
+    ) -> tuple[list[Replanned], int]:
+        """Take units of the orders' lines back from the location (``outage``: everything it
+        can no longer serve; ``capacity``: the units in ``picks``, order id -> line -> units),
+        source them again in bulk and write everything back."""
+        at = self._clock.now()
+        network = uow.locations.list()
+        location = next((loc for loc in network if loc.code == location_code), None)
+        status = location.status.value if location is not None else "active"
+        if trigger == "outage":
+            if status not in OUTAGE_STATUSES:
+                return [], 0  # it came back meanwhile
+            reason = f"{location_code} is {status}"
+        else:
+            reason = f"{location_code} has no capacity left today"
+        loaded = uow.orders.get_many(order_ids, for_update=True)
+        affected: list[tuple[Order, list[tuple[OrderLine, int]]]] = []
+        freed: list[StockLine] = []
+        for order_id in order_ids:
+            order = loaded.get(order_id)
+            if order is None:
+                continue
+            moved: list[tuple[OrderLine, int]] = []
+            for line in order.lines:
+                units = line.quantity_in(QuantityState.ALLOCATED, location_code)
+                if trigger != "outage":
+                    units = min(units, picks.get(order_id, {}).get(line.line_no, 0))
+                if not units:
+                    continue
+                if (
+                    trigger == "outage"
+                    and status == "dark"
+                    and line.delivery.method not in FROM_PICKUP_STORE
+                ):
+                    continue
+                if not moved:
+                    together.enter_context(order.status_changes_together())
+                order.move_quantity(
+                    line.line_no,
+                    units,
+                    source=QuantityState.ALLOCATED,
+                    target=QuantityState.OPEN,
+                    location_code=location_code,
+                    actor=actor,
+                    reason=f"{trigger}: {reason}",
+                    at=at,
+                )
+                moved.append((line, units))
+                freed.append(StockLine(line.sku, location_code, units))
+            if moved:
+                affected.append((order, moved))
+        if not affected:
+            return [], 0
+        uow.inventory.deallocate(
+            freed, at=at, reason=f"{trigger}: {reason}, {len(affected)} order(s) re-planned"
+        )
+        given_back = 0
+        for order, moved in affected:
+            back = capacity_given_back(order, location_code, sum(u for _, u in moved), network)
+            given_back += back.get(location_code, 0)
+        uow.locations.use_capacity({location_code: given_back}, on=at.date())
+        skus = sorted({line.sku for _, moved in affected for line, _ in moved})
+        items = uow.items.get_many(skus)
+        refused = uow.order_refusals.for_orders([order.order_id for order, _ in affected])
+        requests = [
+            (order, [(line, line.quantity_in(QuantityState.OPEN)) for line, _ in moved])
+            for order, moved in affected
+        ]
+        bulk, rest = plan_in_bulk(
+            uow,
+            requests,
+            items=items,
+            locations=network,
+            at=at,
+            refused=refused,
+            explain=len(affected) <= EXPLAINED_UP_TO,
+        )
+        record_decisions(uow, [found.decision for found in bulk], trigger=trigger, at=at)
+        plans: dict[str, SourcingPlan] = {found.order.order_id: found.plan for found in bulk}
+        by_channel: dict[str | None, list[StockLine]] = {}
+        for found in bulk:
+            by_channel.setdefault(found.plan.allocation_channel, []).extend(
+                found.plan.stock_lines({line.line_no: line for line in found.order.lines})
+            )
+        for channel, stock in by_channel.items():
+            if stock:
+                uow.inventory.allocate(
+                    stock, at=at, channel=channel, reason=f"re-sourced after {trigger}: {reason}"
+                )
+        used: dict[str, int] = {}
+        for found in bulk:
+            for code, amount in capacity_use(found.order, found.plan.allocations, network).items():
+                used[code] = used.get(code, 0) + amount
+        uow.locations.use_capacity(used, on=at.date())
+        for order in rest:  # addresses the engine cannot locate: one by one, as at capture
+            open_lines = [
+                (line, line.quantity_in(QuantityState.OPEN))
+                for line in order.lines
+                if line.quantity_in(QuantityState.OPEN)
+            ]
+            plan = self._engine(
+                uow,
+                open_lines,
+                channel=order.channel.value,
+                items=items,
+                locations=network,
+                at=at,
+                order=order,
+                trigger=trigger,
+                refused=refused.get(order.order_id, {}),
+            )
+            stock = plan.stock_lines({line.line_no: line for line in order.lines})
+            if stock:
+                uow.inventory.allocate(
+                    stock,
+                    at=at,
+                    channel=plan.allocation_channel,
+                    reason=f"order {order.order_number}: re-sourced after {trigger}: {reason}",
+                )
+            plans[order.order_id] = plan
+        replanned: list[Replanned] = []
+        for order, moved in affected:
+            plan = plans[order.order_id]
+            order.apply_sourcing(
+                allocations=plan.allocations, backorders=plan.backorders, actor=actor, at=at
+            )
+            for line, units in moved:
+                re_sourced: dict[str, int] = {}
+                for line_no, code, quantity in plan.allocations:
+                    if line_no == line.line_no:
+                        re_sourced[code] = re_sourced.get(code, 0) + quantity
+                backordered = sum(q for line_no, q, _ in plan.backorders if line_no == line.line_no)
+                uow.record(
+                    OrderLineReplanned(
+                        order_id=order.order_id,
+                        line_no=line.line_no,
+                        sku=line.sku,
+                        from_location=location_code,
+                        quantity=units,
+                        trigger=trigger,
+                        reason=reason,
+                        re_sourced=re_sourced,
+                        backordered=backordered,
+                    )
+                )
+                replanned.append(
+                    Replanned(
+                        order_id=order.order_id,
+                        line_no=line.line_no,
+                        sku=line.sku,
+                        from_location=location_code,
+                        quantity=units,
+                        re_sourced=re_sourced,
+                        backordered=backordered,
+                        excluded=sorted(refused.get(order.order_id, {}).get(line.line_no, ())),
+                    )
+                )
+        orders = [order for order, _ in affected]
+        together.close()  # the net status changes of each order are evented now
+        uow.orders.save_many(orders, at=at)
+        for order in orders:
+            uow.record(*order.events)
+            order.events.clear()
+        return replanned, len(orders)
+
+    def run_wave(self, *, limit: int = 1000, principal: Principal = SYSTEM) -> WaveOutcome:
+        """Batch (wave) sourcing: the open lines of pending orders whose profile plans in
+        ``batch`` mode (left open at capture) are planned together, oldest orders first, as
+        one mixed-integer programme (never worse than greedy) within the profiles' time limit,
+        then allocated or backordered, each order's decision stored with trigger ``wave``.
+        One unit of work. The worker runs it every 15 minutes."""
+        with cyclic_gc_paused(), self._uow() as uow:
+            at = self._clock.now()
+            order_ids = uow.order_refusals.orders_with_open_units(limit=limit)
+            loaded = uow.orders.get_many(order_ids, for_update=True)
+            network = uow.locations.list()
+            profiles = profile_set(uow)
+            skus = sorted({line.sku for order in loaded.values() for line, _ in order.to_source()})
+            items = uow.items.get_many(skus) if skus else {}
+            requests: list[tuple[Order, Sequence[tuple[OrderLine, int]]]] = []
+            seconds = 0.0
+            for order_id in order_ids:
+                order = loaded.get(order_id)
+                if order is None or order.on_hold:
+                    continue
+                chosen: list[tuple[OrderLine, int]] = []
+                for line, quantity in order.to_source():
+                    destination = (
+                        None if line.delivery.method in AT_STORE else geocode(line, network)
+                    )
+                    if line.delivery.method not in AT_STORE and destination is None:
+                        continue
+                    sline = sourcing_line(line, quantity, items.get(line.sku), destination)
+                    probe = sourcing_order(order, [(sline, line)], at=at, refused={})
+                    profile = profiles.choose(probe, sline).profile
+                    if profile.mode is PlanningMode.BATCH:
+                        chosen.append((line, quantity))
+                        seconds = max(seconds, profile.batch_time_limit_seconds)
+                if chosen:
+                    requests.append((order, chosen))
+            if not requests:
+                return WaveOutcome(0, 0, 0, "empty")
+            refused = uow.order_refusals.for_orders([order.order_id for order, _ in requests])
+            bulk, _unplaced = plan_in_bulk(
+                uow,
+                requests,
+                items=items,
+                locations=network,
+                at=at,
+                refused=refused,
+                explain=len(requests) <= EXPLAINED_UP_TO,
+                wave_seconds=seconds,
+            )
+            record_decisions(uow, [found.decision for found in bulk], trigger="wave", at=at)
+            stock: dict[str | None, list[StockLine]] = {}
+            used: dict[str, int] = {}
+            for found in bulk:
+                lines = {line.line_no: line for line in found.order.lines}
+                stock.setdefault(found.plan.allocation_channel, []).extend(
+                    found.plan.stock_lines(lines)
+                )
+                for code, amount in capacity_use(
+                    found.order, found.plan.allocations, network
+                ).items():
+                    used[code] = used.get(code, 0) + amount
+            for channel, lines_to_take in stock.items():
+                if lines_to_take:
+                    uow.inventory.allocate(
+                        lines_to_take, at=at, channel=channel, reason="batch sourcing wave"
+                    )
+            uow.locations.use_capacity(used, on=at.date())
+            for found in bulk:
+                found.order.apply_sourcing(
+                    allocations=found.plan.allocations,
+                    backorders=found.plan.backorders,
+                    actor=principal.actor,
+                    at=at,
+                )
+            orders = [found.order for found in bulk]
+            uow.orders.save_many(orders, at=at)
+            for order in orders:
+                uow.record(*order.events)
+                order.events.clear()
+            uow.commit()
+        planners = {found.decision.planner for found in bulk}
+        return WaveOutcome(
+            orders=len(bulk),
+            allocated_units=sum(q for found in bulk for _, _, q in found.plan.allocations),
+            backordered_units=sum(q for found in bulk for _, q, _ in found.plan.backorders),
+            planner="batch" if "batch" in planners else "greedy",
+        )
+
+    def supply_delayed(self, skus: Sequence[str]) -> None:
+        """Inventory's supply hook: supply of these SKUs comes later or not at all."""
+        self.replan_waiting(skus, reason="expected supply is late or cancelled")
+
+    def replan_waiting(
+        self,
+        skus: Sequence[str],
+        *,
+        reason: str = "expected supply is late",
+        principal: Principal = SYSTEM,
+        limit: int = 5000,
+    ) -> list[Replanned]:
+        """The "supply late" trigger: every backordered (or pre-ordered) line of these SKUs,
+        first come first served, is sourced again: what a location can serve now is allocated,
+        the rest waits with the date open supply covers it now (promise moved, evented). Lines
+        whose plan does not change are left alone. One unit of work."""
+        with cyclic_gc_paused(), self._uow() as uow, ExitStack() as together:
+            at = self._clock.now()
+            wanted = sorted(set(skus))
+            waiting = [
+                found for sku in wanted for found in uow.orders.waiting_lines(sku, limit=limit)
+            ]
+            waiting.sort(key=lambda w: (w.created_at, w.order_id, w.line_no))
+            order_ids = list(dict.fromkeys(found.order_id for found in waiting))
+            loaded = uow.orders.get_many(order_ids, for_update=True)
+            affected: list[tuple[Order, list[tuple[OrderLine, int]]]] = []
+            promised: dict[tuple[str, int], date | None] = {}
+            moved_units: dict[str, int] = {}
+            for order_id in order_ids:
+                order = loaded.get(order_id)
+                if order is None or order.on_hold:
+                    continue
+                moved: list[tuple[OrderLine, int]] = []
+                for line in order.lines:
+                    units = line.quantity_in(QuantityState.BACKORDERED)
+                    if line.sku not in wanted or not units:
+                        continue
+                    if not moved:
+                        together.enter_context(order.status_changes_together())
+                    promised[(order_id, line.line_no)] = line.promised_on
+                    order.move_quantity(
+                        line.line_no,
+                        units,
+                        source=QuantityState.BACKORDERED,
+                        target=QuantityState.OPEN,
+                        location_code=None,
+                        actor=principal.actor,
+                        reason=f"supply_late: {reason}",
+                        at=at,
+                    )
+                    moved.append((line, units))
+                    moved_units[line.sku] = moved_units.get(line.sku, 0) + units
+                if moved:
+                    affected.append((order, moved))
+            if not affected:
+                return []
+            # units of lines not planned here (on hold) still wait ahead in the queue
+            still = uow.orders.waiting_quantities(wanted)
+            ahead = {sku: max(0, still.get(sku, 0) - moved_units.get(sku, 0)) for sku in wanted}
+            network = uow.locations.list()
+            items = uow.items.get_many(wanted)
+            refused = uow.order_refusals.for_orders([order.order_id for order, _ in affected])
+            bulk, _unplaced = plan_in_bulk(
+                uow,
+                [(order, moved) for order, moved in affected],
+                items=items,
+                locations=network,
+                at=at,
+                refused=refused,
+                explain=len(affected) <= EXPLAINED_UP_TO,
+                already_waiting=ahead,
+            )
+            changed = [
+                found
+                for found in bulk
+                if found.plan.allocations
+                or any(
+                    promised.get((found.order.order_id, line_no)) != expected_on
+                    for line_no, _, expected_on in found.plan.backorders
+                )
+            ]
+            record_decisions(
+                uow, [found.decision for found in changed], trigger="supply_late", at=at
+            )
+            stock: dict[str | None, list[StockLine]] = {}
+            used: dict[str, int] = {}
+            for found in changed:
+                lines = {line.line_no: line for line in found.order.lines}
+                stock.setdefault(found.plan.allocation_channel, []).extend(
+                    found.plan.stock_lines(lines)
+                )
+                for code, amount in capacity_use(
+                    found.order, found.plan.allocations, network
+                ).items():
+                    used[code] = used.get(code, 0) + amount
+            for channel, lines_to_take in stock.items():
+                if lines_to_take:
+                    uow.inventory.allocate(
+                        lines_to_take, at=at, channel=channel, reason=f"re-sourced: {reason}"
+                    )
+            uow.locations.use_capacity(used, on=at.date())
+            moved_of = {order.order_id: moved for order, moved in affected}
+            replanned: list[Replanned] = []
+            saved: list[Order] = []
+            # orders the engine cannot place (unknown address) or whose plan is the same keep
+            # waiting as they were: nothing of theirs is written
+            for found in changed:
+                order, plan = found.order, found.plan
+                order.apply_sourcing(
+                    allocations=plan.allocations,
+                    backorders=plan.backorders,
+                    actor=principal.actor,
+                    at=at,
+                )
+                for line, units in moved_of[order.order_id]:
+                    re_sourced: dict[str, int] = {}
+                    for line_no, code, quantity in plan.allocations:
+                        if line_no == line.line_no:
+                            re_sourced[code] = re_sourced.get(code, 0) + quantity
+                    backordered = sum(q for n, q, _ in plan.backorders if n == line.line_no)
+                    uow.record(
+                        OrderLineReplanned(
+                            order_id=order.order_id,
+                            line_no=line.line_no,
+                            sku=line.sku,
+                            from_location="",
+                            quantity=units,
+                            trigger="supply_late",
+                            reason=reason,
+                            re_sourced=re_sourced,
+                            backordered=backordered,
+                        )
+                    )
+                    replanned.append(
+                        Replanned(
+                            order_id=order.order_id,
+                            line_no=line.line_no,
+                            sku=line.sku,
+                            from_location="",
+                            quantity=units,
+                            re_sourced=re_sourced,
+                            backordered=backordered,
+                            excluded=sorted(refused.get(order.order_id, {}).get(line.line_no, ())),
+                        )
+                    )
+                saved.append(order)
+            together.close()
+            if saved:
+                uow.orders.save_many(saved, at=at)
+                for order in saved:
+                    uow.record(*order.events)
+                    order.events.clear()
+                uow.commit()
+            return replanned
 
     def location_changed(self, location_code: str, old_status: str, new_status: str) -> None:
         """Inventory's location update hook: a location that stopped serving re-plans."""

@@ -456,6 +456,12 @@ class LocationRepository(Protocol):
 
     def capacity_used(self, codes: Sequence[str], *, on: date) -> dict[str, int]: ...
 
+    def use_capacity(self, amounts: Mapping[str, int], *, on: date) -> None:
+        """Add to (negative: give back) the day's capacity used per location code, without
+        checking the limit (never below 0); going over is the "capacity exhausted" re-plan's
+        business."""
+        ...
+
 
 class ItemRepository(Protocol):
     def add(self, item: Item, *, at: datetime) -> None:
@@ -669,7 +675,15 @@ class OrderRepository(Protocol):
         """Write back a loaded order; OrderChangedConcurrently if its version moved on."""
         ...
 
+    def save_many(self, batch: Sequence[Order], *, at: datetime) -> None:
+        """Write back loaded orders in bulk; OrderChangedConcurrently if a version moved on."""
+        ...
+
     def get(self, order_id: str, *, for_update: bool = False) -> Order | None: ...
+
+    def get_many(self, order_ids: Sequence[str], *, for_update: bool = False) -> dict[str, Order]:
+        """The orders found, by id (row locks on PostgreSQL with ``for_update``)."""
+        ...
 
     def id_for_channel_reference(self, channel: str, channel_reference: str) -> str | None: ...
 
@@ -757,6 +771,10 @@ class SourcingDecisionRepository(Protocol):
         """Store a decision; returns its id (``decision_id`` of the argument is ignored)."""
         ...
 
+    def add_many(self, decisions: Sequence[StoredDecision]) -> list[int]:
+        """Store decisions in bulk; their ids, in the same order."""
+        ...
+
     def for_order(self, order_id: str) -> list[StoredDecision]: ...
 
 
@@ -780,10 +798,18 @@ class OrderRefusalRepository(Protocol):
         """line number -> locations that refused it."""
         ...
 
+    def for_orders(self, order_ids: Sequence[str]) -> dict[str, dict[int, frozenset[str]]]:
+        """order id -> line number -> locations that refused it (orders with refusals only)."""
+        ...
+
     def list_for_order(self, order_id: str) -> list[LineRefusal]: ...
 
     def orders_allocated_at(self, location_code: str, *, limit: int = 100_000) -> list[str]:
         """Ids of orders with units allocated (not yet released) at the location, oldest first."""
+        ...
+
+    def orders_with_open_units(self, *, limit: int = 1000) -> list[str]:
+        """Ids of orders with units not yet sourced (open), oldest first."""
         ...
 
     def last_order_ids(self, count: int) -> list[str]:

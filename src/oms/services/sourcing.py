@@ -416,7 +416,9 @@ class SourcingService:
         )
 
 
-TRIGGERS = frozenset({"capture", "change", "rejection", "short_pick", "outage", "supply_late"})
+TRIGGERS = frozenset(
+    {"capture", "change", "rejection", "short_pick", "outage", "capacity", "supply_late", "wave"}
+)
 
 
 def record_decision(
@@ -448,6 +450,44 @@ def record_decision(
         )
     )
     return replace(decision, decision_id=decision_id)
+
+
+def record_decisions(
+    uow: UnitOfWork, plans: Sequence[SourcingPlan], *, trigger: str, at: datetime
+) -> list[int]:
+    """Store many plans at once (bulk re-planning), each with its event (no commit)."""
+    if trigger not in TRIGGERS:
+        raise Invalid(f"unknown sourcing trigger '{trigger}'; one of {', '.join(sorted(TRIGGERS))}")
+    ids = uow.sourcing_decisions.add_many(
+        [
+            StoredDecision(
+                decision_id=0,
+                order_id=plan.order_id,
+                trigger=trigger,
+                planner=plan.planner,
+                cost=plan.cost,
+                backordered_units=plan.backordered_units,
+                plan=plan.to_document(),
+                decided_at=at,
+            )
+            for plan in plans
+        ]
+    )
+    uow.record(
+        *(
+            OrderSourced(
+                order_id=plan.order_id,
+                decision_id=decision_id,
+                trigger=trigger,
+                planner=plan.planner,
+                shipments=plan.shipment_count,
+                backordered_units=plan.backordered_units,
+                locations=sorted({s.location for s in plan.shipments}),
+            )
+            for plan, decision_id in zip(plans, ids, strict=True)
+        )
+    )
+    return ids
 
 
 def _rules_from_document(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -26,6 +27,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Insert,
+    Integer,
     and_,
     bindparam,
     func,
@@ -290,6 +292,37 @@ class SqlLocationRepository:
             .values(used=func.greatest(usage.used - amount, 0))
         )
 
+    def use_capacity(self, amounts: Mapping[str, int], *, on: date) -> None:
+        usage = location_capacity_usage.c
+        wanted = {code: amount for code, amount in amounts.items() if amount}
+        if not wanted:
+            return
+        ids = {
+            row.code: int(row.id)
+            for row in self._connection.execute(
+                select(locations.c.id, locations.c.code).where(locations.c.code.in_(list(wanted)))
+            )
+        }
+        rows = [
+            {"location_id": ids[code], "on_date": on, "used": 0} for code in wanted if code in ids
+        ]
+        if not rows:
+            return
+        self._connection.execute(
+            insert_ignoring_conflicts(self._connection, location_capacity_usage), rows
+        )
+        floor = func.max if self._connection.dialect.name == "sqlite" else func.greatest
+        self._connection.execute(
+            update(location_capacity_usage)
+            .where(usage.location_id == bindparam("k_location"), usage.on_date == bindparam("k_on"))
+            .values(used=floor(usage.used + bindparam("k_amount", type_=Integer), 0)),
+            [
+                {"k_location": ids[code], "k_on": on, "k_amount": amount}
+                for code, amount in wanted.items()
+                if code in ids
+            ],
+        )
+
     def capacity_used(self, codes: Sequence[str], *, on: date) -> dict[str, int]:
         usage = location_capacity_usage.c
         rows = self._connection.execute(
@@ -449,6 +482,14 @@ _TAKE: dict[tuple[str, bool], Any] = {
     for column in ("allocated", "reserved")
     for buffered in (False, True)
 }
+_ADD_ALLOCATED = (
+    update(inventory_positions)
+    .where(_TAKE_WHERE)
+    .values({"allocated": P.allocated + _TAKE_QUANTITY, **_TAKE_VALUES})
+)
+"""Bulk allocation of positions locked and checked just before (executemany)."""
+BULK_POSITIONS = 50
+"""An allocation of at least this many positions is checked and written in bulk."""
 # Units that arrived for a known order (a ship-to-store transfer) are the customer's already:
 # the safety-stock buffer protects walk-in stock, not goods that were bought and sent here.
 _TAKE_EARMARKED = (
@@ -756,6 +797,11 @@ class SqlInventoryRepository:
         earmarked: bool = False,
     ) -> list[PositionChange]:
         buffer = self.channel_buffer(channel)
+        ordered = self._ordered(lines)
+        if len(ordered) >= BULK_POSITIONS and not earmarked:
+            changes = self._allocate_in_bulk(ordered, at=at, buffer=buffer, reason=reason)
+            if changes is not None:
+                return changes
         return [
             self._take(
                 key,
@@ -766,7 +812,43 @@ class SqlInventoryRepository:
                 reason=reason,
                 earmarked=earmarked,
             )
-            for key, quantity in self._ordered(lines)
+            for key, quantity in ordered
+        ]
+
+    def _allocate_in_bulk(
+        self,
+        ordered: Sequence[tuple[_Key, int]],
+        *,
+        at: datetime,
+        buffer: ChannelBuffer,
+        reason: str,
+    ) -> list[PositionChange] | None:
+        """Many positions at once (a bulk re-plan): lock and read them in a few statements, check
+        every one, then one executemany. None when a position lacks the units (or does not
+        exist yet): the caller then takes them one by one, which frees expired holds first and
+        says which position fell short."""
+        rows = self._lock([key for key, _ in ordered])
+        befores: list[Position] = []
+        for key, quantity in ordered:
+            if not LocationStatus(key.location_status).fulfills:
+                return None
+            row = rows.get(key.order)
+            if row is None:
+                return None
+            before = _position(key, row)
+            if buffer.apply(before.atp) < quantity:
+                return None
+            befores.append(before)
+        self._connection.execute(
+            _ADD_ALLOCATED,
+            [
+                {"k_item": key.item_id, "k_location": key.location_id, "k_quantity": q, "k_at": at}
+                for key, q in ordered
+            ],
+        )
+        return [
+            self._changed(key, reason, before, replace(before, allocated=before.allocated + q))
+            for (key, q), before in zip(ordered, befores, strict=True)
         ]
 
     def _give_back(

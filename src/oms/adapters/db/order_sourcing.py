@@ -3,6 +3,7 @@ needs (orders allocated at a location, the most recent orders)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
@@ -39,6 +40,24 @@ class SqlOrderRefusalRepository:
             found.setdefault(int(line_no), set()).add(str(code))
         return {line_no: frozenset(codes) for line_no, codes in found.items()}
 
+    def for_orders(self, order_ids: Sequence[str]) -> dict[str, dict[int, frozenset[str]]]:
+        found: dict[str, dict[int, set[str]]] = {}
+        ids = list(dict.fromkeys(order_ids))
+        for start in range(0, len(ids), 500):
+            rows = self._connection.execute(
+                select(
+                    order_line_refusals.c.order_id,
+                    order_line_refusals.c.line_no,
+                    order_line_refusals.c.location_code,
+                ).where(order_line_refusals.c.order_id.in_(ids[start : start + 500]))
+            )
+            for order_id, line_no, code in rows:
+                found.setdefault(str(order_id), {}).setdefault(int(line_no), set()).add(str(code))
+        return {
+            order_id: {line_no: frozenset(codes) for line_no, codes in lines.items()}
+            for order_id, lines in found.items()
+        }
+
     def list_for_order(self, order_id: str) -> list[LineRefusal]:
         rows = self._connection.execute(
             select(order_line_refusals)
@@ -55,6 +74,17 @@ class SqlOrderRefusalRepository:
                 order_line_quantities.c.location_code == location_code,
                 order_line_quantities.c.state == "allocated",
             )
+            .group_by(order_line_quantities.c.order_id, orders.c.created_at)
+            .order_by(orders.c.created_at, order_line_quantities.c.order_id)
+            .limit(limit)
+        )
+        return [str(order_id) for (order_id,) in rows]
+
+    def orders_with_open_units(self, *, limit: int = 1000) -> list[str]:
+        rows = self._connection.execute(
+            select(order_line_quantities.c.order_id)
+            .join(orders, orders.c.order_id == order_line_quantities.c.order_id)
+            .where(order_line_quantities.c.state == "open")
             .group_by(order_line_quantities.c.order_id, orders.c.created_at)
             .order_by(orders.c.created_at, order_line_quantities.c.order_id)
             .limit(limit)

@@ -43,6 +43,24 @@ _BY_CHANNEL_REFERENCE = select(orders.c.order_id).where(
 )
 """Built once: the first statement of every capture."""
 
+CHUNK = 500
+"""Order ids per IN list of the bulk reads and writes."""
+
+
+def _chunks(values: Sequence[str]) -> list[Sequence[str]]:
+    return [values[i : i + CHUNK] for i in range(0, len(values), CHUNK)]
+
+
+def _children_of(order: Order) -> set[str]:
+    return {
+        table.name
+        for table, rows in (
+            (order_holds, order.holds),
+            (order_cancel_requests, order.cancel_requests),
+        )
+        if rows
+    }
+
 
 def _address_document(address: Address | None) -> dict[str, Any] | None:
     if address is None:
@@ -65,21 +83,12 @@ def _address(document: dict[str, Any] | None) -> Address | None:
     return Address(**document) if document else None
 
 
-def _children_of(order: Order) -> set[str]:
-    return {
-        table.name
-        for table, rows in (
-            (order_holds, order.holds),
-            (order_cancel_requests, order.cancel_requests),
-        )
-        if rows
-    }
-
-
 class SqlOrderRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._loaded_lines: dict[str, set[int]] = {}
+        self._stored_lines: dict[tuple[str, int], dict[str, Any]] = {}
+        """Line rows as read or last written: a save skips the lines that did not change."""
         self._stored_children: dict[str, set[str]] = {}
         """Which of the holds and cancel requests tables hold rows of a loaded order: a save
         deletes and rewrites only those (most orders have neither)."""
@@ -113,22 +122,57 @@ class SqlOrderRepository:
 
     def save(self, order: Order, *, at: datetime) -> None:
         """Write back a loaded order (optimistic version check)."""
-        row = self._order_row(order, at=at)
-        del row["created_at"]
-        row["version"] = order.version + 1
-        updated = self._connection.execute(
+        self.save_many([order], at=at)
+
+    def save_many(self, batch: Sequence[Order], *, at: datetime) -> None:
+        """Write back loaded orders in a few statements (each with its optimistic version
+        check): bulk re-planning saves thousands of orders at once."""
+        if not batch:
+            return
+        rows = []
+        for order in batch:
+            row = self._order_row(order, at=at)
+            del row["created_at"]
+            row["version"] = order.version + 1
+            row["b_order_id"] = order.order_id
+            row["b_version"] = order.version
+            rows.append(row)
+        statement = (
             update(orders)
-            .where(orders.c.order_id == order.order_id, orders.c.version == order.version)
-            .values(row)
-        ).rowcount
-        if updated != 1:
-            raise OrderChangedConcurrently(
-                f"order {order.order_number} was changed by another request; try again"
+            .where(
+                orders.c.order_id == bindparam("b_order_id"),
+                orders.c.version == bindparam("b_version"),
             )
-        order.version += 1
-        known = self._loaded_lines.get(order.order_id, set())
-        existing = [self._line_row(order, line) for line in order.lines if line.line_no in known]
-        new = [self._line_row(order, line) for line in order.lines if line.line_no not in known]
+            .values(
+                {
+                    name: bindparam(name)
+                    for name in rows[0]
+                    if name not in ("order_id", "b_order_id", "b_version")
+                }
+            )
+        )
+        if len(rows) == 1 or not self._connection.dialect.supports_sane_multi_rowcount:
+            for row, order in zip(rows, batch, strict=True):
+                if self._connection.execute(statement, row).rowcount != 1:
+                    raise OrderChangedConcurrently(
+                        f"order {order.order_number} was changed by another request; try again"
+                    )
+        elif self._connection.execute(statement, rows).rowcount != len(rows):
+            raise OrderChangedConcurrently(
+                "an order was changed by another request meanwhile; try again"
+            )
+        existing: list[dict[str, Any]] = []
+        new: list[dict[str, Any]] = []
+        for order in batch:
+            order.version += 1
+            known = self._loaded_lines.get(order.order_id, set())
+            for line in order.lines:
+                row = self._line_row(order, line)
+                if line.line_no not in known:
+                    new.append(row)
+                elif self._stored_lines.get((order.order_id, line.line_no)) != row:
+                    existing.append(row)
+                self._stored_lines[(order.order_id, line.line_no)] = row
         if existing:
             self._connection.execute(
                 update(order_lines)
@@ -150,21 +194,26 @@ class SqlOrderRepository:
             )
         if new:
             self._connection.execute(insert(order_lines), new)
-        stored = self._stored_children.get(order.order_id)
         for table in (order_line_quantities, order_holds, order_cancel_requests):
-            if (
-                table is not order_line_quantities
-                and stored is not None
-                and table.name not in stored
-            ):
-                continue  # it had no rows there when read or last written
-            self._connection.execute(delete(table).where(table.c.order_id == order.order_id))
-        self._insert_children(order)
-        self._loaded_lines[order.order_id] = {line.line_no for line in order.lines}
-        self._stored_children[order.order_id] = _children_of(order)
-        self._identity[order.order_id] = (order, True)
+            ids = [
+                order.order_id
+                for order in batch
+                if table is order_line_quantities
+                or (stored := self._stored_children.get(order.order_id)) is None
+                or table.name in stored
+            ]  # holds and cancel requests only of orders that had some when read or written
+            for chunk in _chunks(ids):
+                self._connection.execute(delete(table).where(table.c.order_id.in_(chunk)))
+        self._insert_children_of(batch)
+        for order in batch:
+            self._loaded_lines[order.order_id] = {line.line_no for line in order.lines}
+            self._stored_children[order.order_id] = _children_of(order)
+            self._identity[order.order_id] = (order, True)
 
     def _insert_children(self, order: Order) -> None:
+        self._insert_children_of([order])
+
+    def _insert_children_of(self, batch: Sequence[Order]) -> None:
         quantities = [
             {
                 "order_id": order.order_id,
@@ -173,13 +222,15 @@ class SqlOrderRepository:
                 "location_code": location_code or "",
                 "quantity": quantity,
             }
+            for order in batch
             for line in order.lines
             for (state, location_code), quantity in sorted(line.buckets.items(), key=str)
             if quantity > 0
         ]
         if quantities:
             self._connection.execute(insert(order_line_quantities), quantities)
-        if order.holds:
+        holds = [(order, hold) for order in batch for hold in order.holds]
+        if holds:
             self._connection.execute(
                 insert(order_holds),
                 [
@@ -194,10 +245,11 @@ class SqlOrderRepository:
                         "released_at": hold.released_at,
                         "release_reason": hold.release_reason,
                     }
-                    for hold in order.holds
+                    for order, hold in holds
                 ],
             )
-        if order.cancel_requests:
+        requests = [(order, request) for order in batch for request in order.cancel_requests]
+        if requests:
             self._connection.execute(
                 insert(order_cancel_requests),
                 [
@@ -215,10 +267,11 @@ class SqlOrderRepository:
                         "decided_at": request.decided_at,
                         "decision_reason": request.decision_reason,
                     }
-                    for request in order.cancel_requests
+                    for order, request in requests
                 ],
             )
-        if order.timeline:
+        timeline = [(order, entry) for order in batch for entry in order.timeline]
+        if timeline:
             self._connection.execute(
                 insert(order_timeline),
                 [
@@ -232,10 +285,11 @@ class SqlOrderRepository:
                         "old": entry.old,
                         "new": entry.new,
                     }
-                    for entry in order.timeline
+                    for order, entry in timeline
                 ],
             )
-            order.timeline.clear()
+            for order in batch:
+                order.timeline.clear()
 
     @staticmethod
     def _order_row(order: Order, *, at: datetime) -> dict[str, Any]:
@@ -308,133 +362,154 @@ class SqlOrderRepository:
         return str(found) if found is not None else None
 
     def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
+        return self.get_many([order_id], for_update=for_update).get(order_id)
+
+    def get_many(self, order_ids: Sequence[str], *, for_update: bool = False) -> dict[str, Order]:
+        """Orders by id (unknown ids are left out), a few statements per chunk of ids. An order
+        this unit of work already holds (locked, when a lock is asked for) is returned as is."""
+        # SQLite: the unit of work holds the write lock (BEGIN IMMEDIATE), so a read is locked.
         postgres = self._connection.dialect.name == "postgresql"
         locking = for_update and postgres
-        kept = self._identity.get(order_id)
-        if kept is not None and (kept[1] or not locking):
-            return kept[0]
-        found = self._read(order_id, locking=locking)
-        if found is not None:
-            # SQLite: the unit of work holds the write lock (BEGIN IMMEDIATE)
-            self._identity[order_id] = (
-                found,
-                locking or self._connection.dialect.name != "postgresql",
-            )
+        found: dict[str, Order] = {}
+        missing: list[str] = []
+        for order_id in dict.fromkeys(order_ids):
+            kept = self._identity.get(order_id)
+            if kept is not None and (kept[1] or not locking):
+                found[order_id] = kept[0]
+            else:
+                missing.append(order_id)
+        for chunk in _chunks(missing):
+            loaded = self._load(list(chunk), for_update=for_update)
+            for order_id, order in loaded.items():
+                self._identity[order_id] = (order, locking or not postgres)
+            found.update(loaded)
         return found
 
-    def _read(self, order_id: str, *, locking: bool) -> Order | None:
-        query = select(orders).where(orders.c.order_id == order_id)
-        if locking:
-            query = query.with_for_update()
-        row = self._connection.execute(query).mappings().first()
-        if row is None:
-            return None
-        line_rows = self._connection.execute(
+    def _load(self, order_ids: list[str], *, for_update: bool) -> dict[str, Order]:
+        query = select(orders).where(orders.c.order_id.in_(order_ids))
+        if for_update and self._connection.dialect.name == "postgresql":
+            query = query.order_by(orders.c.order_id).with_for_update()
+        order_rows = list(self._connection.execute(query).mappings())
+        if not order_rows:
+            return {}
+        line_rows: dict[str, list[Any]] = {}
+        for line in self._connection.execute(
             select(order_lines)
-            .where(order_lines.c.order_id == order_id)
-            .order_by(order_lines.c.line_no)
-        ).mappings()
-        buckets: dict[int, dict[tuple[QuantityState, str | None], int]] = {}
-        for bucket in self._connection.execute(
-            select(order_line_quantities).where(order_line_quantities.c.order_id == order_id)
+            .where(order_lines.c.order_id.in_(order_ids))
+            .order_by(order_lines.c.order_id, order_lines.c.line_no)
         ).mappings():
-            buckets.setdefault(bucket["line_no"], {})[
+            line_rows.setdefault(line["order_id"], []).append(line)
+            self._stored_lines[(line["order_id"], line["line_no"])] = dict(line)
+        buckets: dict[tuple[str, int], dict[tuple[QuantityState, str | None], int]] = {}
+        for bucket in self._connection.execute(
+            select(order_line_quantities).where(order_line_quantities.c.order_id.in_(order_ids))
+        ).mappings():
+            buckets.setdefault((bucket["order_id"], bucket["line_no"]), {})[
                 (QuantityState(bucket["state"]), bucket["location_code"] or None)
             ] = bucket["quantity"]
-        lines = [
-            OrderLine(
-                line_no=line["line_no"],
-                sku=line["sku"],
-                quantity=line["quantity"],
-                unit_price=line["unit_price"],
-                discount=line["discount"],
-                tax=line["tax"],
-                delivery=Delivery(
-                    method=DeliveryMethod(line["delivery_method"]),
-                    address=_address(line["ship_address"]),
-                    pickup_location_code=line["pickup_location_code"],
-                    requested_on=line["requested_on"],
-                    gift=line["gift"],
-                    gift_message=line["gift_message"],
-                ),
-                promised_on=line["promised_on"],
-                buckets=buckets.get(line["line_no"], {}),
-            )
-            for line in line_rows
-        ]
-        holds = [
-            Hold(
-                hold_id=hold["hold_id"],
-                type=HoldType(hold["type"]),
-                reason=hold["reason"],
-                placed_by=hold["placed_by"],
-                placed_at=hold["placed_at"],
-                released_by=hold["released_by"],
-                released_at=hold["released_at"],
-                release_reason=hold["release_reason"],
-            )
-            for hold in self._connection.execute(
-                select(order_holds)
-                .where(order_holds.c.order_id == order_id)
-                .order_by(order_holds.c.placed_at, order_holds.c.hold_id)
-            ).mappings()
-        ]
-        requests = [
-            CancelRequest(
-                request_id=request["request_id"],
-                line_no=request["line_no"],
-                location_code=request["location_code"],
-                quantity=request["quantity"],
-                reason=request["reason"],
-                requested_by=request["requested_by"],
-                requested_at=request["requested_at"],
-                status=CancelRequestStatus(request["status"]),
-                decided_by=request["decided_by"],
-                decided_at=request["decided_at"],
-                decision_reason=request["decision_reason"],
-            )
-            for request in self._connection.execute(
-                select(order_cancel_requests)
-                .where(order_cancel_requests.c.order_id == order_id)
-                .order_by(order_cancel_requests.c.requested_at, order_cancel_requests.c.request_id)
-            ).mappings()
-        ]
-        self._loaded_lines[order_id] = {line.line_no for line in lines}
-        self._stored_children[order_id] = {
-            table.name
-            for table, rows in ((order_holds, holds), (order_cancel_requests, requests))
-            if rows
-        }
-        return Order(
-            order_id=row["order_id"],
-            order_number=row["order_number"],
-            channel=Channel(row["channel"]),
-            channel_reference=row["channel_reference"],
-            customer=Customer(
-                customer_id=row["customer_id"],
-                name=row["customer_name"],
-                email=row["customer_email"],
-                phone=row["customer_phone"],
-            ),
-            currency=row["currency"],
-            lines=lines,
-            created_at=row["created_at"],
-            shipping_charge=row["shipping_charge"],
-            payments=[
-                PaymentReference(
-                    method=payment["method"],
-                    token=payment["token"],
-                    amount=Decimal(payment["amount"]) if payment.get("amount") else None,
-                    currency=payment.get("currency"),
+        holds: dict[str, list[Hold]] = {}
+        for hold in self._connection.execute(
+            select(order_holds)
+            .where(order_holds.c.order_id.in_(order_ids))
+            .order_by(order_holds.c.placed_at, order_holds.c.hold_id)
+        ).mappings():
+            holds.setdefault(hold["order_id"], []).append(
+                Hold(
+                    hold_id=hold["hold_id"],
+                    type=HoldType(hold["type"]),
+                    reason=hold["reason"],
+                    placed_by=hold["placed_by"],
+                    placed_at=hold["placed_at"],
+                    released_by=hold["released_by"],
+                    released_at=hold["released_at"],
+                    release_reason=hold["release_reason"],
                 )
-                for payment in row["payments"]
-            ],
-            notes=row["notes"],
-            tags=list(row["tags"]),
-            holds=holds,
-            cancel_requests=requests,
-            version=row["version"],
-        )
+            )
+        requests: dict[str, list[CancelRequest]] = {}
+        for request in self._connection.execute(
+            select(order_cancel_requests)
+            .where(order_cancel_requests.c.order_id.in_(order_ids))
+            .order_by(order_cancel_requests.c.requested_at, order_cancel_requests.c.request_id)
+        ).mappings():
+            requests.setdefault(request["order_id"], []).append(
+                CancelRequest(
+                    request_id=request["request_id"],
+                    line_no=request["line_no"],
+                    location_code=request["location_code"],
+                    quantity=request["quantity"],
+                    reason=request["reason"],
+                    requested_by=request["requested_by"],
+                    requested_at=request["requested_at"],
+                    status=CancelRequestStatus(request["status"]),
+                    decided_by=request["decided_by"],
+                    decided_at=request["decided_at"],
+                    decision_reason=request["decision_reason"],
+                )
+            )
+        found: dict[str, Order] = {}
+        for row in order_rows:
+            order_id = row["order_id"]
+            lines = [
+                OrderLine(
+                    line_no=line["line_no"],
+                    sku=line["sku"],
+                    quantity=line["quantity"],
+                    unit_price=line["unit_price"],
+                    discount=line["discount"],
+                    tax=line["tax"],
+                    delivery=Delivery(
+                        method=DeliveryMethod(line["delivery_method"]),
+                        address=_address(line["ship_address"]),
+                        pickup_location_code=line["pickup_location_code"],
+                        requested_on=line["requested_on"],
+                        gift=line["gift"],
+                        gift_message=line["gift_message"],
+                    ),
+                    promised_on=line["promised_on"],
+                    buckets=buckets.get((order_id, line["line_no"]), {}),
+                )
+                for line in line_rows.get(order_id, [])
+            ]
+            self._loaded_lines[order_id] = {line.line_no for line in lines}
+            self._stored_children[order_id] = {
+                table.name
+                for table, rows in (
+                    (order_holds, holds.get(order_id)),
+                    (order_cancel_requests, requests.get(order_id)),
+                )
+                if rows
+            }
+            found[order_id] = Order(
+                order_id=order_id,
+                order_number=row["order_number"],
+                channel=Channel(row["channel"]),
+                channel_reference=row["channel_reference"],
+                customer=Customer(
+                    customer_id=row["customer_id"],
+                    name=row["customer_name"],
+                    email=row["customer_email"],
+                    phone=row["customer_phone"],
+                ),
+                currency=row["currency"],
+                lines=lines,
+                created_at=row["created_at"],
+                shipping_charge=row["shipping_charge"],
+                payments=[
+                    PaymentReference(
+                        method=payment["method"],
+                        token=payment["token"],
+                        amount=Decimal(payment["amount"]) if payment.get("amount") else None,
+                        currency=payment.get("currency"),
+                    )
+                    for payment in row["payments"]
+                ],
+                notes=row["notes"],
+                tags=list(row["tags"]),
+                holds=holds.get(order_id, []),
+                cancel_requests=requests.get(order_id, []),
+                version=row["version"],
+            )
+        return found
 
     def waiting_lines(self, sku: str, *, limit: int = 1000) -> list[WaitingLine]:
         """Backordered units of ``sku``, oldest order first (then line number)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
@@ -129,6 +130,28 @@ class SqlSourcingDecisionRepository:
             .returning(sourcing_decisions.c.decision_id)
         )
         return int(result.scalar_one())
+
+    def add_many(self, decisions: Sequence[StoredDecision]) -> list[int]:
+        if not decisions:
+            return []
+        result = self._connection.execute(
+            insert(sourcing_decisions).returning(
+                sourcing_decisions.c.decision_id, sort_by_parameter_order=True
+            ),
+            [
+                {
+                    "order_id": decision.order_id,
+                    "trigger": decision.trigger,
+                    "planner": decision.planner,
+                    "cost": decision.cost,
+                    "backordered_units": decision.backordered_units,
+                    "plan": decision.plan,
+                    "decided_at": decision.decided_at,
+                }
+                for decision in decisions
+            ],
+        )
+        return [int(decision_id) for (decision_id,) in result]
 
     def for_order(self, order_id: str) -> list[StoredDecision]:
         rows = self._connection.execute(

@@ -296,6 +296,13 @@ class Network:
         values[location_index] -= quantity
         self.capacity[location_index] -= quantity
 
+    def set_available(self, location_index: int, sku: str, units: float) -> None:
+        """Overwrite the working ATP of ``sku`` at one location (kept in step with another
+        network planned on the same stock, e.g. one per channel buffer)."""
+        values = self._atp.get(sku)
+        if values is not None:
+            values[location_index] = max(0.0, units)
+
     def copy(self) -> Network:
         clone = Network.__new__(Network)
         clone.__dict__.update(self.__dict__)
