@@ -19,7 +19,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -82,6 +82,23 @@ def profile_set(uow: UnitOfWork) -> ProfileSet:
         return ProfileSet(profiles.values())
     rules = [rule_from_document(rule) for rule in stored_rules.rules]
     return ProfileSet(profiles.values(), rules, default=stored_rules.default_profile)
+
+
+class ProfileSetCache:
+    """The parsed profiles and rules in force, read again only when the stored ones changed
+    (``signature``: one small query instead of reading and parsing every document)."""
+
+    def __init__(self) -> None:
+        self._cached: tuple[Hashable, ProfileSet] | None = None
+
+    def get(self, uow: UnitOfWork) -> ProfileSet:
+        signature = uow.sourcing_profiles.signature()
+        cached = self._cached
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        profiles = profile_set(uow)
+        self._cached = (signature, profiles)
+        return profiles
 
 
 def _cut_off_hour(location: Location, at: datetime) -> float:
@@ -275,6 +292,7 @@ class EngineSourcing:
 
     def __init__(self, *, fallback: LineSourcing = source_lines) -> None:
         self._fallback = fallback
+        self._profiles = ProfileSetCache()
 
     def __call__(
         self,
@@ -356,7 +374,7 @@ class EngineSourcing:
                 # lines only their pickup store can serve choose before lines many can serve
                 judged.sort(key=lambda pair: pair[1].delivery.method not in FROM_PICKUP_STORE)
             request = sourcing_order(order, judged, at=at, refused=refused)
-            plan = plan_order(request, Network(snap), profile_set(uow))
+            plan = plan_order(request, Network(snap), self._profiles.get(uow))
             record_decision(uow, plan, trigger=trigger, at=at)
             allocations.extend(
                 (int(allocation.line_id), allocation.location, allocation.quantity)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
@@ -9,6 +10,17 @@ from sqlalchemy.exc import IntegrityError
 
 from oms.adapters.db.tables import sourcing_decisions, sourcing_profiles, sourcing_rule_sets
 from oms.services.ports import StoredDecision, StoredProfile, StoredRuleSet
+
+_SIGNATURE = select(
+    select(func.count()).select_from(sourcing_profiles).scalar_subquery(),
+    select(func.max(sourcing_profiles.c.version)).scalar_subquery(),
+    select(func.max(sourcing_profiles.c.created_at)).scalar_subquery(),
+    select(func.count()).select_from(sourcing_rule_sets).scalar_subquery(),
+    select(func.max(sourcing_rule_sets.c.version)).scalar_subquery(),
+    select(func.max(sourcing_rule_sets.c.created_at)).scalar_subquery(),
+)
+"""Built once: rows are only ever added to both tables, so counts, highest versions and latest
+times change with every addition (one round trip, index-only on PostgreSQL)."""
 
 
 class SqlSourcingProfileRepository:
@@ -82,6 +94,10 @@ class SqlSourcingProfileRepository:
             changed_by=m["changed_by"],
             created_at=m["created_at"],
         )
+
+    def signature(self) -> Hashable:
+        row = self._connection.execute(_SIGNATURE).one()
+        return tuple(row)
 
     def add_rules(self, rule_set: StoredRuleSet) -> bool:
         try:
