@@ -6,7 +6,8 @@ and writes its events to the outbox, in one transaction: ``services.orders.captu
 run times a hand-written raw-SQL transaction doing the same writes (order, lines, line
 quantities, three conditional stock updates, an outbox row): what the database itself allows.
 Both run with 1 and with 8 client processes, on SQLite and on PostgreSQL; then ``oms serve``
-takes 3-line orders over HTTP from 8 concurrent clients.
+takes 3-line orders over HTTP from 8 concurrent clients, once with ``--workers`` one per core
+(at least 2: the production shape) and once with a single worker process.
 
     python benchmarks/orders.py --size small [--database-url postgresql://...]
 
@@ -55,6 +56,8 @@ SIZES: dict[str, dict[str, int]] = {
 }
 PROCESS_COUNTS = (1, 8)
 HTTP_CLIENTS = 8
+HTTP_WORKERS = max(2, os.cpu_count() or 2)
+"""``oms serve --workers``: one worker process per core, the production shape."""
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/oms_orders_bench"
 SYNC_OFF = "SET synchronous_commit = off"
 """Benchmark-only session setting for the labelled extra rows: commits without waiting for WAL."""
@@ -341,8 +344,10 @@ def raw_worker(
     out.put({"latencies": latencies, "driver_seconds": 0.0})
 
 
-def http_measure(url: str, clients: int, per_client: int, skus: int) -> dict[str, Any]:
-    """``oms serve`` (one uvicorn process) and ``clients`` concurrent HTTP clients."""
+def http_measure(
+    url: str, clients: int, per_client: int, skus: int, *, workers: int = 1
+) -> dict[str, Any]:
+    """``oms serve --workers N`` and ``clients`` concurrent HTTP clients."""
     import socket
     import subprocess
     import threading
@@ -357,7 +362,14 @@ def http_measure(url: str, clients: int, per_client: int, skus: int) -> dict[str
         port = probe.getsockname()[1]
     env = {**os.environ, "OMS_DATABASE_URL": url, "OMS_LOG_LEVEL": "WARNING"}
     server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("oms")), "serve", "--port", str(port)],
+        [
+            str(Path(sys.executable).with_name("oms")),
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -406,6 +418,7 @@ def http_measure(url: str, clients: int, per_client: int, skus: int) -> dict[str
     if failures:
         raise RuntimeError(f"{len(failures)} HTTP captures failed, e.g. {failures[0]}")
     return {
+        "workers": workers,
         "clients": clients,
         "orders": len(latencies),
         "seconds": round(elapsed, 3),
@@ -543,7 +556,12 @@ def run(size: str, database_url: str | None) -> dict[str, Any]:
                 3,
             )
             per_database["synchronous_commit_off_benchmark_only"] = extra
-        per_database["http"] = http_measure(url, HTTP_CLIENTS, plan["each_of_8"], plan["skus"])
+        per_database["http"] = http_measure(
+            url, HTTP_CLIENTS, plan["each_of_8"], plan["skus"], workers=HTTP_WORKERS
+        )
+        per_database["http_1_worker"] = http_measure(
+            url, HTTP_CLIENTS, plan["each_of_8"], plan["skus"], workers=1
+        )
         results["databases"][name] = per_database
     print_table(size, results, notes)
     notes.append(
@@ -575,7 +593,11 @@ def print_table(size: str, results: dict[str, Any], notes: list[str]) -> None:
     print(header)
     print("-" * len(header))
     for database, runs in results["databases"].items():
-        rows = [(database, name, figures) for name, figures in runs.items() if name != "http"]
+        rows = [
+            (database, name, figures)
+            for name, figures in runs.items()
+            if not name.startswith("http")
+        ]
         extra = runs.get("synchronous_commit_off_benchmark_only", {})
         rows = [row for row in rows if row[1] != "synchronous_commit_off_benchmark_only"]
         rows += [(f"{database}*", name, figures) for name, figures in extra.items()]
@@ -596,13 +618,15 @@ def print_table(size: str, results: dict[str, Any], notes: list[str]) -> None:
                 f"{raw['p50_ms']:>8.2f} {figures['ratio']:>6.0%}"
             )
     print()
-    print(f"over HTTP (one 'oms serve' process, {HTTP_CLIENTS} concurrent clients)")
+    print(f"over HTTP ('oms serve --workers N', {HTTP_CLIENTS} concurrent clients)")
     for database, runs in results["databases"].items():
-        http = runs["http"]
-        print(
-            f"{database:<11} {http['orders_per_second']:>8.1f} orders/s  "
-            f"p50 {http['p50_ms']:.2f} ms  p99 {http['p99_ms']:.2f} ms  ({http['orders']} orders)"
-        )
+        for name in ("http", "http_1_worker"):
+            http = runs[name]
+            print(
+                f"{database:<11} {http['workers']:>2} worker(s) "
+                f"{http['orders_per_second']:>8.1f} orders/s  p50 {http['p50_ms']:.2f} ms  "
+                f"p99 {http['p99_ms']:.2f} ms  ({http['orders']} orders)"
+            )
     if any("synchronous_commit_off_benchmark_only" in r for r in results["databases"].values()):
         print("* extra rows: synchronous_commit = off in the benchmark's sessions only")
     for note in notes:

@@ -42,6 +42,18 @@ _BY_CHANNEL_REFERENCE = select(orders.c.order_id).where(
     orders.c.channel_reference == bindparam("k_reference"),
 )
 """Built once: the first statement of every capture."""
+_INSERT = {
+    table.name: insert(table)
+    for table in (
+        orders,
+        order_lines,
+        order_line_quantities,
+        order_holds,
+        order_cancel_requests,
+        order_timeline,
+    )
+}
+"""Built once: a statement object reused keeps its cache key (no per-call construction)."""
 
 
 def _address_document(address: Address | None) -> dict[str, Any] | None:
@@ -75,14 +87,14 @@ class SqlOrderRepository:
     def add(self, order: Order, *, at: datetime) -> None:
         """Insert a new order; DuplicateChannelReference when its channel reference is taken."""
         try:
-            self._connection.execute(insert(orders), [self._order_row(order, at=at)])
+            self._connection.execute(_INSERT["orders"], [self._order_row(order, at=at)])
         except IntegrityError as error:
             # The transaction is spoilt on PostgreSQL: the caller rolls back and reads the winner.
             if "channel" in str(error.orig).lower():
                 raise DuplicateChannelReference(order.channel_reference) from error
             raise
         self._connection.execute(
-            insert(order_lines), [self._line_row(order, line) for line in order.lines]
+            _INSERT["order_lines"], [self._line_row(order, line) for line in order.lines]
         )
         self._insert_children(order)
         self._loaded_lines[order.order_id] = {line.line_no for line in order.lines}
@@ -125,7 +137,7 @@ class SqlOrderRepository:
                 ],
             )
         if new:
-            self._connection.execute(insert(order_lines), new)
+            self._connection.execute(_INSERT["order_lines"], new)
         for table in (order_line_quantities, order_holds, order_cancel_requests):
             self._connection.execute(delete(table).where(table.c.order_id == order.order_id))
         self._insert_children(order)
@@ -145,10 +157,10 @@ class SqlOrderRepository:
             if quantity > 0
         ]
         if quantities:
-            self._connection.execute(insert(order_line_quantities), quantities)
+            self._connection.execute(_INSERT["order_line_quantities"], quantities)
         if order.holds:
             self._connection.execute(
-                insert(order_holds),
+                _INSERT["order_holds"],
                 [
                     {
                         "hold_id": hold.hold_id,
@@ -166,7 +178,7 @@ class SqlOrderRepository:
             )
         if order.cancel_requests:
             self._connection.execute(
-                insert(order_cancel_requests),
+                _INSERT["order_cancel_requests"],
                 [
                     {
                         "request_id": request.request_id,
@@ -187,7 +199,7 @@ class SqlOrderRepository:
             )
         if order.timeline:
             self._connection.execute(
-                insert(order_timeline),
+                _INSERT["order_timeline"],
                 [
                     {
                         "order_id": order.order_id,

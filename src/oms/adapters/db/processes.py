@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from oms.adapters.db.tables import (
@@ -30,6 +30,14 @@ from oms.domain.processes import (
     TaskState,
     TimerState,
 )
+
+_LATEST_DEFINITION = (
+    select(process_definitions)
+    .where(process_definitions.c.key == bindparam("k_key"))
+    .order_by(process_definitions.c.version.desc())
+    .limit(1)
+)
+"""Built once: every capture asks for the process of each delivery method."""
 
 
 class SqlProcessRepository:
@@ -86,12 +94,7 @@ class SqlProcessRepository:
         return _definition(row._mapping) if row else None
 
     def latest_definition(self, key: str) -> ProcessDefinition | None:
-        row = self._connection.execute(
-            select(process_definitions)
-            .where(process_definitions.c.key == key)
-            .order_by(process_definitions.c.version.desc())
-            .limit(1)
-        ).first()
+        row = self._connection.execute(_LATEST_DEFINITION, {"k_key": key}).first()
         return _definition(row._mapping) if row else None
 
     def definition_version(self, key: str, version: int) -> ProcessDefinition | None:

@@ -126,23 +126,26 @@ def _profile(row: Any) -> StoredProfile:
     )
 
 
+_INSERT_DECISION = insert(sourcing_decisions).returning(sourcing_decisions.c.decision_id)
+"""Built once: every capture stores its decision."""
+
+
 class SqlSourcingDecisionRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
     def add(self, decision: StoredDecision) -> int:
         result = self._connection.execute(
-            insert(sourcing_decisions)
-            .values(
-                order_id=decision.order_id,
-                trigger=decision.trigger,
-                planner=decision.planner,
-                cost=decision.cost,
-                backordered_units=decision.backordered_units,
-                plan=decision.plan,
-                decided_at=decision.decided_at,
-            )
-            .returning(sourcing_decisions.c.decision_id)
+            _INSERT_DECISION,
+            {
+                "order_id": decision.order_id,
+                "trigger": decision.trigger,
+                "planner": decision.planner,
+                "cost": decision.cost,
+                "backordered_units": decision.backordered_units,
+                "plan": decision.plan,
+                "decided_at": decision.decided_at,
+            },
         )
         return int(result.scalar_one())
 
