@@ -50,7 +50,13 @@ class SqlUnitOfWork:
     def __enter__(self) -> Self:
         connection = self._engine.connect()
         if self._read_only:
-            connection = connection.execution_options(**{READ_ONLY: True})
+            options: dict[str, object] = {READ_ONLY: True}
+            if connection.dialect.name == "postgresql":
+                # Under READ COMMITTED every statement reads its own snapshot, in a transaction
+                # or not: a read-only unit of work in autocommit reads the same and saves the
+                # BEGIN and ROLLBACK round trips (every authenticated request makes one).
+                options["isolation_level"] = "AUTOCOMMIT"
+            connection = connection.execution_options(**options)
         self._connection = connection
         self._transaction = connection.begin()
         return self
