@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from oms.adapters.db.reference import DEFINITIONS, ReferenceView
 from oms.adapters.db.tables import (
     process_definitions,
     process_history,
@@ -41,8 +42,9 @@ _LATEST_DEFINITION = (
 
 
 class SqlProcessRepository:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, *, reference: ReferenceView | None = None) -> None:
         self._connection = connection
+        self._reference = reference
 
     @property
     def _postgres(self) -> bool:
@@ -57,6 +59,8 @@ class SqlProcessRepository:
             select(func.max(process_definitions.c.version)).where(process_definitions.c.key == key)
         ).scalar()
         version = int(current or 0) + 1
+        if self._reference is not None:
+            self._reference.wrote()
         try:
             with self._connection.begin_nested():
                 new_id = self._connection.execute(
@@ -94,8 +98,13 @@ class SqlProcessRepository:
         return _definition(row._mapping) if row else None
 
     def latest_definition(self, key: str) -> ProcessDefinition | None:
-        row = self._connection.execute(_LATEST_DEFINITION, {"k_key": key}).first()
-        return _definition(row._mapping) if row else None
+        def load() -> ProcessDefinition | None:
+            row = self._connection.execute(_LATEST_DEFINITION, {"k_key": key}).first()
+            return _definition(row._mapping) if row else None
+
+        if self._reference is None:
+            return load()
+        return self._reference.read(("process_definition", key), DEFINITIONS, load)
 
     def definition_version(self, key: str, version: int) -> ProcessDefinition | None:
         row = self._connection.execute(

@@ -8,24 +8,15 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from oms.adapters.db.reference import PROFILES, ReferenceCache, ReferenceView
 from oms.adapters.db.tables import sourcing_decisions, sourcing_profiles, sourcing_rule_sets
 from oms.services.ports import StoredDecision, StoredProfile, StoredRuleSet
 
-_SIGNATURE = select(
-    select(func.count()).select_from(sourcing_profiles).scalar_subquery(),
-    select(func.max(sourcing_profiles.c.version)).scalar_subquery(),
-    select(func.max(sourcing_profiles.c.created_at)).scalar_subquery(),
-    select(func.count()).select_from(sourcing_rule_sets).scalar_subquery(),
-    select(func.max(sourcing_rule_sets.c.version)).scalar_subquery(),
-    select(func.max(sourcing_rule_sets.c.created_at)).scalar_subquery(),
-)
-"""Built once: rows are only ever added to both tables, so counts, highest versions and latest
-times change with every addition (one round trip, index-only on PostgreSQL)."""
-
 
 class SqlSourcingProfileRepository:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, *, reference: ReferenceView | None = None) -> None:
         self._connection = connection
+        self._reference = reference or ReferenceView(connection, ReferenceCache())
 
     def current(self) -> list[StoredProfile]:
         latest = (
@@ -65,6 +56,7 @@ class SqlSourcingProfileRepository:
         return [_profile(row._mapping) for row in rows]
 
     def add(self, profile: StoredProfile) -> bool:
+        self._reference.wrote()
         try:
             with self._connection.begin_nested():
                 self._connection.execute(
@@ -96,10 +88,12 @@ class SqlSourcingProfileRepository:
         )
 
     def signature(self) -> Hashable:
-        row = self._connection.execute(_SIGNATURE).one()
-        return tuple(row)
+        if self._reference.has_written:
+            return object()  # what this unit of work wrote may roll back: equal to nothing
+        return self._reference.signature(PROFILES)
 
     def add_rules(self, rule_set: StoredRuleSet) -> bool:
+        self._reference.wrote()
         try:
             with self._connection.begin_nested():
                 self._connection.execute(

@@ -22,6 +22,7 @@ from oms.adapters.db.order_sourcing import SqlOrderRefusalRepository
 from oms.adapters.db.orders import SqlOrderRepository
 from oms.adapters.db.payments import SqlInvoiceRepository, SqlPaymentRepository
 from oms.adapters.db.processes import SqlProcessRepository
+from oms.adapters.db.reference import ReferenceView, cache_for
 from oms.adapters.db.repositories import (
     SqlApiKeyRepository,
     SqlIdempotencyRepository,
@@ -118,6 +119,12 @@ class SqlUnitOfWork:
     # -- repositories ----------------------------------------------------------------------
 
     @cached_property
+    def reference(self) -> ReferenceView:
+        """Locations, sourcing profiles and process definitions, cached per engine behind one
+        signature read per unit of work."""
+        return ReferenceView(self.connection, cache_for(self._engine))
+
+    @cached_property
     def api_keys(self) -> SqlApiKeyRepository:
         return SqlApiKeyRepository(self.connection)
 
@@ -143,7 +150,7 @@ class SqlUnitOfWork:
 
     @cached_property
     def processes(self) -> SqlProcessRepository:
-        return SqlProcessRepository(self.connection)
+        return SqlProcessRepository(self.connection, reference=self.reference)
 
     @cached_property
     def event_deliveries(self) -> SqlEventDeliveryRepository:
@@ -155,7 +162,7 @@ class SqlUnitOfWork:
 
     @cached_property
     def locations(self) -> SqlLocationRepository:
-        return SqlLocationRepository(self.connection)
+        return SqlLocationRepository(self.connection, reference=self.reference)
 
     @cached_property
     def items(self) -> SqlItemRepository:
@@ -175,7 +182,7 @@ class SqlUnitOfWork:
 
     @cached_property
     def sourcing_profiles(self) -> SqlSourcingProfileRepository:
-        return SqlSourcingProfileRepository(self.connection)
+        return SqlSourcingProfileRepository(self.connection, reference=self.reference)
 
     @cached_property
     def sourcing_decisions(self) -> SqlSourcingDecisionRepository:
