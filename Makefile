@@ -38,8 +38,9 @@ bench: $(STAMP)
 
 # Autogenerate a migration from tables.py: make migration MSG="what changed" REV=0002
 migration: $(STAMP)
-	rm -f /tmp/oms-migration.db
-	$(PY) -c "from oms.adapters.db.engine import make_engine; from oms.adapters.db import migrate; e = make_engine('sqlite:////tmp/oms-migration.db'); migrate.upgrade(e); migrate.make_revision(e, '$(MSG)', rev_id='$(REV)' or None)"
+	@db=$$(mktemp -d)/oms-migration.db; \
+	$(PY) -c "from oms.adapters.db.engine import make_engine; from oms.adapters.db import migrate; e = make_engine('sqlite:///$$db'); migrate.upgrade(e); migrate.make_revision(e, '$(MSG)', rev_id='$(REV)' or None)"; \
+	status=$$?; rm -rf "$$(dirname $$db)"; exit $$status
 	$(VENV)/bin/ruff format src/oms/adapters/db/migrations
 
 clean:

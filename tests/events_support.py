@@ -40,7 +40,7 @@ def commit_events(services: Services, *events: DomainEvent) -> None:
 
 def event_ids(services: Services) -> list[str]:
     with services.uow(read_only=True) as uow:
-        return [e.event_id for e in uow.outbox.read_after(0, limit=10_000)]
+        return [e.event_id for e in uow.outbox.read_after(0, limit=10_000).events]
 
 
 def relay(services: Services, publisher: NatsPublisher | None = None, batch_size: int = 10) -> int:

@@ -74,7 +74,7 @@ class Services:
         self.idempotency = IdempotencyService(
             self.uow, clock=self.clock, ttl=timedelta(hours=self.settings.idempotency_ttl_hours)
         )
-        self.events = EventService(self.uow)
+        self.events = EventService(self.uow, clock=self.clock)
         self.inventory = InventoryService(self.uow, clock=self.clock, ids=self.ids)
         self.order_queries = OrderQueries(self.engine)
         self.sourcing = SourcingService(self.uow, clock=self.clock)

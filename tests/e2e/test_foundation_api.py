@@ -198,6 +198,27 @@ def test_events_are_readable_after_a_cursor(admin: TestClient, services) -> None
     assert rest["items"][0]["position"] > page["next_after"]
 
 
+@pytest.mark.postgres
+def test_a_filtered_event_read_moves_past_other_types(admin: TestClient, services) -> None:  # type: ignore[no-untyped-def]
+    class Pinged(DomainEvent):
+        type = "test.pinged"
+
+    class Ponged(DomainEvent):
+        type = "test.ponged"
+
+    with services.uow() as uow:
+        uow.record(Pinged(), Pinged(), Ponged())
+        uow.commit()
+    first = admin.get("/events", params={"type": "test.ponged"}).json()
+    assert [e["type"] for e in first["items"]] == ["test.ponged"]
+    assert first["next_after"] == first["items"][0]["position"]
+    nothing = admin.get("/events", params={"type": "test.other"}).json()
+    assert nothing["items"] == []
+    assert nothing["next_after"] == first["next_after"]  # read up to here: no need to re-scan
+    again = admin.get("/events", params={"type": "test.ponged", "after": nothing["next_after"]})
+    assert again.json() == {"items": [], "next_after": nothing["next_after"]}
+
+
 def test_openapi_documents_every_endpoint_and_its_problems(anonymous: TestClient) -> None:
     spec = anonymous.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.1")

@@ -12,7 +12,8 @@ import pytest
 from oms.adapters.clock import ControlledClock
 from oms.bootstrap import Services
 from oms.domain.fulfillment import Package
-from oms.domain.orders import DeliveryMethod, PaymentReference
+from oms.domain.orders import DeliveryMethod, HoldType, PaymentReference
+from oms.domain.orders import QuantityState as Q
 from oms.domain.processes import InstanceStatus
 from tests.orders_support import an_order, at_store, line, order_network, put
 
@@ -105,3 +106,120 @@ def test_ship_order_runs_from_capture_to_delivered_through_its_process(shop: Ser
 def _package(lines: dict[int, int]) -> Package:
     one = Decimal("1")
     return Package("P1", one, one, one, one, lines)
+
+
+def _waiting_for(services: Services, instance_id: str) -> set[str]:
+    view = services.processes.instance(instance_id)
+    return {str(element.get("element_id")) for element in view.instance.active_elements}
+
+
+@pytest.mark.postgres
+def test_backordered_ship_order_is_released_by_its_process_once_stock_arrives(
+    shop: Services,
+) -> None:
+    captured = shop.orders.capture(
+        an_order(
+            line("LAMP-01", 2, "20.00"),
+            reference="S-BO",
+            payments=[PaymentReference("card", "tok_visa")],
+        )
+    )
+    order_id = captured.order.order_id
+    assert captured.order.by_state().get(Q.BACKORDERED) == 2
+    [instance] = shop.processes.instances_for(order_id)
+    assert shop.fulfillments.for_order(order_id) == []
+    assert shop.processes.instance(instance.id).variables["fulfillment_id"] == ""
+
+    put(shop, "LAMP-01", "DC-EAST", 5)
+    shop.orders.allocate_backorders("LAMP-01")
+
+    # the receipt's unit of work released the order and told the waiting instance
+    [fulfillment] = shop.fulfillments.for_order(order_id)
+    assert fulfillment.location_code == "DC-EAST"
+    view = shop.processes.instance(instance.id)
+    assert view.variables["fulfillment_id"] == fulfillment.id
+    assert view.variables["location_code"] == "DC-EAST"
+    assert [h.detail for h in view.history if h.kind == "variables_set"] == [
+        {
+            "variables": {"fulfillment_id": fulfillment.id, "location_code": "DC-EAST"},
+            "reason": "released",
+        }
+    ]
+    assert shop.orders.get(order_id).by_state().get(Q.RELEASED) == 2
+    # and the process carries the shipment on: payment captured by its fulfillment
+    shop.fulfillments.confirm_pick(fulfillment.id, 1, 2)
+    shop.fulfillments.pack(fulfillment.id, [_package({1: 2})])
+    shop.fulfillments.ship(fulfillment.id, carrier="UPS", service="ground", tracking={"P1": "1Z"})
+    view = shop.processes.instance(instance.id)
+    assert view.variables["capture"] == {"status": "approved"}
+    assert _waiting_for(shop, instance.id) == {"WaitDelivered"}
+    # a second run of the backorder allocation finds nothing to do and releases nothing twice
+    assert shop.orders.allocate_backorders("LAMP-01") == []
+    assert len(shop.fulfillments.for_order(order_id)) == 1
+
+
+@pytest.mark.postgres
+def test_order_held_at_capture_is_released_by_its_process_when_the_hold_is_lifted(
+    shop: Services,
+) -> None:
+    put(shop, "LAMP-01", "DC-EAST", 5)
+    captured = shop.orders.capture(
+        an_order(
+            line("LAMP-01", 1, "20.00"),
+            reference="S-HOLD",
+            payments=[PaymentReference("card", "tok_decline")],
+        )
+    )
+    order_id = captured.order.order_id
+    assert shop.orders.get(order_id).on_hold
+    [instance] = shop.processes.instances_for(order_id)
+    assert shop.fulfillments.for_order(order_id) == []
+
+    shop.orders.release_hold(order_id, "payment", reason="customer paid by phone")
+
+    [fulfillment] = shop.fulfillments.for_order(order_id)
+    assert shop.processes.instance(instance.id).variables["fulfillment_id"] == fulfillment.id
+    assert shop.orders.get(order_id).by_state().get(Q.RELEASED) == 1
+    assert _waiting_for(shop, instance.id) == {"WaitShipped", "ShipmentLate"}
+
+
+@pytest.mark.postgres
+def test_a_release_by_hand_tells_the_waiting_process_its_fulfillment(shop: Services) -> None:
+    put(shop, "LAMP-01", "DC-EAST", 5)
+    captured = shop.orders.capture(
+        an_order(
+            line("LAMP-01", 1, "20.00"),
+            reference="S-HAND",
+            payments=[PaymentReference("card", "tok_decline")],
+        )
+    )
+    order_id = captured.order.order_id
+    [instance] = shop.processes.instances_for(order_id)
+    # the hold goes without the hook (an old path), then an operator releases by hand
+    with shop.uow() as uow:
+        order = uow.orders.get(order_id, for_update=True)
+        assert order is not None
+        order.release_hold(type=HoldType.PAYMENT, reason="paid", actor="ops", at=shop.clock.now())
+        uow.orders.save(order, at=shop.clock.now())
+        uow.commit()
+
+    shop.orders.release(order_id)
+
+    [fulfillment] = shop.fulfillments.for_order(order_id)
+    assert shop.processes.instance(instance.id).variables["fulfillment_id"] == fulfillment.id
+
+
+def test_lifting_a_hold_leaves_an_order_without_a_waiting_process_alone(
+    services: Services,
+) -> None:
+    order_network(services)  # no process deployed: orders are released by hand
+    put(services, "LAMP-01", "DC-EAST", 5)
+    captured = services.orders.capture(
+        an_order(
+            line("LAMP-01", 1), reference="S-NP", payments=[PaymentReference("card", "tok_decline")]
+        )
+    )
+    order_id = captured.order.order_id
+    services.orders.release_hold(order_id, "payment", reason="paid")
+    assert services.fulfillments.for_order(order_id) == []
+    assert services.orders.get(order_id).by_state().get(Q.ALLOCATED) == 1

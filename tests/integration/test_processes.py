@@ -31,7 +31,7 @@ from oms.domain.processes import (
     TimerState,
 )
 from oms.processes.activities import ActivityCall, ActivityRegistry, register_generic_activities
-from oms.services.processes import ProcessService
+from oms.services.processes import ProcessService, TimerRun
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "processes"
 
@@ -330,6 +330,58 @@ def test_a_failing_activity_marks_its_timer_failed_without_firing_again(
     assert timers["Remind"].state is TimerState.FAILED
     assert "mail server is down" in (timers["Remind"].error or "")
     assert services.processes.run_due_timers().failed == 0
+
+
+@pytest.mark.postgres
+def test_a_failing_timer_in_a_batch_is_undone_alone_and_the_others_fire(
+    services: Services, clock: ControlledClock
+) -> None:
+    def page(call: ActivityCall) -> dict[str, str]:
+        call.uow.record(
+            ProcessNotificationRequested(
+                instance_id=call.instance_id,
+                correlation_key=call.correlation_key,
+                template="paged",
+                recipient=None,
+                channel="pager",
+                values={},
+            )
+        )
+        if call.correlation_key == "ORD-BAD":
+            raise RuntimeError("the pager is down")
+        return {"paged": call.correlation_key}
+
+    services.processes.activities.register("page_manager", page, required=("template",))
+    services.processes.deploy(
+        bpmn("pickup_reminder.bpmn").replace(
+            """<spiffworkflow:serviceTaskOperator id="notify">
+          <spiffworkflow:parameters>
+            <spiffworkflow:parameter id="template" type="str" value="'pickup_reminder'" />""",
+            """<spiffworkflow:serviceTaskOperator id="page_manager">
+          <spiffworkflow:parameters>
+            <spiffworkflow:parameter id="template" type="str" value="'pickup_reminder'" />""",
+        )
+    )
+    ids = {key: start_pickup(services, key) for key in ("ORD-A", "ORD-BAD", "ORD-C")}
+    clock.advance(timedelta(days=3))
+
+    run = services.processes.run_due_timers(batch=10)
+
+    assert (run.fired, run.failed) == (2, 1)
+    # the failing one's writes and events were undone with its savepoint, the others committed
+    events = services.events.read(types=["process.notification_requested"], limit=100)
+    assert sorted(e.data["instance_id"] for e in events if e.data["template"] == "paged") == (
+        sorted([ids["ORD-A"], ids["ORD-C"]])
+    )
+    bad = services.processes.instance(ids["ORD-BAD"])
+    assert bad.instance.revision == 1
+    [remind] = [t for t in bad.timers if t.element_id == "Remind"]
+    assert remind.state is TimerState.FAILED
+    assert "pager is down" in (remind.error or "")
+    for key in ("ORD-A", "ORD-C"):
+        view = services.processes.instance(ids[key])
+        assert {t.element_id: t.state for t in view.timers}["Remind"] is TimerState.FIRED
+    assert services.processes.run_due_timers() == TimerRun(fired=0, failed=0)
 
 
 # --- tasks and location scope -----------------------------------------------------------------

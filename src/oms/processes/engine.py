@@ -600,6 +600,18 @@ class ProcessEngine:
 
     # -- driving -----------------------------------------------------------------------------
 
+    @staticmethod
+    def set_variables(workflow: BpmnWorkflow, values: Mapping[str, Any]) -> None:
+        """Set process variables of a waiting instance: on every task that waits or is ready
+        (where :meth:`variables` reads them), and on the finished task each of them inherits
+        its data from again whenever the engine looks at it (Spiff merges the parent's data
+        over the task's), so they flow on when the instance moves."""
+        for task in _tasks(workflow, TaskState.READY | TaskState.WAITING | TaskState.STARTED):
+            task.data.update(deepcopy(dict(values)))
+            parent = task.parent
+            if parent is not None and parent.state == TaskState.COMPLETED:
+                parent.data.update(deepcopy(dict(values)))
+
     def complete_user_task(
         self, workflow: BpmnWorkflow, spiff_task_id: str, data: Mapping[str, Any]
     ) -> bool:

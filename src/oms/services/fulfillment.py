@@ -111,6 +111,9 @@ class FulfillmentService:
         ``received``, ``collected``, ``delivered``) to the order's process instance, in the
         step's unit of work, after the fulfillment and the order are saved."""
         self._steps: dict[int, list[tuple[str, str, dict[str, Any]]]] = {}
+        self._shipping_first: dict[int, dict[str, bool]] = {}
+        """Per step in progress (by unit of work): whether a fulfillment carries the shipping
+        charge, asked up to four times per shipment (capture, invoice, the process's capture)."""
 
     # -- release ------------------------------------------------------------------------------
 
@@ -251,20 +254,30 @@ class FulfillmentService:
             raise OrderNotFound(f"no order '{fulfillment.order_id}'")
         at = self._clock.now()
         self._steps[id(uow)] = []
+        # a step may run inside another's (an activity of its process): what the outer step
+        # learnt may change with it, so the memo starts afresh at both ends of each step
+        outermost = id(uow) not in self._shipping_first
+        self._shipping_first.setdefault(id(uow), {}).clear()
         try:
-            result = work(uow, fulfillment, order, at)
-            uow.fulfillments.save(fulfillment)
-            uow.record(*fulfillment.events)
-            fulfillment.events.clear()
-            uow.orders.save(order, at=at)
-            uow.record(*order.events)
-            order.events.clear()
-            steps = self._steps.get(id(uow), [])
+            try:
+                result = work(uow, fulfillment, order, at)
+                uow.fulfillments.save(fulfillment)
+                uow.record(*fulfillment.events)
+                fulfillment.events.clear()
+                uow.orders.save(order, at=at)
+                uow.record(*order.events)
+                order.events.clear()
+                steps = self._steps.get(id(uow), [])
+            finally:
+                self._steps.pop(id(uow), None)
+            if self.on_step is not None:
+                for step, order_id, payload in steps:
+                    self.on_step(uow, step, order_id, payload)
         finally:
-            self._steps.pop(id(uow), None)
-        if self.on_step is not None:
-            for step, order_id, payload in steps:
-                self.on_step(uow, step, order_id, payload)
+            if outermost:
+                self._shipping_first.pop(id(uow), None)
+            else:
+                self._shipping_first[id(uow)].clear()
         return result
 
     @staticmethod
@@ -841,6 +854,16 @@ class FulfillmentService:
     def _carries_shipping(self, uow: UnitOfWork, order: Order, f: Fulfillment) -> bool:
         """The shipping charge goes with the order's first fulfillment that hands anything over
         (a fixed choice, so that capturing the same shipment again asks the same amount)."""
+        known = self._shipping_first.get(id(uow))
+        if known is not None and f.id in known:
+            return known[f.id]
+        carries = self._first_live(uow, order, f)
+        if known is not None:
+            known[f.id] = carries
+        return carries
+
+    @staticmethod
+    def _first_live(uow: UnitOfWork, order: Order, f: Fulfillment) -> bool:
         live = [
             other
             for other in uow.fulfillments.for_order(order.order_id)

@@ -104,6 +104,7 @@ class FulfillmentProcesses:
             description="Send the pickup reminder email (once)",
         )
         self.orders.on_capture = self.start_in
+        self.orders.on_releasable = self.continue_in
         self.fulfillments.on_step = self.step_in
 
     def deploy_defaults(self, *, deployed_by: str = "system") -> list[Deployment]:
@@ -123,11 +124,13 @@ class FulfillmentProcesses:
         for line in order.lines:
             methods.setdefault(line.delivery.method.value, line.delivery.pickup_location_code)
         for method, store in methods.items():
-            if uow.processes.latest_definition(method) is None:
+            definition = self.processes.latest_in(uow, method)
+            if definition is None:
                 continue
             self.processes.start_in(
                 uow,
                 method,
+                definition=definition,
                 correlation_key=order.order_id,
                 variables={
                     "order_id": order.order_id,
@@ -145,13 +148,51 @@ class FulfillmentProcesses:
     def step_in(
         self, uow: UnitOfWork, step: str, order_id: str, payload: Mapping[str, Any]
     ) -> None:
-        if not uow.processes.running_instances(order_id):
+        running = uow.processes.running_instances(order_id)  # read (and locked) once
+        if not running:
             return
         if step in MESSAGES:
-            self.processes.correlate_in(uow, step, order_id, dict(payload), buffer=True)
+            self.processes.correlate_in(
+                uow, step, order_id, dict(payload), buffer=True, instances=running
+            )
         elements = TASKS_FOR_STEP.get(step)
         if elements:
-            self.processes.complete_tasks_in(uow, order_id, elements, dict(payload), actor=ACTOR)
+            self.processes.complete_tasks_in(
+                uow, order_id, elements, dict(payload), actor=ACTOR, instances=running
+            )
+
+    def continue_in(self, uow: UnitOfWork, order: Order, *, at: datetime) -> bool:
+        """An order whose process released nothing (all backordered, or on hold) may go on:
+        release its allocated units now (unless it is on hold) and tell each running instance
+        still without a fulfillment which one it got, so that it follows that fulfillment's
+        steps. Also after a release by hand. Whether any instance was told. Orders without
+        such an instance are left alone (they are released by hand)."""
+        waiting = []
+        for instance in uow.processes.running_instances(order.order_id):
+            variables = self.processes.variables_in(uow, instance)
+            if not variables.get("fulfillment_id"):
+                waiting.append((instance, variables))
+        if not waiting:
+            return False
+        if not order.on_hold and order.by_state().get(Q.ALLOCATED, 0):
+            self.orders.release_in(uow, order, at=at, actor=ACTOR)
+            uow.orders.save(order, at=at)
+            uow.record(*order.events)
+            order.events.clear()
+        told = False
+        for instance, variables in waiting:
+            method = str(variables.get("delivery_method") or instance.process_key)
+            mine = self._open_fulfillment(uow, order.order_id, method)
+            if mine is None:
+                continue
+            self.processes.set_variables_in(
+                uow,
+                instance.id,
+                {"fulfillment_id": mine.id, "location_code": mine.handover_location},
+                reason="released",
+            )
+            told = True
+        return told
 
     # -- activities ---------------------------------------------------------------------------
 

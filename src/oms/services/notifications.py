@@ -8,9 +8,9 @@ How it works
    each event it applies the customer's contact preferences, renders the template of the event
    in the customer's language (falling back to English) and stores ONE delivery row per event and
    channel (unique ``(event_id, channel)``): ``pending``, or ``skipped`` with the reason, or
-   ``invalid`` when the event lacks what the template needs. It re-reads a small overlap behind
-   the cursor each time, so an event whose transaction committed late (after a higher position
-   was already read) is still picked up; the unique key keeps that from sending twice.
+   ``invalid`` when the event lacks what the template needs. The read never passes a position
+   that a transaction still in flight may fill (see ``OutboxRepository.read_after``), so an event
+   whose transaction commits late is not skipped; the unique key keeps a replay from sending twice.
 2. :meth:`NotificationService.send_due` claims due deliveries one by one (``sending`` with a
    lease, so two workers never send the same one), sends by SMTP outside any transaction and
    marks them ``sent``; an SMTP failure sets the next attempt at ``retry * 2**(attempts-1)``
@@ -62,6 +62,7 @@ from oms.domain.notifications import (
     normalise_email,
     normalise_language,
 )
+from oms.services.events import DEFAULT_GAP_GRACE
 from oms.services.ports import (
     Clock,
     Delivery,
@@ -97,7 +98,7 @@ class NotificationService:
         sender: EmailSender,
         max_attempts: int = 8,
         retry_seconds: float = 60,
-        overlap: int = 100,
+        gap_grace: timedelta = DEFAULT_GAP_GRACE,
         message_domain: str = "oms.local",
         care_email: str | None = None,
     ) -> None:
@@ -107,7 +108,7 @@ class NotificationService:
         self._sender = sender
         self._max_attempts = max_attempts
         self._retry = timedelta(seconds=retry_seconds)
-        self._overlap = overlap
+        self._gap_grace = gap_grace
         self._domain = message_domain
         self._care_email = normalise_email(care_email) if care_email else None
 
@@ -158,18 +159,19 @@ class NotificationService:
         past the cursor."""
         with self._uow() as uow:
             cursor = uow.notifications.cursor(CURSOR)
-            start = max(0, cursor - self._overlap)
-            events = uow.outbox.read_after(
-                start, limit=limit + (cursor - start), types=sorted(MESSAGE_FOR_EVENT)
+            page = uow.outbox.read_after(
+                cursor,
+                limit=limit,
+                types=sorted(MESSAGE_FOR_EVENT),
+                settled_before=self._clock.now() - self._gap_grace,
             )
-            new = [e for e in events if e.position > cursor]
-            for event in events:
+            for event in page.events:
                 delivery = self._delivery_for(uow.notifications.preferences, event)
                 uow.notifications.add_delivery(delivery)
-            if new:
-                uow.notifications.advance_cursor(CURSOR, new[-1].position, at=self._clock.now())
+            if page.next_after > cursor:
+                uow.notifications.advance_cursor(CURSOR, page.next_after, at=self._clock.now())
             uow.commit()
-        return len(new)
+        return len(page.events)
 
     def send_due(self, *, limit: int = 100) -> SendReport:
         now = self._clock.now()

@@ -296,6 +296,13 @@ class ReleaseListener(Protocol):
     ) -> object: ...
 
 
+class ReleasableListener(Protocol):
+    """An order that waited may be released now (backordered units were allocated, a hold was
+    lifted) or was released by hand; called in that unit of work once the order is saved."""
+
+    def __call__(self, uow: UnitOfWork, order: Order, *, at: datetime) -> object: ...
+
+
 class PaymentRefusedAtCollection(Conflict):
     slug = "payment-refused-at-collection"
     title = "The payment was refused when the customer came to collect"
@@ -374,6 +381,10 @@ class OrderService:
         self.on_release: ReleaseListener | None = None
         """Called in the releasing unit of work with what was released (fulfillment creates
         its fulfillments there); wired in bootstrap."""
+        self.on_releasable: ReleasableListener | None = None
+        """Called when an order that waited may go on (backorders allocated, a hold lifted, a
+        release by hand): the order's process releases it and carries on; wired with the
+        processes."""
 
     # -- capture ---------------------------------------------------------------------------------
 
@@ -506,7 +517,13 @@ class OrderService:
 
     # -- changes ---------------------------------------------------------------------------------
 
-    def _change(self, order_id: str, work: Callable[[UnitOfWork, Order, datetime], T]) -> T:
+    def _change(
+        self,
+        order_id: str,
+        work: Callable[[UnitOfWork, Order, datetime], T],
+        *,
+        releasable: bool = False,
+    ) -> T:
         with self._uow() as uow:
             order = self._load(uow, order_id, for_update=True)
             at = self._clock.now()
@@ -515,6 +532,8 @@ class OrderService:
             self._describe(uow, order)
             uow.record(*order.events)
             order.events.clear()
+            if releasable and self.on_releasable is not None:
+                self.on_releasable(uow, order, at=at)
             uow.commit()
         return result
 
@@ -869,7 +888,7 @@ class OrderService:
         def work(uow: UnitOfWork, order: Order, at: datetime) -> Hold:
             return order.release_hold(type=kind, reason=reason, actor=principal.actor, at=at)
 
-        return self._change(order_id, work)
+        return self._change(order_id, work, releasable=True)
 
     def release(self, order_id: str, *, principal: Principal = SYSTEM) -> list[dict[str, Any]]:
         """Hand the allocated units to their locations (refused while on hold)."""
@@ -877,7 +896,7 @@ class OrderService:
         def work(uow: UnitOfWork, order: Order, at: datetime) -> list[dict[str, Any]]:
             return self.release_in(uow, order, at=at, actor=principal.actor)
 
-        return self._change(order_id, work)
+        return self._change(order_id, work, releasable=True)
 
     def release_in(
         self, uow: UnitOfWork, order: Order, *, at: datetime, actor: str
@@ -1060,11 +1079,16 @@ class OrderService:
                     at=at,
                     reason="backorders allocated",
                 )
+            allocated = {allocation["order_id"] for allocation in allocations}
             for order in loaded.values():
                 if order.events or order.timeline:
                     uow.orders.save(order, at=at)
                     uow.record(*order.events)
                     order.events.clear()
+            if self.on_releasable is not None:
+                for order in loaded.values():
+                    if order.order_id in allocated:
+                        self.on_releasable(uow, order, at=at)
             uow.commit()
         return allocations
 

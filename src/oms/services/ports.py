@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -138,12 +139,34 @@ class OutboxEvent:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """A page of the event feed. ``next_after`` is where the next read starts: the last event's
+    position, or, when a type filter skipped events, the last position known to be settled."""
+
+    events: list[OutboxEvent]
+    next_after: int
+
+
 class OutboxRepository(Protocol):
     def add(self, events: Sequence[OutboxEvent]) -> None: ...
 
     def read_after(
-        self, position: int, *, limit: int, types: Sequence[str] | None = None
-    ) -> list[OutboxEvent]: ...
+        self,
+        position: int,
+        *,
+        limit: int,
+        types: Sequence[str] | None = None,
+        settled_before: datetime | None = None,
+    ) -> EventPage:
+        """Committed events after ``position``, in position order, never past a position that a
+        transaction still in flight may fill (see :class:`EventPage`).
+
+        On PostgreSQL positions come from a sequence taken before commit, so a later position can
+        become visible before an earlier one. The page stops before the first gap unless the event
+        after the gap was written before ``settled_before`` (a rolled-back transaction's gap, or one
+        left by a crash, is then skipped). ``None`` treats every gap as settled."""
+        ...
 
     def claim_unpublished(self, *, limit: int) -> list[OutboxEvent]:
         """Lock and return the oldest unpublished events (SKIP LOCKED where the database has it)."""
@@ -164,6 +187,10 @@ class ProcessRepository(Protocol):
     def get_definition(self, definition_id: int) -> ProcessDefinition | None: ...
 
     def latest_definition(self, key: str) -> ProcessDefinition | None: ...
+
+    def latest_definition_id(self, key: str) -> int | None:
+        """The id of the newest version of ``key`` (without its BPMN)."""
+        ...
 
     def definition_version(self, key: str, version: int) -> ProcessDefinition | None: ...
 
@@ -218,8 +245,11 @@ class ProcessRepository(Protocol):
         """Conditional update: True only for the caller that moved it from ``expected``."""
         ...
 
-    def claim_due_timer(self, *, now: datetime, skip: Sequence[str] = ()) -> ProcessTimer | None:
-        """The earliest pending timer due by ``now``, locked (SKIP LOCKED on PostgreSQL)."""
+    def claim_due_timers(
+        self, *, now: datetime, limit: int, skip: Sequence[str] = ()
+    ) -> list[ProcessTimer]:
+        """Pending timers due by ``now`` (earliest first), locked; ``FOR UPDATE SKIP LOCKED`` on
+        PostgreSQL, so that several workers share them out."""
         ...
 
     def buffer_message(self, message: BufferedMessage) -> None: ...
@@ -881,6 +911,11 @@ class UnitOfWork(Protocol):
     def commit(self) -> None: ...
 
     def rollback(self) -> None: ...
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A part of the unit of work that an exception undoes alone (its writes and the events
+        it recorded), leaving the rest to commit; the exception goes on."""
+        ...
 
 
 class UnitOfWorkFactory(Protocol):

@@ -156,11 +156,14 @@ class ProcessService:
         *,
         correlation_key: str,
         variables: Mapping[str, Any] | None = None,
+        definition: ProcessDefinition | None = None,
     ) -> ProcessInstance:
-        """Start the newest version of ``key`` and run it until it waits, in ``uow``."""
+        """Start the newest version of ``key`` (``definition``: the caller has looked it up with
+        :meth:`latest_in`) and run it until it waits, in ``uow``."""
         if not correlation_key.strip():
             raise Invalid("a process instance needs a correlation key (e.g. the order id)")
-        definition = uow.processes.latest_definition(key)
+        if definition is None or definition.key != key:
+            definition = self.latest_in(uow, key)
         if definition is None:
             raise ProcessDefinitionNotFound(f"no process definition '{key}' is deployed")
         now = self._clock.now()
@@ -200,6 +203,12 @@ class ProcessService:
         self._persist(uow, instance, workflow, context, history=[started])
         return instance
 
+    def latest_in(self, uow: UnitOfWork, key: str) -> ProcessDefinition | None:
+        """The newest version of ``key`` (None: none deployed). Only its id is read: versions
+        never change once deployed, so their BPMN is kept once read."""
+        definition_id = uow.processes.latest_definition_id(key)
+        return None if definition_id is None else self._definition(uow, definition_id)
+
     def correlate_in(
         self,
         uow: UnitOfWork,
@@ -208,6 +217,7 @@ class ProcessService:
         payload: Mapping[str, Any] | None = None,
         *,
         buffer: bool = False,
+        instances: Sequence[ProcessInstance] | None = None,
     ) -> list[str]:
         """Deliver a message to the running instances with this key that wait for it.
 
@@ -217,7 +227,11 @@ class ProcessService:
         returned; without, :class:`MessageNotExpected` is raised.
         """
         delivered = []
-        for instance in uow.processes.running_instances(correlation_key):
+        if instances is None:
+            instances = uow.processes.running_instances(correlation_key)
+        for instance in instances:
+            if instance.status is not InstanceStatus.RUNNING:
+                continue
             if message_name not in instance.waiting_messages:
                 continue
             context = self._context(uow, instance)
@@ -275,6 +289,33 @@ class ProcessService:
             )
             uow.commit()
         return delivered
+
+    def variables_in(self, uow: UnitOfWork, instance: ProcessInstance) -> dict[str, Any]:
+        """The process variables of an instance as it stands, in ``uow``."""
+        workflow = self._load(uow, instance, self._context(uow, instance))
+        return self._engine.variables(workflow)
+
+    def set_variables_in(
+        self, uow: UnitOfWork, instance_id: str, values: Mapping[str, Any], *, reason: str
+    ) -> ProcessInstance:
+        """Set variables of a running instance where it waits (e.g. the fulfillment it was
+        released to later), in ``uow``; recorded in its history with the reason."""
+        bad = [name for name in values if not name.isidentifier() or name.startswith("_")]
+        if bad:
+            raise Invalid(f"process variable names must be identifiers: {', '.join(bad)}")
+        instance = self._instance_for_update(uow, instance_id)
+        context = self._context(uow, instance)
+        workflow = self._load(uow, instance, context)
+        self._engine.set_variables(workflow, values)
+        entry = HistoryEntry(
+            instance_id=instance.id,
+            at=self._clock.now(),
+            kind="variables_set",
+            element_id=None,
+            detail={"variables": dict(values), "reason": reason},
+        )
+        self._persist(uow, instance, workflow, context, history=[entry])
+        return instance
 
     def cancel_in(self, uow: UnitOfWork, instance_id: str, *, reason: str) -> ProcessInstance:
         """Stop a running instance where it stands (e.g. its order was cancelled), in ``uow``:
@@ -457,12 +498,20 @@ class ProcessService:
         data: Mapping[str, Any],
         *,
         actor: str,
+        instances: Sequence[ProcessInstance] | None = None,
     ) -> list[str]:
         """Complete, in ``uow``, the open tasks of these elements in the running instances with
         this correlation key (the work was done elsewhere: a store app confirmed the pick through
-        the fulfillment API). Returns the ids of the tasks completed."""
+        the fulfillment API). Returns the ids of the tasks completed. ``instances``: the running
+        instances of the key, when the caller has read them (locked) already."""
         done: list[str] = []
-        for instance in uow.processes.running_instances(correlation_key):
+        if instances is None:
+            instances = uow.processes.running_instances(correlation_key)
+        for instance in instances:
+            if instance.status is not InstanceStatus.RUNNING or not _may_wait_on_user_task(
+                instance, element_ids
+            ):
+                continue
             for task in uow.processes.tasks_of(instance.id):
                 if task.element_id not in element_ids or task.state not in ACTIVE_TASK_STATES:
                     continue
@@ -520,35 +569,37 @@ class ProcessService:
 
     # -- timers ------------------------------------------------------------------------------
 
-    def run_due_timers(self, *, limit: int = 100) -> TimerRun:
-        """Fire the timers due by the clock's now, each in its own transaction.
+    def run_due_timers(self, *, limit: int = 100, batch: int = 20) -> TimerRun:
+        """Fire the timers due by the clock's now, ``batch`` of them per transaction.
 
-        Several workers may call this at once: a timer is claimed with SKIP LOCKED (PostgreSQL)
-        and moved from pending to fired by a conditional update in the same transaction as the
-        instance's new state, so no timer fires twice. A timer whose activities fail is marked
-        failed (with the error) and left for an operator.
+        Several workers may call this at once: the batch is claimed with ``FOR UPDATE SKIP
+        LOCKED`` (PostgreSQL; SQLite serialises writers) and each timer moves from pending to
+        fired by a conditional update in the same transaction as its instance's new state, so
+        no timer fires twice; a worker dying midway leaves the whole batch pending. Each timer
+        runs in a savepoint: one whose activities fail is undone alone and marked failed (with
+        the error) in the same commit, and left for an operator.
         """
         fired = failed = 0
         skip: list[str] = []
         while fired + failed < limit:
-            error: Exception | None = None
             with self._uow() as uow:
-                timer = uow.processes.claim_due_timer(now=self._clock.now(), skip=skip)
-                if timer is None:
+                timers = uow.processes.claim_due_timers(
+                    now=self._clock.now(), limit=min(batch, limit - fired - failed), skip=skip
+                )
+                if not timers:
                     break
-                try:
-                    if self._fire(uow, timer):
-                        uow.commit()
+                for timer in timers:
+                    skip.append(timer.id)
+                    try:
+                        with uow.savepoint():
+                            done = self._fire(uow, timer)
+                    except Exception as error:  # one broken timer must not stop the others
+                        failed += 1
+                        self._mark_failed_in(uow, timer, error)
+                        continue
+                    if done:
                         fired += 1
-                    else:
-                        skip.append(timer.id)
-                except Exception as caught:  # one broken timer must not stop the others
-                    uow.rollback()
-                    error = caught
-            if error is not None:
-                failed += 1
-                skip.append(timer.id)
-                self._mark_failed(timer, error)
+                uow.commit()
         return TimerRun(fired=fired, failed=failed)
 
     def _fire(self, uow: UnitOfWork, timer: ProcessTimer) -> bool:
@@ -573,27 +624,25 @@ class ProcessService:
         self._persist(uow, instance, workflow, context, history=[fired_entry])
         return True
 
-    def _mark_failed(self, timer: ProcessTimer, error: Exception) -> None:
+    def _mark_failed_in(self, uow: UnitOfWork, timer: ProcessTimer, error: Exception) -> None:
         detail = (
             error.detail if isinstance(error, DomainError) else f"{type(error).__name__}: {error}"
         )
         log.warning("process timer %s failed: %s", timer.id, detail)
-        with self._uow() as uow:
-            if uow.processes.set_timer_state(
-                timer.id, expected=TimerState.PENDING, state=TimerState.FAILED, error=detail
-            ):
-                uow.processes.add_history(
-                    [
-                        HistoryEntry(
-                            instance_id=timer.instance_id,
-                            at=self._clock.now(),
-                            kind="timer_failed",
-                            element_id=timer.element_id,
-                            detail={"timer_id": timer.id, "error": detail},
-                        )
-                    ]
-                )
-            uow.commit()
+        if uow.processes.set_timer_state(
+            timer.id, expected=TimerState.PENDING, state=TimerState.FAILED, error=detail
+        ):
+            uow.processes.add_history(
+                [
+                    HistoryEntry(
+                        instance_id=timer.instance_id,
+                        at=self._clock.now(),
+                        kind="timer_failed",
+                        element_id=timer.element_id,
+                        detail={"timer_id": timer.id, "error": detail},
+                    )
+                ]
+            )
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -605,13 +654,17 @@ class ProcessService:
             correlation_key=instance.correlation_key,
         )
 
-    def _load(self, uow: UnitOfWork, instance: ProcessInstance, context: RunContext) -> Any:
-        definition = self._definitions.get(instance.definition_id)
+    def _definition(self, uow: UnitOfWork, definition_id: int) -> ProcessDefinition:
+        definition = self._definitions.get(definition_id)
         if definition is None:  # versions never change once deployed: keep them
-            definition = uow.processes.get_definition(instance.definition_id)
+            definition = uow.processes.get_definition(definition_id)
             if definition is None:  # pragma: no cover - foreign key
-                raise ProcessDefinitionNotFound(f"definition {instance.definition_id} is missing")
+                raise ProcessDefinitionNotFound(f"definition {definition_id} is missing")
             self._definitions[definition.id] = definition
+        return definition
+
+    def _load(self, uow: UnitOfWork, instance: ProcessInstance, context: RunContext) -> Any:
+        definition = self._definition(uow, instance.definition_id)
         return self._engine.load(definition.id, definition.bpmn_xml, instance.state, context)
 
     def _instance_for_update(self, uow: UnitOfWork, instance_id: str) -> ProcessInstance:
@@ -907,6 +960,18 @@ def _may_see(
         raise Forbidden(
             f"process instance '{instance.id}' has no task at {sorted(principal.location_codes)}"
         )
+    return False
+
+
+def _may_wait_on_user_task(instance: ProcessInstance, element_ids: Sequence[str]) -> bool:
+    """Whether the instance, as last saved, may have an open task of these elements (rows saved
+    before elements said what they wait for may: look them up)."""
+    for element in instance.active_elements:
+        waits_for = element.get("waits_for", "unknown")
+        if waits_for == "unknown" or (
+            waits_for == "user" and element.get("element_id") in element_ids
+        ):
+            return True
     return False
 
 

@@ -77,10 +77,32 @@ def _address(document: dict[str, Any] | None) -> Address | None:
     return Address(**document) if document else None
 
 
+def _children_of(order: Order) -> set[str]:
+    return {
+        table.name
+        for table, rows in (
+            (order_holds, order.holds),
+            (order_cancel_requests, order.cancel_requests),
+        )
+        if rows
+    }
+
+
 class SqlOrderRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._loaded_lines: dict[str, set[int]] = {}
+        self._stored_children: dict[str, set[str]] = {}
+        """Which of the holds and cancel requests tables hold rows of a loaded order: a save
+        deletes and rewrites only those (most orders have neither)."""
+        self._identity: dict[str, tuple[Order, bool]] = {}
+        """The orders this unit of work has read or written, and whether their row is locked
+        (read for update, inserted or updated): reading one again returns the same object
+        instead of five queries (an activity of the order's process, a step after a step)."""
+
+    def forget(self) -> None:
+        """Drop the orders kept (the transaction rolled back: they may be ahead of the rows)."""
+        self._identity.clear()
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -98,6 +120,8 @@ class SqlOrderRepository:
         )
         self._insert_children(order)
         self._loaded_lines[order.order_id] = {line.line_no for line in order.lines}
+        self._stored_children[order.order_id] = _children_of(order)
+        self._identity[order.order_id] = (order, True)
 
     def save(self, order: Order, *, at: datetime) -> None:
         """Write back a loaded order (optimistic version check)."""
@@ -138,10 +162,19 @@ class SqlOrderRepository:
             )
         if new:
             self._connection.execute(_INSERT["order_lines"], new)
+        stored = self._stored_children.get(order.order_id)
         for table in (order_line_quantities, order_holds, order_cancel_requests):
+            if (
+                table is not order_line_quantities
+                and stored is not None
+                and table.name not in stored
+            ):
+                continue  # it had no rows there when read or last written
             self._connection.execute(delete(table).where(table.c.order_id == order.order_id))
         self._insert_children(order)
         self._loaded_lines[order.order_id] = {line.line_no for line in order.lines}
+        self._stored_children[order.order_id] = _children_of(order)
+        self._identity[order.order_id] = (order, True)
 
     def _insert_children(self, order: Order) -> None:
         quantities = [
@@ -287,8 +320,23 @@ class SqlOrderRepository:
         return str(found) if found is not None else None
 
     def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
+        postgres = self._connection.dialect.name == "postgresql"
+        locking = for_update and postgres
+        kept = self._identity.get(order_id)
+        if kept is not None and (kept[1] or not locking):
+            return kept[0]
+        found = self._read(order_id, locking=locking)
+        if found is not None:
+            # SQLite: the unit of work holds the write lock (BEGIN IMMEDIATE)
+            self._identity[order_id] = (
+                found,
+                locking or self._connection.dialect.name != "postgresql",
+            )
+        return found
+
+    def _read(self, order_id: str, *, locking: bool) -> Order | None:
         query = select(orders).where(orders.c.order_id == order_id)
-        if for_update and self._connection.dialect.name == "postgresql":
+        if locking:
             query = query.with_for_update()
         row = self._connection.execute(query).mappings().first()
         if row is None:
@@ -364,6 +412,11 @@ class SqlOrderRepository:
             ).mappings()
         ]
         self._loaded_lines[order_id] = {line.line_no for line in lines}
+        self._stored_children[order_id] = {
+            table.name
+            for table, rows in ((order_holds, holds), (order_cancel_requests, requests))
+            if rows
+        }
         return Order(
             order_id=row["order_id"],
             order_number=row["order_number"],

@@ -38,6 +38,12 @@ _LATEST_DEFINITION = (
     .order_by(process_definitions.c.version.desc())
     .limit(1)
 )
+_LATEST_DEFINITION_ID = (
+    select(process_definitions.c.id)
+    .where(process_definitions.c.key == bindparam("k_key"))
+    .order_by(process_definitions.c.version.desc())
+    .limit(1)
+)
 """Built once: every capture asks for the process of each delivery method."""
 
 
@@ -105,6 +111,16 @@ class SqlProcessRepository:
         if self._reference is None:
             return load()
         return self._reference.read(("process_definition", key), DEFINITIONS, load)
+
+    def latest_definition_id(self, key: str) -> int | None:
+        def load() -> int | None:
+            found = self._connection.execute(_LATEST_DEFINITION_ID, {"k_key": key}).scalar()
+            return None if found is None else int(found)
+
+        if self._reference is None:
+            return load()
+        # every capture asks, per delivery method: cached behind the reference signature
+        return self._reference.read(("process_definition_id", key), DEFINITIONS, load)
 
     def definition_version(self, key: str, version: int) -> ProcessDefinition | None:
         row = self._connection.execute(
@@ -261,7 +277,11 @@ class SqlProcessRepository:
         )
         return result.rowcount == 1
 
-    def claim_due_timer(self, *, now: datetime, skip: Sequence[str] = ()) -> ProcessTimer | None:
+    def claim_due_timers(
+        self, *, now: datetime, limit: int, skip: Sequence[str] = ()
+    ) -> list[ProcessTimer]:
+        """Up to ``limit`` pending timers due by ``now``, earliest first, locked for this
+        transaction (PostgreSQL: rows another worker holds are skipped, not waited for)."""
         query = (
             select(process_timers)
             .where(
@@ -269,14 +289,13 @@ class SqlProcessRepository:
                 process_timers.c.due_at <= now,
             )
             .order_by(process_timers.c.due_at, process_timers.c.id)
-            .limit(1)
+            .limit(limit)
         )
         if skip:
             query = query.where(process_timers.c.id.not_in(list(skip)))
         if self._postgres:
             query = query.with_for_update(skip_locked=True)
-        row = self._connection.execute(query).first()
-        return _timer(row._mapping) if row else None
+        return [_timer(row._mapping) for row in self._connection.execute(query)]
 
     # -- buffered messages -----------------------------------------------------------------
 

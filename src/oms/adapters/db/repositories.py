@@ -6,12 +6,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from oms.adapters.db.tables import api_keys, idempotency_records, outbox_events
 from oms.domain.access import Role
-from oms.services.ports import IdempotencyRecord, OutboxEvent, StoredApiKey
+from oms.services.ports import EventPage, IdempotencyRecord, OutboxEvent, StoredApiKey
+
+# How many positions a filtered read looks ahead for gaps before it answers.
+_SETTLE_SCAN = 5000
 
 
 class SqlApiKeyRepository:
@@ -180,17 +183,54 @@ class SqlOutboxRepository:
         )
 
     def read_after(
-        self, position: int, *, limit: int, types: Sequence[str] | None = None
-    ) -> list[OutboxEvent]:
-        query = (
-            select(outbox_events)
-            .where(outbox_events.c.position > position)
-            .order_by(outbox_events.c.position)
-            .limit(limit)
-        )
+        self,
+        position: int,
+        *,
+        limit: int,
+        types: Sequence[str] | None = None,
+        settled_before: datetime | None = None,
+    ) -> EventPage:
+        c = outbox_events.c
+        if self._connection.dialect.name != "postgresql":
+            # One writer at a time: positions become visible in the order they were taken, and a
+            # rolled-back transaction gives its positions back, so there are no gaps to wait for.
+            query = select(outbox_events).where(c.position > position)
+            if types:
+                query = query.where(c.type.in_(list(types)))
+            rows = self._connection.execute(query.order_by(c.position).limit(limit)).all()
+            events = [_outbox_event(row._mapping) for row in rows]
+            if len(events) == limit:
+                return EventPage(events, events[-1].position)
+            last = self._connection.execute(select(func.max(c.position))).scalar()
+            return EventPage(events, max(position, last or 0))
+        scan = _SETTLE_SCAN if types else limit
+        bound = self._settled_bound(position, limit=scan, at=settled_before)
+        if bound == position:
+            return EventPage([], position)
+        query = select(outbox_events).where(c.position > position, c.position <= bound)
         if types:
-            query = query.where(outbox_events.c.type.in_(list(types)))
-        return [_outbox_event(row._mapping) for row in self._connection.execute(query)]
+            query = query.where(c.type.in_(list(types)))
+        rows = self._connection.execute(query.order_by(c.position).limit(limit)).all()
+        events = [_outbox_event(row._mapping) for row in rows]
+        return EventPage(events, events[-1].position if len(events) == limit else bound)
+
+    def _settled_bound(self, position: int, *, limit: int, at: datetime | None) -> int:
+        """The highest position after ``position`` (at most ``limit`` events on) below which no
+        transaction in flight can still add an event: it stops before the first gap whose next
+        event is younger than ``at``."""
+        c = outbox_events.c
+        rows = self._connection.execute(
+            select(c.position, c.time)
+            .where(c.position > position)
+            .order_by(c.position)
+            .limit(limit)
+        ).all()
+        bound = position
+        for row in rows:
+            if row.position != bound + 1 and at is not None and row.time >= at:
+                break
+            bound = row.position
+        return bound
 
     def claim_unpublished(self, *, limit: int) -> list[OutboxEvent]:
         query = (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from types import TracebackType
 from typing import Self
@@ -111,8 +113,27 @@ class SqlUnitOfWork:
             self._events.clear()
         self._transaction.commit()
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        recorded = len(self._events)
+        nested = self.connection.begin_nested()
+        try:
+            yield
+        except BaseException:
+            if nested.is_active:
+                nested.rollback()
+            del self._events[recorded:]
+            if "orders" in self.__dict__:
+                self.orders.forget()
+            raise
+        else:
+            if nested.is_active:
+                nested.commit()
+
     def rollback(self) -> None:
         self._events.clear()
+        if "orders" in self.__dict__:  # what it kept may be ahead of the rows rolled back
+            self.orders.forget()
         if self._transaction is not None and self._transaction.is_active:
             self._transaction.rollback()
 

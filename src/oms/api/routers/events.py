@@ -44,6 +44,6 @@ def read_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     type: Annotated[list[str] | None, Query(description="Only these event types")] = None,
 ) -> EventPage:
-    events = services.events.read(after=after, limit=limit, types=type)
-    items = [CloudEventOut(**event.cloud_event(), position=event.position) for event in events]
-    return EventPage(items=items, next_after=events[-1].position if events else after)
+    page = services.events.read_page(after=after, limit=limit, types=type)
+    items = [CloudEventOut(**event.cloud_event(), position=event.position) for event in page.events]
+    return EventPage(items=items, next_after=page.next_after)
