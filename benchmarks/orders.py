@@ -6,13 +6,17 @@ and writes its events to the outbox, in one transaction: ``services.orders.captu
 run times a hand-written raw-SQL transaction doing the same writes (order, lines, line
 quantities, three conditional stock updates, an outbox row): what the database itself allows.
 Both run with 1 and with 8 client processes, on SQLite and on PostgreSQL; then ``oms serve``
-takes 3-line orders over HTTP from 8 concurrent clients.
+takes 3-line orders over HTTP from 8 concurrent clients, once with ``--workers`` one per core
+(at least 2: the production shape) and once with a single worker process.
 
     python benchmarks/orders.py --size small [--database-url postgresql://...]
 
 writes ``benchmarks/results/orders.json`` (``harness.main``) and prints a table. Where the time
 goes: each run sums the time spent inside the database driver (``before/after_cursor_execute``,
-"in driver"), the rest is Python (validation, domain, SQLAlchemy statement building, JSON).
+"in driver", waiting for the server included), the rest is Python (validation, domain,
+SQLAlchemy, JSON); "cpu ms" is the CPU the client processes spent per order, next to the same
+figure of the raw-SQL transaction: on a small machine the two sides share the cores, so client
+CPU per order is what bounds the 8-process rows.
 
 On PostgreSQL an extra, clearly labelled run repeats the 8-process capture and both raw-SQL runs
 with ``synchronous_commit = off`` set per session inside this benchmark only (never a default of
@@ -55,6 +59,8 @@ SIZES: dict[str, dict[str, int]] = {
 }
 PROCESS_COUNTS = (1, 8)
 HTTP_CLIENTS = 8
+HTTP_WORKERS = max(2, os.cpu_count() or 2)
+"""``oms serve --workers``: one worker process per core, the production shape."""
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/oms_orders_bench"
 SYNC_OFF = "SET synchronous_commit = off"
 """Benchmark-only session setting for the labelled extra rows: commits without waiting for WAL."""
@@ -175,12 +181,14 @@ def capture_worker(
     driver_seconds[0] = 0.0
     latencies = []
     barrier.wait(timeout=120)
+    cpu = time.process_time()
     for number in range(count):
         began = time.perf_counter()
         services.orders.capture(_order(worker, number, skus))
         latencies.append(time.perf_counter() - began)
+    cpu = time.process_time() - cpu
     services.close()
-    out.put({"latencies": latencies, "driver_seconds": driver_seconds[0]})
+    out.put({"latencies": latencies, "driver_seconds": driver_seconds[0], "cpu_seconds": cpu})
 
 
 def _raw_connection(url: str) -> Any:
@@ -333,16 +341,20 @@ def raw_worker(
     once(-1)
     latencies = []
     barrier.wait(timeout=120)
+    cpu = time.process_time()
     for number in range(count):
         began = time.perf_counter()
         once(number)
         latencies.append(time.perf_counter() - began)
+    cpu = time.process_time() - cpu
     connection.close()
-    out.put({"latencies": latencies, "driver_seconds": 0.0})
+    out.put({"latencies": latencies, "driver_seconds": 0.0, "cpu_seconds": cpu})
 
 
-def http_measure(url: str, clients: int, per_client: int, skus: int) -> dict[str, Any]:
-    """``oms serve`` (one uvicorn process) and ``clients`` concurrent HTTP clients."""
+def http_measure(
+    url: str, clients: int, per_client: int, skus: int, *, workers: int = 1
+) -> dict[str, Any]:
+    """``oms serve --workers N`` and ``clients`` concurrent HTTP clients."""
     import socket
     import subprocess
     import threading
@@ -357,7 +369,14 @@ def http_measure(url: str, clients: int, per_client: int, skus: int) -> dict[str
         port = probe.getsockname()[1]
     env = {**os.environ, "OMS_DATABASE_URL": url, "OMS_LOG_LEVEL": "WARNING"}
     server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("oms")), "serve", "--port", str(port)],
+        [
+            str(Path(sys.executable).with_name("oms")),
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -406,6 +425,7 @@ def http_measure(url: str, clients: int, per_client: int, skus: int) -> dict[str
     if failures:
         raise RuntimeError(f"{len(failures)} HTTP captures failed, e.g. {failures[0]}")
     return {
+        "workers": workers,
         "clients": clients,
         "orders": len(latencies),
         "seconds": round(elapsed, 3),
@@ -492,6 +512,10 @@ def measure(
         "p50_ms": round(percentile(latencies, 50) * 1000, 2),
         "p99_ms": round(percentile(latencies, 99) * 1000, 2),
         "driver_share": round(sum(r["driver_seconds"] for r in reports) / busy, 3) if busy else 0,
+        # CPU of the client processes (Python, SQLAlchemy, the driver) per order
+        "client_cpu_ms_per_order": round(
+            sum(r["cpu_seconds"] for r in reports) / len(latencies) * 1000, 3
+        ),
     }
 
 
@@ -543,12 +567,18 @@ def run(size: str, database_url: str | None) -> dict[str, Any]:
                 3,
             )
             per_database["synchronous_commit_off_benchmark_only"] = extra
-        per_database["http"] = http_measure(url, HTTP_CLIENTS, plan["each_of_8"], plan["skus"])
+        per_database["http"] = http_measure(
+            url, HTTP_CLIENTS, plan["each_of_8"], plan["skus"], workers=HTTP_WORKERS
+        )
+        per_database["http_1_worker"] = http_measure(
+            url, HTTP_CLIENTS, plan["each_of_8"], plan["skus"], workers=1
+        )
         results["databases"][name] = per_database
     print_table(size, results, notes)
     notes.append(
         "ratio = capture orders/s divided by the raw-SQL orders/s measured in the same run; "
-        "'in driver' = share of the capture time spent inside the database driver"
+        "'in driver' = share of the capture time spent inside the database driver (waiting for "
+        "the server included); 'cpu ms' / 'raw cpu' = CPU of the client processes per order"
     )
     notes.append(
         "synchronous_commit_off_benchmark_only: the same runs with 'SET synchronous_commit = off' "
@@ -569,13 +599,18 @@ def run(size: str, database_url: str | None) -> dict[str, Any]:
 def print_table(size: str, results: dict[str, Any], notes: list[str]) -> None:
     header = (
         f"{'database':<11} {'procs':>5} {'capture/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'in driver':>9} {'raw SQL/s':>10} {'raw p50':>8} {'ratio':>6}"
+        f"{'in driver':>9} {'cpu ms':>7} {'raw SQL/s':>10} {'raw p50':>8} {'raw cpu':>7} "
+        f"{'ratio':>6}"
     )
     print(f"order capture, 3-line orders, size {size}")
     print(header)
     print("-" * len(header))
     for database, runs in results["databases"].items():
-        rows = [(database, name, figures) for name, figures in runs.items() if name != "http"]
+        rows = [
+            (database, name, figures)
+            for name, figures in runs.items()
+            if not name.startswith("http")
+        ]
         extra = runs.get("synchronous_commit_off_benchmark_only", {})
         rows = [row for row in rows if row[1] != "synchronous_commit_off_benchmark_only"]
         rows += [(f"{database}*", name, figures) for name, figures in extra.items()]
@@ -585,24 +620,28 @@ def print_table(size: str, results: dict[str, Any], notes: list[str]) -> None:
             processes = raw["processes"]
             if capture is None:
                 print(
-                    f"{label:<11} {processes:>5} {'-':>10} {'-':>8} {'-':>8} {'-':>9} "
-                    f"{raw['orders_per_second']:>10.1f} {raw['p50_ms']:>8.2f} {'-':>6}"
+                    f"{label:<11} {processes:>5} {'-':>10} {'-':>8} {'-':>8} {'-':>9} {'-':>7} "
+                    f"{raw['orders_per_second']:>10.1f} {raw['p50_ms']:>8.2f} "
+                    f"{raw['client_cpu_ms_per_order']:>7.2f} {'-':>6}"
                 )
                 continue
             print(
                 f"{label:<11} {processes:>5} {capture['orders_per_second']:>10.1f} "
                 f"{capture['p50_ms']:>8.2f} {capture['p99_ms']:>8.2f} "
-                f"{capture['driver_share']:>9.0%} {raw['orders_per_second']:>10.1f} "
-                f"{raw['p50_ms']:>8.2f} {figures['ratio']:>6.0%}"
+                f"{capture['driver_share']:>9.0%} {capture['client_cpu_ms_per_order']:>7.2f} "
+                f"{raw['orders_per_second']:>10.1f} {raw['p50_ms']:>8.2f} "
+                f"{raw['client_cpu_ms_per_order']:>7.2f} {figures['ratio']:>6.0%}"
             )
     print()
-    print(f"over HTTP (one 'oms serve' process, {HTTP_CLIENTS} concurrent clients)")
+    print(f"over HTTP ('oms serve --workers N', {HTTP_CLIENTS} concurrent clients)")
     for database, runs in results["databases"].items():
-        http = runs["http"]
-        print(
-            f"{database:<11} {http['orders_per_second']:>8.1f} orders/s  "
-            f"p50 {http['p50_ms']:.2f} ms  p99 {http['p99_ms']:.2f} ms  ({http['orders']} orders)"
-        )
+        for name in ("http", "http_1_worker"):
+            http = runs[name]
+            print(
+                f"{database:<11} {http['workers']:>2} worker(s) "
+                f"{http['orders_per_second']:>8.1f} orders/s  p50 {http['p50_ms']:.2f} ms  "
+                f"p99 {http['p99_ms']:.2f} ms  ({http['orders']} orders)"
+            )
     if any("synchronous_commit_off_benchmark_only" in r for r in results["databases"].values()):
         print("* extra rows: synchronous_commit = off in the benchmark's sessions only")
     for note in notes:

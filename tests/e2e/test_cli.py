@@ -125,3 +125,39 @@ def test_serve_on_an_out_of_date_postgresql_refuses_with_the_fix(
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "run 'oms db upgrade'" in result.stderr
+
+
+def test_serve_with_several_workers_answers_from_worker_processes(env: dict[str, str]) -> None:
+    created = run("apikey", "create", "--name", "ops", "--role", "admin", env=env)
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip().splitlines()[-1]
+    port = free_port()
+    server = subprocess.Popen(
+        [*OMS, "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        assert ready.status_code == 200
+        for number in range(6):
+            listed = httpx.get(
+                f"http://127.0.0.1:{port}/locations",
+                headers={"X-API-Key": secret, "X-Request-ID": f"w-{number}"},
+                timeout=10,
+            )
+            assert listed.status_code == 200, listed.text
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=60)
+    logged = [line for line in stderr.decode().splitlines() if '"request_id": "w-' in line]
+    assert logged, "each worker writes the structured access log"

@@ -82,6 +82,27 @@ def test_capture_stores_the_engine_decision_with_its_explanation(shop: Services)
     assert sourced["order_id"] == order.order_id and sourced["trigger"] == "capture"
 
 
+@pytest.mark.postgres
+def test_a_profile_or_rule_set_stored_after_a_capture_sources_the_next_one(
+    shop: Services,
+) -> None:
+    """The parsed profiles are cached between captures: every new version is seen at once."""
+    put(shop, "LAMP-01", "DC-EAST", 5)
+    put(shop, "LAMP-01", "DC-WEST", 50)
+    first = shop.orders.capture(an_order(line("LAMP-01", 1), reference="R-1")).order
+    assert first.lines[0].at_locations(Q.ALLOCATED) == [("DC-EAST", 1)]
+
+    shop.sourcing.set_profile({"name": "default", "minimum_atp": 10}, changed_by="test")
+    second = shop.orders.capture(an_order(line("LAMP-01", 1), reference="R-2")).order
+    assert second.lines[0].at_locations(Q.ALLOCATED) == [("DC-WEST", 1)]
+
+    shop.sourcing.set_profile({"name": "scarce", "minimum_atp": 1000}, changed_by="test")
+    shop.sourcing.set_rules({"default_profile": "scarce", "rules": []}, changed_by="test")
+    third = shop.orders.capture(an_order(line("LAMP-01", 1), reference="R-3")).order
+    assert third.lines[0].at_locations(Q.ALLOCATED) == []
+    assert third.lines[0].quantity_in(Q.BACKORDERED) == 1
+
+
 def test_a_change_is_sourced_again_and_recorded_as_a_change(shop: Services) -> None:
     put(shop, "LAMP-01", "DC-EAST", 5)
     order = shop.orders.capture(an_order(line("LAMP-01", 1))).order

@@ -267,7 +267,7 @@ def test_the_same_channel_reference_captured_by_several_processes_makes_one_orde
 
 
 @pytest.mark.postgres
-def test_capturing_a_three_line_order_issues_at_most_25_statements_none_repeated(
+def test_capturing_a_three_line_order_issues_at_most_20_statements_none_repeated(
     shop: Services,
 ) -> None:
     for sku in ("LAMP-01", "SHADE-02", "BULB-03"):
@@ -289,7 +289,8 @@ def test_capturing_a_three_line_order_issues_at_most_25_statements_none_repeated
         event.remove(shop.engine, "before_cursor_execute", count)
 
     listing = "\n".join(sql.split("\n")[0][:100] for sql, _ in statements)
-    assert len(statements) <= 25, listing
+    # 15 on SQLite (its BEGIN IMMEDIATE is one), 14 on PostgreSQL; room for a few more
+    assert len(statements) <= 20, listing
     repeated = [s for s, n in Counter(statements).items() if n > 1]
     assert repeated == [], repeated
     with shop.uow(read_only=True) as uow:

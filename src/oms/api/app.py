@@ -91,3 +91,13 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
     ):
         app.include_router(module.router)
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The application of one ``oms serve --workers N`` worker process: settings from the
+    environment, services built at start-up, JSON logs as in a single-process server."""
+    from oms.observability import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings=settings)

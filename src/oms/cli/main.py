@@ -775,7 +775,7 @@ def sourcing_set(
         services.close()
 
 
-def _serve(settings: Settings, host: str | None, port: int | None) -> None:
+def _serve(settings: Settings, host: str | None, port: int | None, workers: int = 1) -> None:
     import uvicorn
 
     from oms.api.app import create_app
@@ -784,6 +784,20 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     services = build_services(settings)
     prepare_schema(services.engine)
     configure_logging(settings.log_level)
+    if workers > 1:
+        # Each worker process builds its own services (engine, pool) from the same environment
+        # settings; the schema was checked (SQLite: upgraded) once, here.
+        services.close()
+        uvicorn.run(
+            "oms.api.app:create_app_from_environment",
+            factory=True,
+            workers=workers,
+            host=host or settings.host,
+            port=port or settings.port,
+            log_config=None,
+            access_log=False,
+        )
+        return
     uvicorn.run(
         create_app(services),
         host=host or settings.host,
@@ -799,9 +813,17 @@ def serve(
     port: Annotated[
         int | None, typer.Option(help="Port (default OMS_PORT)", min=1, max=65535)
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes (uvicorn workers); production runs about one per CPU core",
+            min=1,
+            max=64,
+        ),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API. SQLite upgrades itself; PostgreSQL must be current."""
-    _serve(Settings(), host, port)
+    _serve(Settings(), host, port, workers)
 
 
 demo_app = typer.Typer(

@@ -26,13 +26,20 @@ class DomainEvent:
 
     def data(self) -> dict[str, Any]:
         """The event's payload as JSON-ready values."""
-        return {
-            field.name: to_json_value(getattr(self, field.name))
-            for field in dataclasses.fields(self)
-        }
+        return {name: to_json_value(getattr(self, name)) for name in _field_names(self)}
 
 
 _PLAIN = frozenset({str, int, float, bool})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+"""Field names per dataclass type: ``dataclasses.fields`` is slow for a per-event call."""
+
+
+def _field_names(value: Any) -> tuple[str, ...]:
+    kind = type(value)
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(value))
+    return names
 
 
 def to_json_value(value: Any) -> Any:
@@ -46,7 +53,7 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {name: to_json_value(getattr(value, name)) for name in _field_names(value)}
     if isinstance(value, dict):
         return {str(k): to_json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

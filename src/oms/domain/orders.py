@@ -403,11 +403,22 @@ def looks_like_card_number(text: str) -> bool:
     return False
 
 
+_CANNOT_CARRY = (bool, int, float, Decimal, date)
+"""The leaves that cannot carry a card number, most of a command."""
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+"""Field names per dataclass type (``dataclasses.fields`` is slow on a hot path)."""
+
+
 def card_number_pointers(value: Any, pointer: str = "#") -> list[str]:
     """JSON pointers of every string (or key) in a nested document that carries a card number."""
-    if value is None or isinstance(value, bool | int | float | Decimal | date):
-        return []  # the leaves that cannot carry a card number, most of a command
     found: list[str] = []
+    _scan_for_cards(value, pointer, found)
+    return found
+
+
+def _scan_for_cards(value: Any, pointer: str, found: list[str]) -> None:
+    if value is None or isinstance(value, _CANNOT_CARRY):
+        return
     if isinstance(value, str):
         if len(value) >= 13 and looks_like_card_number(value):
             found.append(pointer)
@@ -415,14 +426,17 @@ def card_number_pointers(value: Any, pointer: str = "#") -> list[str]:
         for key, item in value.items():
             if looks_like_card_number(str(key)):
                 found.append(f"{pointer}/{key}")
-            found.extend(card_number_pointers(item, f"{pointer}/{key}"))
+            _scan_for_cards(item, f"{pointer}/{key}", found)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            found.extend(card_number_pointers(item, f"{pointer}/{index}"))
+            _scan_for_cards(item, f"{pointer}/{index}", found)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for item in dataclasses.fields(value):
-            found.extend(card_number_pointers(getattr(value, item.name), f"{pointer}/{item.name}"))
-    return found
+        kind = type(value)
+        names = _FIELD_NAMES.get(kind)
+        if names is None:
+            names = _FIELD_NAMES[kind] = tuple(item.name for item in dataclasses.fields(value))
+        for name in names:
+            _scan_for_cards(getattr(value, name), f"{pointer}/{name}", found)
 
 
 # --- events -----------------------------------------------------------------------------------

@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -99,6 +99,23 @@ def profile_set(uow: UnitOfWork) -> ProfileSet:
         return ProfileSet(profiles.values())
     rules = [rule_from_document(rule) for rule in stored_rules.rules]
     return ProfileSet(profiles.values(), rules, default=stored_rules.default_profile)
+
+
+class ProfileSetCache:
+    """The parsed profiles and rules in force, read again only when the stored ones changed
+    (``signature``: one small query instead of reading and parsing every document)."""
+
+    def __init__(self) -> None:
+        self._cached: tuple[Hashable, ProfileSet] | None = None
+
+    def get(self, uow: UnitOfWork) -> ProfileSet:
+        signature = uow.sourcing_profiles.signature()
+        cached = self._cached
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        profiles = profile_set(uow)
+        self._cached = (signature, profiles)
+        return profiles
 
 
 def _cut_off_hour(location: Location, at: datetime) -> float:
@@ -365,6 +382,7 @@ class EngineSourcing:
 
     def __init__(self, *, fallback: LineSourcing = source_lines) -> None:
         self._fallback = fallback
+        self._profiles = ProfileSetCache()
 
     def __call__(
         self,
@@ -430,7 +448,7 @@ class EngineSourcing:
                 allocations.extend(simple.allocations)
                 backorders.extend(simple.backorders)
                 buffered = buffered or simple.allocation_channel is not None
-        profiles = profile_set(uow) if judged else None
+        profiles = self._profiles.get(uow) if judged else None
         if judged and profiles is not None and trigger == "capture":
             # lines whose profile plans in batch mode wait, open, for the next wave
             probe = sourcing_order(order, judged, at=at, refused=refused)

@@ -454,6 +454,7 @@ class OrderService:
                 locations=locations,
                 at=at,
                 order=order,
+                refused={},  # a new order: no location has refused any of its lines yet
             )
             order.apply_sourcing(
                 allocations=plan.allocations, backorders=plan.backorders, actor=actor, at=at

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -833,6 +833,11 @@ class SourcingProfileRepository(Protocol):
     def current_rules(self) -> StoredRuleSet | None: ...
 
     def add_rules(self, rule_set: StoredRuleSet) -> bool: ...
+
+    def signature(self) -> Hashable:
+        """A cheap value that changes whenever a profile version or a rule set is added (both
+        are append-only): what a cache of the parsed profiles is keyed by."""
+        ...
 
 
 class FulfillmentRepository(Protocol):

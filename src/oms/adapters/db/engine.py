@@ -28,8 +28,30 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 10)
         max_overflow=pool_size * 2,
         pool_recycle=1800,
     )
+    # Many rows of one INSERT (order lines, quantity buckets, timeline, outbox events) go as
+    # one multi-row INSERT ("insertmanyvalues") rather than psycopg's pipelined executemany:
+    # the same single round trip for much less client CPU.
+    engine.dialect.use_insertmanyvalues_wo_returning = True
+    _cache_longer_statements()
     _check_liveness_cheaply(engine)
     return engine
+
+
+PSYCOPG_CACHED_PARAMETERS = 256
+"""psycopg parses a statement's placeholders again at every execution when it has more than 50
+parameters (its default): the outbox INSERT of a capture has ten rows of six. Statements of a
+fixed shape with up to this many parameters are parsed once per process."""
+
+
+def _cache_longer_statements() -> None:
+    try:
+        from psycopg import _queries
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return
+    if getattr(_queries, "MAX_CACHED_STATEMENT_PARAMS", PSYCOPG_CACHED_PARAMETERS) < (
+        PSYCOPG_CACHED_PARAMETERS
+    ):
+        _queries.MAX_CACHED_STATEMENT_PARAMS = PSYCOPG_CACHED_PARAMETERS
 
 
 def _check_liveness_cheaply(engine: Engine, *, idle_seconds: float = IDLE_PING_SECONDS) -> None:

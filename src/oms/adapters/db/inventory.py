@@ -42,6 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from oms.adapters.db.reference import LOCATIONS, ReferenceView
 from oms.adapters.db.tables import (
     channel_buffers,
     feed_messages,
@@ -168,10 +169,16 @@ _LOCATIONS_BY_CODE = select(locations).order_by(locations.c.code)
 
 
 class SqlLocationRepository:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, *, reference: ReferenceView | None = None) -> None:
         self._connection = connection
+        self._reference = reference
+
+    def _wrote(self) -> None:
+        if self._reference is not None:
+            self._reference.wrote()
 
     def add(self, location: Location, *, at: datetime) -> None:
+        self._wrote()
         try:
             with self._connection.begin_nested():
                 self._connection.execute(
@@ -183,10 +190,15 @@ class SqlLocationRepository:
             raise LocationExists(f"a location '{location.code}' exists already") from None
 
     def update(self, location: Location, *, at: datetime) -> None:
+        self._wrote()
         result = self._connection.execute(
             update(locations)
             .where(locations.c.code == location.code)
-            .values(**_location_values(location), updated_at=at)
+            .values(
+                **_location_values(location),
+                updated_at=at,
+                revision=locations.c.revision + 1,
+            )
         )
         if result.rowcount == 0:
             raise LocationNotFound(f"no location '{location.code}'", location=location.code)
@@ -195,6 +207,7 @@ class SqlLocationRepository:
         existing = set(self.get_many([loc.code for loc in batch]))
         new = [loc for loc in batch if loc.code not in existing]
         old = [loc for loc in batch if loc.code in existing]
+        self._wrote()
         if new:
             self._connection.execute(
                 insert(locations),
@@ -232,6 +245,11 @@ class SqlLocationRepository:
         after: str | None = None,
         limit: int | None = None,
     ) -> list[Location]:
+        if (type, status, capability, after, limit) == (None, None, None, None, None) and (
+            self._reference is not None
+        ):
+            # the whole network, read by every capture: cached behind the reference signature
+            return list(self._reference.read("locations", LOCATIONS, self._all))
         query = _LOCATIONS_BY_CODE
         if type is not None:
             query = query.where(locations.c.type == type.value)
@@ -243,6 +261,11 @@ class SqlLocationRepository:
         if capability is not None:
             found = [loc for loc in found if loc.can(capability)]
         return found[:limit] if limit is not None else found
+
+    def _all(self) -> tuple[Location, ...]:
+        return tuple(
+            location_of(row._mapping) for row in self._connection.execute(_LOCATIONS_BY_CODE)
+        )
 
     def _location_id(self, code: str) -> tuple[int, int | None]:
         row = self._connection.execute(

@@ -42,6 +42,18 @@ _BY_CHANNEL_REFERENCE = select(orders.c.order_id).where(
     orders.c.channel_reference == bindparam("k_reference"),
 )
 """Built once: the first statement of every capture."""
+_INSERT = {
+    table.name: insert(table)
+    for table in (
+        orders,
+        order_lines,
+        order_line_quantities,
+        order_holds,
+        order_cancel_requests,
+        order_timeline,
+    )
+}
+"""Built once: a statement object reused keeps its cache key (no per-call construction)."""
 
 CHUNK = 500
 """Order ids per IN list of the bulk reads and writes."""
@@ -106,14 +118,14 @@ class SqlOrderRepository:
     def add(self, order: Order, *, at: datetime) -> None:
         """Insert a new order; DuplicateChannelReference when its channel reference is taken."""
         try:
-            self._connection.execute(insert(orders), [self._order_row(order, at=at)])
+            self._connection.execute(_INSERT["orders"], [self._order_row(order, at=at)])
         except IntegrityError as error:
             # The transaction is spoilt on PostgreSQL: the caller rolls back and reads the winner.
             if "channel" in str(error.orig).lower():
                 raise DuplicateChannelReference(order.channel_reference) from error
             raise
         self._connection.execute(
-            insert(order_lines), [self._line_row(order, line) for line in order.lines]
+            _INSERT["order_lines"], [self._line_row(order, line) for line in order.lines]
         )
         self._insert_children(order)
         self._loaded_lines[order.order_id] = {line.line_no for line in order.lines}
@@ -193,7 +205,7 @@ class SqlOrderRepository:
                 ],
             )
         if new:
-            self._connection.execute(insert(order_lines), new)
+            self._connection.execute(_INSERT["order_lines"], new)
         for table in (order_line_quantities, order_holds, order_cancel_requests):
             ids = [
                 order.order_id
@@ -228,11 +240,11 @@ class SqlOrderRepository:
             if quantity > 0
         ]
         if quantities:
-            self._connection.execute(insert(order_line_quantities), quantities)
+            self._connection.execute(_INSERT["order_line_quantities"], quantities)
         holds = [(order, hold) for order in batch for hold in order.holds]
         if holds:
             self._connection.execute(
-                insert(order_holds),
+                _INSERT["order_holds"],
                 [
                     {
                         "hold_id": hold.hold_id,
@@ -251,7 +263,7 @@ class SqlOrderRepository:
         requests = [(order, request) for order in batch for request in order.cancel_requests]
         if requests:
             self._connection.execute(
-                insert(order_cancel_requests),
+                _INSERT["order_cancel_requests"],
                 [
                     {
                         "request_id": request.request_id,
@@ -273,7 +285,7 @@ class SqlOrderRepository:
         timeline = [(order, entry) for order in batch for entry in order.timeline]
         if timeline:
             self._connection.execute(
-                insert(order_timeline),
+                _INSERT["order_timeline"],
                 [
                     {
                         "order_id": order.order_id,

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from oms.adapters.db.reference import DEFINITIONS, ReferenceView
 from oms.adapters.db.tables import (
     process_definitions,
     process_history,
@@ -31,10 +32,25 @@ from oms.domain.processes import (
     TimerState,
 )
 
+_LATEST_DEFINITION = (
+    select(process_definitions)
+    .where(process_definitions.c.key == bindparam("k_key"))
+    .order_by(process_definitions.c.version.desc())
+    .limit(1)
+)
+_LATEST_DEFINITION_ID = (
+    select(process_definitions.c.id)
+    .where(process_definitions.c.key == bindparam("k_key"))
+    .order_by(process_definitions.c.version.desc())
+    .limit(1)
+)
+"""Built once: every capture asks for the process of each delivery method."""
+
 
 class SqlProcessRepository:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, *, reference: ReferenceView | None = None) -> None:
         self._connection = connection
+        self._reference = reference
 
     @property
     def _postgres(self) -> bool:
@@ -49,6 +65,8 @@ class SqlProcessRepository:
             select(func.max(process_definitions.c.version)).where(process_definitions.c.key == key)
         ).scalar()
         version = int(current or 0) + 1
+        if self._reference is not None:
+            self._reference.wrote()
         try:
             with self._connection.begin_nested():
                 new_id = self._connection.execute(
@@ -86,22 +104,23 @@ class SqlProcessRepository:
         return _definition(row._mapping) if row else None
 
     def latest_definition(self, key: str) -> ProcessDefinition | None:
-        row = self._connection.execute(
-            select(process_definitions)
-            .where(process_definitions.c.key == key)
-            .order_by(process_definitions.c.version.desc())
-            .limit(1)
-        ).first()
-        return _definition(row._mapping) if row else None
+        def load() -> ProcessDefinition | None:
+            row = self._connection.execute(_LATEST_DEFINITION, {"k_key": key}).first()
+            return _definition(row._mapping) if row else None
+
+        if self._reference is None:
+            return load()
+        return self._reference.read(("process_definition", key), DEFINITIONS, load)
 
     def latest_definition_id(self, key: str) -> int | None:
-        found = self._connection.execute(
-            select(process_definitions.c.id)
-            .where(process_definitions.c.key == key)
-            .order_by(process_definitions.c.version.desc())
-            .limit(1)
-        ).scalar()
-        return None if found is None else int(found)
+        def load() -> int | None:
+            found = self._connection.execute(_LATEST_DEFINITION_ID, {"k_key": key}).scalar()
+            return None if found is None else int(found)
+
+        if self._reference is None:
+            return load()
+        # every capture asks, per delivery method: cached behind the reference signature
+        return self._reference.read(("process_definition_id", key), DEFINITIONS, load)
 
     def definition_version(self, key: str, version: int) -> ProcessDefinition | None:
         row = self._connection.execute(

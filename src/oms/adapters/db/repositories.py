@@ -156,6 +156,10 @@ class SqlIdempotencyRepository:
         return int(result.rowcount)
 
 
+_INSERT_OUTBOX = insert(outbox_events)
+"""Built once: every committing unit of work with events runs it."""
+
+
 class SqlOutboxRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -164,7 +168,7 @@ class SqlOutboxRepository:
         if not events:
             return
         self._connection.execute(
-            insert(outbox_events),
+            _INSERT_OUTBOX,
             [
                 {
                     "event_id": e.event_id,

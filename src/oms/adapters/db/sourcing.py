@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from oms.adapters.db.reference import PROFILES, ReferenceCache, ReferenceView
 from oms.adapters.db.tables import sourcing_decisions, sourcing_profiles, sourcing_rule_sets
 from oms.services.ports import StoredDecision, StoredProfile, StoredRuleSet
 
 
 class SqlSourcingProfileRepository:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, *, reference: ReferenceView | None = None) -> None:
         self._connection = connection
+        self._reference = reference or ReferenceView(connection, ReferenceCache())
 
     def current(self) -> list[StoredProfile]:
         latest = (
@@ -54,6 +56,7 @@ class SqlSourcingProfileRepository:
         return [_profile(row._mapping) for row in rows]
 
     def add(self, profile: StoredProfile) -> bool:
+        self._reference.wrote()
         try:
             with self._connection.begin_nested():
                 self._connection.execute(
@@ -84,7 +87,13 @@ class SqlSourcingProfileRepository:
             created_at=m["created_at"],
         )
 
+    def signature(self) -> Hashable:
+        if self._reference.has_written:
+            return object()  # what this unit of work wrote may roll back: equal to nothing
+        return self._reference.signature(PROFILES)
+
     def add_rules(self, rule_set: StoredRuleSet) -> bool:
+        self._reference.wrote()
         try:
             with self._connection.begin_nested():
                 self._connection.execute(
@@ -111,23 +120,26 @@ def _profile(row: Any) -> StoredProfile:
     )
 
 
+_INSERT_DECISION = insert(sourcing_decisions).returning(sourcing_decisions.c.decision_id)
+"""Built once: every capture stores its decision."""
+
+
 class SqlSourcingDecisionRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
     def add(self, decision: StoredDecision) -> int:
         result = self._connection.execute(
-            insert(sourcing_decisions)
-            .values(
-                order_id=decision.order_id,
-                trigger=decision.trigger,
-                planner=decision.planner,
-                cost=decision.cost,
-                backordered_units=decision.backordered_units,
-                plan=decision.plan,
-                decided_at=decision.decided_at,
-            )
-            .returning(sourcing_decisions.c.decision_id)
+            _INSERT_DECISION,
+            {
+                "order_id": decision.order_id,
+                "trigger": decision.trigger,
+                "planner": decision.planner,
+                "cost": decision.cost,
+                "backordered_units": decision.backordered_units,
+                "plan": decision.plan,
+                "decided_at": decision.decided_at,
+            },
         )
         return int(result.scalar_one())
 

@@ -449,6 +449,9 @@ locations = Table(
     Column("opening_hours", JsonDocument, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # 1 when added, one more at every update: the count of locations and the sum of their
+    # revisions change with every change, the signature reference-data caches are keyed by
+    Column("revision", Integer, nullable=False, server_default="1"),
 )
 
 location_capacity_usage = Table(

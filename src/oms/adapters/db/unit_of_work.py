@@ -24,6 +24,7 @@ from oms.adapters.db.order_sourcing import SqlOrderRefusalRepository
 from oms.adapters.db.orders import SqlOrderRepository
 from oms.adapters.db.payments import SqlInvoiceRepository, SqlPaymentRepository
 from oms.adapters.db.processes import SqlProcessRepository
+from oms.adapters.db.reference import ReferenceView, cache_for
 from oms.adapters.db.repositories import (
     SqlApiKeyRepository,
     SqlIdempotencyRepository,
@@ -52,7 +53,13 @@ class SqlUnitOfWork:
     def __enter__(self) -> Self:
         connection = self._engine.connect()
         if self._read_only:
-            connection = connection.execution_options(**{READ_ONLY: True})
+            options: dict[str, object] = {READ_ONLY: True}
+            if connection.dialect.name == "postgresql":
+                # Under READ COMMITTED every statement reads its own snapshot, in a transaction
+                # or not: a read-only unit of work in autocommit reads the same and saves the
+                # BEGIN and ROLLBACK round trips (every authenticated request makes one).
+                options["isolation_level"] = "AUTOCOMMIT"
+            connection = connection.execution_options(**options)
         self._connection = connection
         self._transaction = connection.begin()
         return self
@@ -133,6 +140,12 @@ class SqlUnitOfWork:
     # -- repositories ----------------------------------------------------------------------
 
     @cached_property
+    def reference(self) -> ReferenceView:
+        """Locations, sourcing profiles and process definitions, cached per engine behind one
+        signature read per unit of work."""
+        return ReferenceView(self.connection, cache_for(self._engine))
+
+    @cached_property
     def api_keys(self) -> SqlApiKeyRepository:
         return SqlApiKeyRepository(self.connection)
 
@@ -158,7 +171,7 @@ class SqlUnitOfWork:
 
     @cached_property
     def processes(self) -> SqlProcessRepository:
-        return SqlProcessRepository(self.connection)
+        return SqlProcessRepository(self.connection, reference=self.reference)
 
     @cached_property
     def event_deliveries(self) -> SqlEventDeliveryRepository:
@@ -170,7 +183,7 @@ class SqlUnitOfWork:
 
     @cached_property
     def locations(self) -> SqlLocationRepository:
-        return SqlLocationRepository(self.connection)
+        return SqlLocationRepository(self.connection, reference=self.reference)
 
     @cached_property
     def items(self) -> SqlItemRepository:
@@ -190,7 +203,7 @@ class SqlUnitOfWork:
 
     @cached_property
     def sourcing_profiles(self) -> SqlSourcingProfileRepository:
-        return SqlSourcingProfileRepository(self.connection)
+        return SqlSourcingProfileRepository(self.connection, reference=self.reference)
 
     @cached_property
     def sourcing_decisions(self) -> SqlSourcingDecisionRepository:
