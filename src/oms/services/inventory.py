@@ -215,7 +215,9 @@ class InventoryService:
         self._status_listeners.append(listener)
 
     def _increased(self, outcome: FeedOutcome) -> None:
-        skus = sorted({c.sku for c in outcome.changes if c.after.on_hand > c.before.on_hand})
+        skus = sorted(
+            outcome.raised | {c.sku for c in outcome.changes if c.after.on_hand > c.before.on_hand}
+        )
         if not skus:
             return
         for listener in self._stock_listeners:
@@ -551,10 +553,7 @@ class InventoryService:
                 total.applied += outcome.applied
                 total.unchanged += outcome.unchanged
                 total.stale.extend(outcome.stale)
-                if self._stock_listeners:
-                    total.changes.extend(
-                        c for c in outcome.changes if c.after.on_hand > c.before.on_hand
-                    )
+                total.raised |= outcome.raised
                 done += len(chunk)
                 if progress:
                     progress(done, len(parsed))

@@ -23,11 +23,19 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    BigInteger,
+    Column,
     ColumnElement,
     Connection,
     Insert,
+    Integer,
+    MetaData,
+    String,
+    Table,
     and_,
     bindparam,
+    case,
+    false,
     func,
     insert,
     literal,
@@ -54,7 +62,6 @@ from oms.adapters.db.tables import (
     supply_lines,
 )
 from oms.domain.errors import Invalid
-from oms.domain.events import DomainEvent
 from oms.domain.inventory import (
     DEFAULT_SAFETY_STOCK,
     NO_BUFFER,
@@ -73,7 +80,7 @@ from oms.domain.inventory import (
     UnknownStock,
     change_events,
     delta_change,
-    snapshot_is_stale,
+    snapshot_events,
 )
 from oms.domain.items import DEFAULT_LOW_STOCK_THRESHOLD, Item, ItemExists, ItemNotFound
 from oms.domain.locations import (
@@ -487,6 +494,45 @@ _ATP = {
 """Available to promise per position (all locations, or the codes given), empty ones left out."""
 _CHANNEL_BUFFER = select(channel_buffers.c.percent, channel_buffers.c.units).where(
     channel_buffers.c.channel == bindparam("k_channel")
+)
+
+
+_SNAPSHOT_STAGE = Table(
+    "oms_snapshot_stage",
+    MetaData(),  # not part of the schema: a temporary table per connection (see _stage)
+    Column("sku", String(64), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("on_hand", Integer, nullable=False),
+    Column("blocked", Integer),
+    Column("item_id", BigInteger),
+    Column("location_id", BigInteger),
+    Column("stale", Integer),
+    Column("old_on_hand", Integer),
+    Column("old_blocked", Integer),
+    Column("new_on_hand", Integer),
+    Column("new_blocked", Integer),
+)
+"""A snapshot batch while it is applied: the count, then the resolved ids, then before and
+after per position, all computed in SQL."""
+_STAGE_COLUMNS = (
+    "sku VARCHAR(64) NOT NULL, code VARCHAR(64) NOT NULL, on_hand INTEGER NOT NULL,"
+    " blocked INTEGER, item_id BIGINT, location_id BIGINT, stale INTEGER,"
+    " old_on_hand INTEGER, old_blocked INTEGER, new_on_hand INTEGER, new_blocked INTEGER"
+)
+_STAGE_DDL_POSTGRES = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS oms_snapshot_stage ({_STAGE_COLUMNS})"
+    " ON COMMIT DELETE ROWS"
+)
+_STAGE_DDL_SQLITE = f"CREATE TEMPORARY TABLE IF NOT EXISTS oms_snapshot_stage ({_STAGE_COLUMNS})"
+_RESOLVE_STAGE = update(_SNAPSHOT_STAGE).values(
+    item_id=select(items.c.id)
+    .where(items.c.sku == _SNAPSHOT_STAGE.c.sku)
+    .correlate(_SNAPSHOT_STAGE)
+    .scalar_subquery(),
+    location_id=select(locations.c.id)
+    .where(locations.c.code == _SNAPSHOT_STAGE.c.code)
+    .correlate(_SNAPSHOT_STAGE)
+    .scalar_subquery(),
 )
 
 
@@ -1312,120 +1358,241 @@ class SqlInventoryRepository:
         at: datetime,
         record_events: bool = True,
     ) -> FeedOutcome:
+        """Set-based: the batch goes into a temporary staging table (COPY on PostgreSQL, one
+        ``executemany`` of plain tuples on SQLite) and a handful of statements compute, in SQL,
+        which positions are stale, what each new on hand is (the count plus the movements
+        recorded after ``as_of``), the positions, the journal and the changed rows."""
         outcome = FeedOutcome()
         wanted: dict[tuple[str, str], SnapshotLine] = {}
         for line in lines:
             wanted[(line.sku, line.location_code)] = line
-        keys = self._keys(wanted)
-        ordered = sorted(keys.values(), key=lambda k: k.order)
-        current = self._lock(ordered)
-        missing = [k for k in ordered if k.order not in current]
-        if missing:
-            self._create_positions(missing, at=at)
-            current.update(self._lock(missing))
-        needs_history = [
-            k
-            for k in ordered
-            if current[k.order].last_movement_at is not None
-            and current[k.order].last_movement_at > as_of
-        ]
-        later = self._later_changes(needs_history, after=as_of) if needs_history else {}
-        updates: list[dict[str, Any]] = []
-        movements: list[dict[str, Any]] = []
-        for key in ordered:
-            row = current[key.order]
-            line = wanted[(key.sku, key.location_code)]
-            if snapshot_is_stale(
-                as_of=as_of,
-                sequence=sequence,
-                last_as_of=row.snapshot_as_of,
-                last_sequence=row.snapshot_sequence,
-            ):
-                outcome.stale.append(
-                    {
-                        "sku": key.sku,
-                        "location": key.location_code,
-                        "as_of": as_of.isoformat(),
-                        "sequence": sequence,
-                        "last_applied_as_of": row.snapshot_as_of.isoformat()
-                        if row.snapshot_as_of
-                        else None,
-                        "last_applied_sequence": row.snapshot_sequence,
-                    }
+        if not wanted:
+            return outcome
+        connection = self._connection
+        self._stage(
+            [(line.sku, line.location_code, line.on_hand, line.blocked) for line in wanted.values()]
+        )
+        s = _SNAPSHOT_STAGE.c
+        position_of_stage = and_(P.item_id == s.item_id, P.location_id == s.location_id)
+        # Unknown SKUs or locations refuse the whole batch (the unit of work rolls back).
+        connection.execute(_RESOLVE_STAGE)
+        unknown = connection.execute(
+            select(s.sku, s.code, s.item_id, s.location_id).where(
+                or_(s.item_id.is_(None), s.location_id.is_(None))
+            )
+        ).all()
+        if unknown:
+            missing_skus = sorted({row.sku for row in unknown if row.item_id is None})
+            missing_codes = sorted({row.code for row in unknown if row.location_id is None})
+            parts = []
+            if missing_skus:
+                parts.append(f"unknown SKU {', '.join(missing_skus[:10])}")
+            if missing_codes:
+                parts.append(f"unknown location {', '.join(missing_codes[:10])}")
+            raise UnknownStock("; ".join(parts), skus=missing_skus, locations=missing_codes)
+        # Positions seen for the first time, created in lock order.
+        defaults = self.safety_stock_defaults()
+        connection.execute(
+            insert_ignoring_conflicts(connection, inventory_positions).from_select(
+                [
+                    "item_id",
+                    "location_id",
+                    "on_hand",
+                    "allocated",
+                    "reserved",
+                    "blocked",
+                    "safety_stock",
+                    "safety_stock_set",
+                    "updated_at",
+                ],
+                select(
+                    s.item_id,
+                    s.location_id,
+                    literal(0),
+                    literal(0),
+                    literal(0),
+                    literal(0),
+                    case(
+                        {kind.value: quantity for kind, quantity in defaults.items()},
+                        value=locations.c.type,
+                        else_=0,
+                    ),
+                    false(),
+                    literal(at, type_=P.updated_at.type),
                 )
-                continue
-            on_hand = max(0, line.on_hand + later.get(key.order, 0))
-            blocked = int(row.blocked) if line.blocked is None else line.blocked
-            change = on_hand - int(row.on_hand)
-            updates.append(
-                {
-                    "k_item": key.item_id,
-                    "k_location": key.location_id,
-                    "on_hand": on_hand,
-                    "blocked": blocked,
-                    "snapshot_as_of": as_of,
-                    "snapshot_sequence": sequence,
-                    "updated_at": at,
-                }
-            )
-            if change == 0 and blocked == int(row.blocked):
-                outcome.unchanged += 1
-                continue
-            outcome.applied += 1
-            if change:
-                movements.append(
-                    {
-                        "item_id": key.item_id,
-                        "location_id": key.location_id,
-                        "kind": "snapshot",
-                        "on_hand_change": change,
-                        "reason": f"count as of {as_of.isoformat()}",
-                        "source": source,
-                        "message_id": None,
-                        "occurred_at": as_of,
-                        "recorded_at": at,
-                    }
-                )
-            before = _position(key, row)
-            after = Position(
-                sku=key.sku,
-                location_code=key.location_code,
-                on_hand=on_hand,
-                allocated=before.allocated,
-                reserved=before.reserved,
-                blocked=blocked,
-                safety_stock=before.safety_stock,
-            )
-            change_record = PositionChange(
-                sku=key.sku,
-                location_code=key.location_code,
-                reason="snapshot",
-                before=before,
-                after=after,
-                low_stock_threshold=key.threshold,
-            )
-            outcome.changes.append(change_record)
-        statement = (
-            update(inventory_positions)
-            .where(P.item_id == bindparam("k_item"), P.location_id == bindparam("k_location"))
-            .values(
-                on_hand=bindparam("on_hand"),
-                blocked=bindparam("blocked"),
-                snapshot_as_of=bindparam("snapshot_as_of"),
-                snapshot_sequence=bindparam("snapshot_sequence"),
-                updated_at=bindparam("updated_at"),
+                .select_from(_SNAPSHOT_STAGE.join(locations, locations.c.id == s.location_id))
+                .where(~select(P.item_id).where(position_of_stage).exists())
+                .order_by(s.item_id, s.location_id),
             )
         )
-        for chunk in _chunks(updates, 5000):
-            self._connection.execute(statement, list(chunk))
-        self._movements(movements)
-        if record_events:
-            events: list[DomainEvent] = []
-            for change_record in outcome.changes:
-                events.extend(change_events(change_record))
-            if events:
-                self._record(*events)
+        if self._is_postgres:
+            # Lock the positions in (item, location) order, as every other writer does.
+            connection.execute(
+                select(P.item_id)
+                .join(_SNAPSHOT_STAGE, position_of_stage)
+                .order_by(P.item_id, P.location_id)
+                .with_for_update(of=inventory_positions)
+            ).all()
+        # Before and after, per position, in the staging table. A count is stale when it is
+        # older than (or as old as) the last one applied: sequences decide when both sides
+        # have one, source times otherwise (domain.inventory.snapshot_is_stale).
+        older_time = and_(P.snapshot_as_of.is_not(None), P.snapshot_as_of >= as_of)
+        stale = (
+            older_time
+            if sequence is None
+            else or_(
+                and_(P.snapshot_sequence.is_not(None), P.snapshot_sequence >= sequence),
+                and_(P.snapshot_sequence.is_(None), older_time),
+            )
+        )
+        moves = inventory_movements.c
+        later = (
+            select(func.coalesce(func.sum(moves.on_hand_change), 0))
+            .where(
+                moves.item_id == s.item_id,
+                moves.location_id == s.location_id,
+                moves.occurred_at > as_of,
+                moves.kind != "snapshot",
+            )
+            .correlate(_SNAPSHOT_STAGE)
+            .scalar_subquery()
+        )
+        counted = s.on_hand + case(
+            (and_(P.last_movement_at.is_not(None), P.last_movement_at > as_of), later), else_=0
+        )
+        connection.execute(
+            update(_SNAPSHOT_STAGE)
+            .where(position_of_stage)
+            .values(
+                stale=case((stale, 1), else_=0),
+                old_on_hand=P.on_hand,
+                old_blocked=P.blocked,
+                new_on_hand=case((counted < 0, 0), else_=counted),
+                new_blocked=func.coalesce(s.blocked, P.blocked),
+            )
+        )
+        fresh = s.stale == 0
+        stale_rows = connection.execute(
+            select(s.sku, s.code, P.snapshot_as_of, P.snapshot_sequence)
+            .select_from(_SNAPSHOT_STAGE.join(inventory_positions, position_of_stage))
+            .where(s.stale == 1)
+            .order_by(s.item_id, s.location_id)
+        ).all()
+        for row in stale_rows:
+            outcome.stale.append(
+                {
+                    "sku": row.sku,
+                    "location": row.code,
+                    "as_of": as_of.isoformat(),
+                    "sequence": sequence,
+                    "last_applied_as_of": row.snapshot_as_of.isoformat()
+                    if row.snapshot_as_of
+                    else None,
+                    "last_applied_sequence": row.snapshot_sequence,
+                }
+            )
+        connection.execute(
+            update(inventory_positions)
+            .where(position_of_stage, fresh)
+            .values(
+                on_hand=s.new_on_hand,
+                blocked=s.new_blocked,
+                snapshot_as_of=as_of,
+                snapshot_sequence=sequence,
+                updated_at=at,
+            )
+        )
+        connection.execute(
+            insert(inventory_movements).from_select(
+                [
+                    "item_id",
+                    "location_id",
+                    "kind",
+                    "on_hand_change",
+                    "reason",
+                    "source",
+                    "occurred_at",
+                    "recorded_at",
+                ],
+                select(
+                    s.item_id,
+                    s.location_id,
+                    literal("snapshot"),
+                    s.new_on_hand - s.old_on_hand,
+                    literal(f"count as of {as_of.isoformat()}"),
+                    literal(source),
+                    literal(as_of, type_=moves.occurred_at.type),
+                    literal(at, type_=moves.recorded_at.type),
+                )
+                .where(fresh, s.new_on_hand != s.old_on_hand)
+                .order_by(s.item_id, s.location_id),
+            )
+        )
+        # Allocated, reserved and safety stock are what they were: a count changes neither.
+        kept = P.allocated + P.reserved + P.safety_stock
+        atp_after = s.new_on_hand - s.new_blocked - kept
+        atp_before = s.old_on_hand - s.old_blocked - kept
+        changed = connection.execute(
+            select(
+                s.sku,
+                s.code,
+                s.new_on_hand,
+                s.new_blocked,
+                case((atp_after > 0, atp_after), else_=0),
+                case((atp_before > 0, atp_before), else_=0),
+                s.old_on_hand,
+                items.c.low_stock_threshold,
+            )
+            .select_from(
+                _SNAPSHOT_STAGE.join(inventory_positions, position_of_stage).join(
+                    items, items.c.id == s.item_id
+                )
+            )
+            .where(fresh, or_(s.new_on_hand != s.old_on_hand, s.new_blocked != s.old_blocked))
+            .order_by(s.item_id, s.location_id)
+        ).all()
+        outcome.applied = len(changed)
+        outcome.unchanged = len(wanted) - len(stale_rows) - len(changed)
+        outcome.raised = {row[0] for row in changed if row[2] > row[6]}
+        if record_events and changed:
+            self._record(
+                *snapshot_events(
+                    [list(row[:6]) for row in changed],
+                    [int(row[7]) for row in changed],
+                    source=source,
+                    as_of=as_of,
+                    sequence=sequence,
+                )
+            )
         return outcome
+
+    def _stage(self, rows: list[tuple[str, str, int, int | None]]) -> None:
+        """Load (sku, location code, on hand, blocked) rows into the empty staging table."""
+        connection = self._connection
+        dbapi = connection.connection.dbapi_connection
+        assert dbapi is not None
+        if self._is_postgres:
+            connection.exec_driver_sql(_STAGE_DDL_POSTGRES)
+            connection.exec_driver_sql("TRUNCATE oms_snapshot_stage")
+            copy_in = "COPY oms_snapshot_stage (sku, code, on_hand, blocked) FROM STDIN"
+            with dbapi.cursor() as cursor, cursor.copy(copy_in) as copy:  # type: ignore[attr-defined]
+                for row in rows:
+                    copy.write_row(row)
+            # A temporary table has no statistics: without them the planner may scan every
+            # position instead of looking the staged ones up by key.
+            connection.exec_driver_sql("ANALYZE oms_snapshot_stage")
+        else:
+            connection.exec_driver_sql(_STAGE_DDL_SQLITE)
+            cursor = dbapi.cursor()
+            try:
+                cursor.execute("DELETE FROM oms_snapshot_stage")
+                cursor.executemany(
+                    "INSERT INTO oms_snapshot_stage (sku, code, on_hand, blocked)"
+                    " VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+            finally:
+                cursor.close()
 
     def apply_deltas(self, deltas: Sequence[DeltaLine], *, at: datetime) -> FeedOutcome:
         outcome = FeedOutcome()
