@@ -35,6 +35,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast,
     false,
     func,
     insert,
@@ -48,6 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from oms.adapters.db.engine import READ_ONLY
 from oms.adapters.db.tables import (
     channel_buffers,
     feed_messages,
@@ -491,10 +493,69 @@ _ATP = {
     False: _ATP_QUERY,
     True: _ATP_QUERY.where(locations.c.code.in_(bindparam("k_codes", expanding=True))),
 }
+_PACKED_ROW = "\x1f"
+_PACKED_FIELD = "\x1e"
+_ATP_PACKED_QUERY = (
+    select(
+        items.c.sku,
+        items.c.id,
+        func.count(),
+        func.sum(case((P.reserved > 0, 1), else_=0)),
+        func.aggregate_strings(
+            locations.c.code.concat(_PACKED_FIELD).concat(cast(_AVAILABLE, String)),
+            _PACKED_ROW,
+        ),
+    )
+    .select_from(
+        inventory_positions.join(items, items.c.id == P.item_id).join(
+            locations, locations.c.id == P.location_id
+        )
+    )
+    .where(
+        items.c.sku.in_(bindparam("k_skus", expanding=True)), or_(_AVAILABLE > 0, P.reserved > 0)
+    )
+    .group_by(items.c.id, items.c.sku)
+)
+_ATP_PACKED = {
+    False: _ATP_PACKED_QUERY,
+    True: _ATP_PACKED_QUERY.where(locations.c.code.in_(bindparam("k_codes", expanding=True))),
+}
+"""The same figures, one row per SKU: ``code<RS>atp`` of its positions joined by ``<US>``."""
 """Available to promise per position (all locations, or the codes given), empty ones left out."""
 _CHANNEL_BUFFER = select(channel_buffers.c.percent, channel_buffers.c.units).where(
     channel_buffers.c.channel == bindparam("k_channel")
 )
+_KEYS_PARTS = (
+    select(
+        literal("item").label("kind"),
+        items.c.id,
+        items.c.sku.label("name"),
+        items.c.low_stock_threshold.label("threshold"),
+        literal("").label("status"),
+    ).where(items.c.sku.in_(bindparam("k_skus", expanding=True))),
+    select(
+        literal("location"),
+        locations.c.id,
+        locations.c.code,
+        literal(0),
+        locations.c.status,
+    ).where(locations.c.code.in_(bindparam("k_codes", expanding=True))),
+)
+_KEYS = union_all(*_KEYS_PARTS)
+"""Item and location ids of a few positions in one round trip."""
+_KEYS_AND_BUFFER = union_all(
+    *_KEYS_PARTS,
+    select(
+        literal("buffer"),
+        channel_buffers.c.percent,
+        channel_buffers.c.channel,
+        channel_buffers.c.units,
+        literal(""),
+    ).where(channel_buffers.c.channel == bindparam("k_channel")),
+)
+"""The same, plus the channel's buffer: a hold or an allocation needs both."""
+_INSERT_RESERVATION = insert(reservations)
+_INSERT_RESERVATION_LINE = insert(reservation_lines)
 
 
 _SNAPSHOT_STAGE = Table(
@@ -580,15 +641,38 @@ class SqlInventoryRepository:
         self._connection = connection
         self._record = record
         self._is_postgres = connection.dialect.name == "postgresql"
+        self._read_only = bool(connection.get_execution_options().get(READ_ONLY))
         self._known_keys: dict[tuple[str, str], _Key] = {}
         """Positions resolved earlier in this unit of work (by :meth:`atp` or :meth:`_keys`):
         an allocation right after an availability read needs no second lookup."""
+        self._buffers: dict[str, ChannelBuffer] = {}
+        self._seen_rows: dict[tuple[str, str], Any] = {}
+        """Rows of :data:`_ATP` read in this unit of work, by (sku, location code)."""
+        """Channel buffers read in this unit of work (with the keys, in the same round trip)."""
 
     # -- resolving skus and codes ------------------------------------------------------------------
 
-    def _keys(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], _Key]:
+    def _keys(
+        self, pairs: Iterable[tuple[str, str]], *, channel: str | None = None
+    ) -> dict[tuple[str, str], _Key]:
+        """Resolve (sku, location code) pairs; with ``channel``, read its buffer in the same
+        round trip (then :meth:`channel_buffer` needs none)."""
         pairs = set(pairs)
-        known = {pair: self._known_keys[pair] for pair in pairs if pair in self._known_keys}
+        known: dict[tuple[str, str], _Key] = {}
+        for pair in pairs:
+            key = self._known_keys.get(pair)
+            if key is None and pair in self._seen_rows:
+                sku, code, _, _, item_id, location_id, threshold, status = self._seen_rows[pair]
+                key = self._known_keys[pair] = _Key(
+                    item_id=int(item_id),
+                    location_id=int(location_id),
+                    sku=sku,
+                    location_code=code,
+                    threshold=int(threshold),
+                    location_status=status,
+                )
+            if key is not None:
+                known[pair] = key
         if len(known) == len(pairs):
             return known
         skus = sorted({sku for sku, _ in pairs})
@@ -596,25 +680,24 @@ class SqlInventoryRepository:
         item_rows: dict[str, tuple[int, int]] = {}
         location_rows: dict[str, tuple[int, str]] = {}
         if len(skus) <= CHUNK and len(codes) <= CHUNK:
-            # The common case (an order, a hold, a feed chunk): one round trip for both.
+            # The common case (an order, a hold, a feed chunk): one round trip for both, with
+            # a statement built once (building it costs more than the database spends on it).
+            read_buffer = bool(channel) and channel not in self._buffers
             found: Sequence[Any] = self._connection.execute(
-                union_all(
-                    select(
-                        literal("item").label("kind"),
-                        items.c.id,
-                        items.c.sku.label("name"),
-                        items.c.low_stock_threshold.label("threshold"),
-                        literal("").label("status"),
-                    ).where(items.c.sku.in_(skus)),
-                    select(
-                        literal("location"),
-                        locations.c.id,
-                        locations.c.code,
-                        literal(0),
-                        locations.c.status,
-                    ).where(locations.c.code.in_(codes)),
-                )
+                _KEYS_AND_BUFFER if read_buffer else _KEYS,
+                {"k_skus": skus, "k_codes": codes, "k_channel": channel}
+                if read_buffer
+                else {"k_skus": skus, "k_codes": codes},
             ).all()
+            if read_buffer:
+                assert channel
+                self._buffers[channel] = ChannelBuffer(channel=channel)
+                for kind, percent, name, units, _ in found:
+                    if kind == "buffer":
+                        self._buffers[channel] = ChannelBuffer(
+                            channel=name, percent=int(percent), units=int(units)
+                        )
+                found = [row for row in found if row[0] != "buffer"]
         else:
             found = [
                 ("item", row.id, row.sku, row.low_stock_threshold, "")
@@ -661,12 +744,14 @@ class SqlInventoryRepository:
         self._known_keys.update(resolved)
         return resolved
 
-    def _ordered(self, lines: Sequence[StockLine]) -> list[tuple[_Key, int]]:
+    def _ordered(
+        self, lines: Sequence[StockLine], *, channel: str | None = None
+    ) -> list[tuple[_Key, int]]:
         """Merge lines per position and order them by (item, location): the lock order."""
         quantities: dict[tuple[str, str], int] = defaultdict(int)
         for line in lines:
             quantities[(line.sku, line.location_code)] += line.quantity
-        keys = self._keys(quantities)
+        keys = self._keys(quantities, channel=channel)
         return sorted(
             ((keys[pair], qty) for pair, qty in quantities.items()), key=lambda kq: kq[0].order
         )
@@ -773,14 +858,20 @@ class SqlInventoryRepository:
     def channel_buffer(self, channel: str | None) -> ChannelBuffer:
         if not channel:
             return NO_BUFFER
+        if channel in self._buffers:
+            return self._buffers[channel]
         row = self._connection.execute(_CHANNEL_BUFFER, {"k_channel": channel}).first()
         if row is None:
-            return ChannelBuffer(channel=channel)
-        return ChannelBuffer(channel=channel, percent=int(row.percent), units=int(row.units))
+            buffer = ChannelBuffer(channel=channel)
+        else:
+            buffer = ChannelBuffer(channel=channel, percent=int(row.percent), units=int(row.units))
+        self._buffers[channel] = buffer
+        return buffer
 
     def set_channel_buffer(self, buffer: ChannelBuffer) -> None:
         if not 0 <= buffer.percent <= 100 or buffer.units < 0:
             raise Invalid("a channel buffer is 0-100 percent and a non-negative number of units")
+        self._buffers.pop(buffer.channel, None)
         self._connection.execute(
             insert_ignoring_conflicts(self._connection, channel_buffers).values(
                 channel=buffer.channel, percent=0, units=0
@@ -801,6 +892,7 @@ class SqlInventoryRepository:
         reason: str = "allocated",
         earmarked: bool = False,
     ) -> list[PositionChange]:
+        ordered = self._ordered(lines, channel=channel)
         buffer = self.channel_buffer(channel)
         return [
             self._take(
@@ -812,7 +904,7 @@ class SqlInventoryRepository:
                 reason=reason,
                 earmarked=earmarked,
             )
-            for key, quantity in self._ordered(lines)
+            for key, quantity in ordered
         ]
 
     def _give_back(
@@ -994,28 +1086,94 @@ class SqlInventoryRepository:
         parameters: dict[str, Any] = {"k_skus": list(skus)}
         if location_codes is not None:
             parameters["k_codes"] = list(location_codes)
+        if self._read_only:
+            packed = self._atp_packed(skus, parameters, at=at, buffer=buffer)
+            if packed is not None:
+                return packed
         rows = self._connection.execute(_ATP[location_codes is not None], parameters).all()
         held = [row[4] for row in rows if row[3]]
         expired = self._expired_holds(held, at=at) if held else {}
         plain = buffer.percent == 0 and buffer.units == 0
         result: dict[str, dict[str, int]] = {sku: {} for sku in skus}
-        known = self._known_keys
-        for sku, code, raw, _reserved, item_id, location_id, threshold, status in rows:
-            if (sku, code) not in known:
-                known[(sku, code)] = _Key(
-                    item_id=int(item_id),
-                    location_id=int(location_id),
-                    sku=sku,
-                    location_code=code,
-                    threshold=int(threshold),
-                    location_status=status,
-                )
+        # Kept as rows: a _Key is built only for a position this unit of work then writes.
+        self._seen_rows.update(((row[0], row[1]), row) for row in rows)
+        if plain and not expired:
+            for sku, code, raw, *_ in rows:
+                if raw > 0:
+                    result[sku][code] = raw
+            return result
+        for sku, code, raw, _reserved, item_id, location_id, _threshold, _status in rows:
             if expired:
                 raw += expired.get((item_id, location_id), 0)
             available = raw if plain else buffer.apply(raw)
             if available > 0:
                 result[sku][code] = available
         return result
+
+    def _atp_packed(
+        self,
+        skus: Sequence[str],
+        parameters: dict[str, Any],
+        *,
+        at: datetime,
+        buffer: ChannelBuffer,
+    ) -> dict[str, dict[str, int]] | None:
+        """:meth:`atp` for a read-only unit of work: one row per SKU, its positions packed into
+        one string by the database, so that a basket over hundreds of locations costs a few
+        rows, not a Python row per position. None if a location code holds a separator (then
+        the caller reads row by row)."""
+        rows = self._connection.execute(_ATP_PACKED["k_codes" in parameters], parameters).all()
+        result: dict[str, dict[str, int]] = {sku: {} for sku in skus}
+        held: list[int] = []
+        for sku, item_id, count, holding, packed in rows:
+            found: dict[str, int] = {}
+            for entry in packed.split(_PACKED_ROW):
+                code, _, raw = entry.rpartition(_PACKED_FIELD)
+                found[code] = int(raw)
+            if len(found) != count:
+                return None
+            result[sku] = found
+            if holding:
+                held.append(int(item_id))
+        if held:
+            for (sku, code), units in self._expired_holds_by_code(held, at=at).items():
+                if code in result[sku]:
+                    result[sku][code] += units
+        plain = buffer.percent == 0 and buffer.units == 0
+        for sku, found in result.items():
+            if held or not plain:
+                result[sku] = {
+                    code: available
+                    for code, raw in found.items()
+                    if (available := raw if plain else buffer.apply(raw)) > 0
+                }
+            else:
+                # Without holds the database kept positive figures only.
+                result[sku] = found
+        return result
+
+    def _expired_holds_by_code(
+        self, item_ids: Sequence[int], *, at: datetime
+    ) -> dict[tuple[str, str], int]:
+        """:meth:`_expired_holds` by (sku, location code)."""
+        lines = reservation_lines.c
+        return {
+            (row.sku, row.code): int(row.units)
+            for row in self._connection.execute(
+                select(items.c.sku, locations.c.code, func.sum(lines.quantity).label("units"))
+                .select_from(
+                    reservation_lines.join(items, items.c.id == lines.item_id).join(
+                        locations, locations.c.id == lines.location_id
+                    )
+                )
+                .where(
+                    lines.item_id.in_(sorted(set(item_ids))),
+                    lines.status == ReservationStatus.ACTIVE.value,
+                    lines.expires_at <= at,
+                )
+                .group_by(items.c.sku, locations.c.code)
+            )
+        }
 
     # -- reservations ------------------------------------------------------------------------------
 
@@ -1029,35 +1187,34 @@ class SqlInventoryRepository:
         expires_at: datetime,
         at: datetime,
     ) -> Reservation:
+        ordered = self._ordered(lines, channel=channel)
         buffer = self.channel_buffer(channel)
-        ordered = self._ordered(lines)
         # The hold's rows first, the stock last: the position row stays locked (PostgreSQL)
         # for as short a time as possible. A refusal rolls the whole unit of work back.
         self._connection.execute(
-            insert(reservations).values(
-                id=reservation_id,
-                reference=reference,
-                channel=channel,
-                status=ReservationStatus.ACTIVE.value,
-                expires_at=expires_at,
-                created_at=at,
-                updated_at=at,
-            )
+            _INSERT_RESERVATION,
+            {
+                "id": reservation_id,
+                "reference": reference,
+                "channel": channel,
+                "status": ReservationStatus.ACTIVE.value,
+                "expires_at": expires_at,
+                "created_at": at,
+                "updated_at": at,
+            },
         )
-        self._connection.execute(
-            insert(reservation_lines),
-            [
-                {
-                    "reservation_id": reservation_id,
-                    "item_id": key.item_id,
-                    "location_id": key.location_id,
-                    "quantity": quantity,
-                    "status": ReservationStatus.ACTIVE.value,
-                    "expires_at": expires_at,
-                }
-                for key, quantity in ordered
-            ],
-        )
+        held = [
+            {
+                "reservation_id": reservation_id,
+                "item_id": key.item_id,
+                "location_id": key.location_id,
+                "quantity": quantity,
+                "status": ReservationStatus.ACTIVE.value,
+                "expires_at": expires_at,
+            }
+            for key, quantity in ordered
+        ]
+        self._connection.execute(_INSERT_RESERVATION_LINE, held[0] if len(held) == 1 else held)
         for key, quantity in ordered:
             self._take(key, quantity, column="reserved", at=at, buffer=buffer, reason="reserved")
         return Reservation(

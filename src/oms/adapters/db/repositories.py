@@ -153,6 +153,10 @@ class SqlIdempotencyRepository:
         return int(result.rowcount)
 
 
+_INSERT_OUTBOX = insert(outbox_events)
+"""Built once: every unit of work that records events runs it."""
+
+
 class SqlOutboxRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -161,7 +165,7 @@ class SqlOutboxRepository:
         if not events:
             return
         self._connection.execute(
-            insert(outbox_events),
+            _INSERT_OUTBOX,
             [
                 {
                     "event_id": e.event_id,
