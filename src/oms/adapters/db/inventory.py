@@ -1481,30 +1481,6 @@ class SqlInventoryRepository:
         for chunk in _chunks(rows, 5000):
             self._connection.execute(insert(inventory_movements), list(chunk))
 
-    def _later_changes(
-        self, keys: Sequence[_Key], *, after: datetime
-    ) -> dict[tuple[int, int], int]:
-        """On-hand changes recorded with a source time after ``after`` (not snapshots)."""
-        moves = inventory_movements.c
-        found: dict[tuple[int, int], int] = {}
-        by_location: dict[int, list[int]] = defaultdict(list)
-        for key in keys:
-            by_location[key.location_id].append(key.item_id)
-        for location_id, item_ids in by_location.items():
-            for chunk in _chunks(item_ids, 1000):
-                for row in self._connection.execute(
-                    select(moves.item_id, func.sum(moves.on_hand_change).label("change"))
-                    .where(
-                        moves.location_id == location_id,
-                        moves.item_id.in_(chunk),
-                        moves.occurred_at > after,
-                        moves.kind != "snapshot",
-                    )
-                    .group_by(moves.item_id)
-                ):
-                    found[(int(row.item_id), location_id)] = int(row.change)
-        return found
-
     def apply_snapshot(
         self,
         lines: Sequence[SnapshotLine],
