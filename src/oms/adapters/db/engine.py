@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import select
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -102,40 +101,6 @@ def _sqlite_engine(url: str, *, busy_timeout_ms: int) -> Engine:
         if connection.get_execution_options().get(READ_ONLY):
             connection.exec_driver_sql("BEGIN DEFERRED")
         else:
-            _begin_immediate(connection, busy_timeout_ms)
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-def _begin_immediate(connection: Connection, busy_timeout_ms: int) -> None:
-    """``BEGIN IMMEDIATE``, waiting for the write lock in short steps.
-
-    SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between attempts: with a few
-    processes writing one after another (a hot item), a waiter sleeps far longer than the
-    writer before it held the lock, and throughput collapses to a few hundred transactions a
-    second. Here the lock is asked for without SQLite's handler and asked again after 0.1 ms,
-    growing to 2 ms, until the busy timeout has passed; then once more the ordinary way, so
-    that a timeout fails as before (``database is locked``).
-    """
-    raw = connection.connection.dbapi_connection
-    assert raw is not None
-    raw.execute("PRAGMA busy_timeout=0")
-    try:
-        deadline = time.monotonic() + busy_timeout_ms / 1000
-        pause = 0.0001
-        while True:
-            try:
-                raw.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as error:
-                if not _is_busy(error) or time.monotonic() > deadline:
-                    break
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.002)
-    finally:
-        raw.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _is_busy(error: sqlite3.OperationalError) -> bool:
-    return "locked" in str(error) or "busy" in str(error)
