@@ -44,6 +44,9 @@ SIZES: dict[str, dict[str, int]] = {
     "medium": {"locations": 200, "items": 5_000, "basket_calls": 500, "http_calls": 300},
     "large": {"locations": 500, "items": 20_000, "basket_calls": 1_000, "http_calls": 500},
 }
+SQLITE_LARGE_LOCATIONS = 100
+"""SIZE=large on SQLite: 100 of the 500 locations hold stock (2M positions, issue: >= 1M); every
+location is in the network, so availability still weighs 500 candidates."""
 RESERVATION_SECONDS = {"small": 3.0, "medium": 6.0, "large": 10.0}
 CLIENTS = 8
 CHUNK = 5_000
@@ -197,17 +200,60 @@ def ingest(
     return sent
 
 
-def reserve_worker(database_url: str, seconds: float, barrier: Any, results: Any) -> None:
+@contextlib.contextmanager
+def statement_times(engine: Any) -> Any:
+    """Time spent per SQL statement (first words) while the block runs: where a feed's time goes
+    in the database, which a Python profile shows only as waiting for the driver."""
+    from sqlalchemy import event
+
+    spent: dict[str, list[float]] = {}
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        conn.info["bench_started"] = time.perf_counter()
+
+    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        entry = spent.setdefault(" ".join(statement.split()[:4])[:60], [0, 0.0])
+        entry[0] += 1
+        entry[1] += time.perf_counter() - conn.info.pop("bench_started", time.perf_counter())
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield spent
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+
+
+def summarise_statements(spent: dict[str, list[float]], limit: int = 8) -> str:
+    ranked = sorted(spent.items(), key=lambda entry: -entry[1][1])[:limit]
+    return " | ".join(f"{ms * 1000:.0f} ms x{int(n)} {sql}" for sql, (n, ms) in ranked)
+
+
+def reserve_worker(
+    database_url: str, seconds: float, barrier: Any, results: Any, sync_off: bool = False
+) -> None:
+    from sqlalchemy import event
+
     from oms.bootstrap import build_services
     from oms.config import Settings
     from oms.domain.inventory import InsufficientStock
     from oms.services.inventory import ReservationRequestLine
 
     services = build_services(Settings(database_url=database_url))
+    if sync_off:
+        # Benchmark only, never a default: shows how much of the rate is commit latency.
+        @event.listens_for(services.engine, "connect")
+        def _sync_off(dbapi_connection: Any, _record: Any) -> None:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SET synchronous_commit = off")
+            dbapi_connection.commit()
+
     done = refused = 0
     try:
         barrier.wait(timeout=120)
         started = time.perf_counter()
+        cpu = time.process_time()
         while time.perf_counter() - started < seconds:
             try:
                 services.inventory.reserve(
@@ -217,22 +263,29 @@ def reserve_worker(database_url: str, seconds: float, barrier: Any, results: Any
             except InsufficientStock:
                 refused += 1
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
     finally:
         services.close()
-    results.put({"done": done, "refused": refused, "seconds": elapsed})
+    results.put({"done": done, "refused": refused, "seconds": elapsed, "cpu_s": cpu})
 
 
-def measure_reservations(services: Any, database_url: str, seconds: float) -> dict[str, Any]:
+def measure_reservations(
+    services: Any, database_url: str, seconds: float, *, sync_off: bool = False
+) -> dict[str, Any]:
     from oms.services.ports import SnapshotLine
 
+    held_before = services.inventory.item_availability("HOT-1", location_codes=["L0000"])
+    before = held_before.positions[0].reserved if held_before.positions else 0
     services.inventory.apply_snapshot(
-        [SnapshotLine("HOT-1", "L0000", 1_000_000)], as_of=services.clock.now(), source="bench"
+        [SnapshotLine("HOT-1", "L0000", 10_000_000)], as_of=services.clock.now(), source="bench"
     )
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(CLIENTS)
     results = context.Queue()
     workers = [
-        context.Process(target=reserve_worker, args=(database_url, seconds, barrier, results))
+        context.Process(
+            target=reserve_worker, args=(database_url, seconds, barrier, results, sync_off)
+        )
         for _ in range(CLIENTS)
     ]
     for worker in workers:
@@ -243,13 +296,16 @@ def measure_reservations(services: Any, database_url: str, seconds: float) -> di
     total = sum(r["done"] for r in reports)
     wall = max(r["seconds"] for r in reports)
     position = services.inventory.item_availability("HOT-1", location_codes=["L0000"])
-    held = position.positions[0].reserved
+    held = position.positions[0].reserved - before
     return {
         "clients": CLIENTS,
         "reservations": total,
         "refused": sum(r["refused"] for r in reports),
         "seconds": round(wall, 3),
         "per_s": round(total / wall, 1),
+        "client_cpu_ms_per_reservation": round(
+            sum(r["cpu_s"] for r in reports) * 1000 / max(1, total), 3
+        ),
         "held_after": held,
         "consistent": held == total,
     }
@@ -334,10 +390,14 @@ def run(size: str, database_url: str | None, *, http: bool = True) -> dict[str, 
     services = build_services(Settings(database_url=database_url), engine=engine)
     if services.inventory.list_locations(limit=1):
         raise SystemExit("inventory benchmark: the database must be empty (it builds a network)")
+    stocked = shape["locations"]
+    if size == "large" and engine.dialect.name == "sqlite":
+        stocked = SQLITE_LARGE_LOCATIONS
     figures: dict[str, Any] = {
         "locations": shape["locations"],
+        "stocked_locations": stocked,
         "items": shape["items"],
-        "positions": shape["locations"] * shape["items"],
+        "positions": stocked * shape["items"],
     }
     notes: list[str] = []
 
@@ -347,20 +407,19 @@ def run(size: str, database_url: str | None, *, http: bool = True) -> dict[str, 
 
     as_of = services.clock.now() - timedelta(hours=2)
     started = time.perf_counter()
-    sent = ingest(
-        services, locations=shape["locations"], items=shape["items"], rng=rng, as_of=as_of
-    )
+    sent = ingest(services, locations=stocked, items=shape["items"], rng=rng, as_of=as_of)
     first = time.perf_counter() - started
     started = time.perf_counter()
     ingest(
         services,
-        locations=shape["locations"],
+        locations=stocked,
         items=shape["items"],
         rng=rng,
         as_of=as_of + timedelta(hours=1),
     )
     second = time.perf_counter() - started
     figures["snapshot_ingest"] = {
+        "positions_per_s": round(2 * sent / (first + second), 1),
         "first_count_positions_per_s": round(sent / first, 1),
         "recount_positions_per_s": round(sent / second, 1),
         "first_count_s": round(first, 3),
@@ -369,18 +428,31 @@ def run(size: str, database_url: str | None, *, http: bool = True) -> dict[str, 
     }
     # The profile comes from a separate, smaller recount: profiling slows what it watches.
     profiler = cProfile.Profile()
-    profiler.enable()
-    ingest(
-        services,
-        locations=shape["locations"],
-        items=shape["items"],
-        rng=rng,
-        as_of=as_of + timedelta(hours=1, minutes=30),
-        only_locations=max(1, CHUNK * 2 // shape["items"]),
-    )
-    profiler.disable()
+    with statement_times(engine) as spent:
+        profiler.enable()
+        ingest(
+            services,
+            locations=stocked,
+            items=shape["items"],
+            rng=rng,
+            as_of=as_of + timedelta(hours=1, minutes=30),
+            only_locations=max(1, CHUNK * 2 // shape["items"]),
+        )
+        profiler.disable()
     notes.append("recount profile (tottime): " + " | ".join(profile_top(profiler, 8)))
+    notes.append("recount SQL time by statement: " + summarise_statements(spent))
 
+    if engine.dialect.name == "postgresql":
+        # What autovacuum does after a bulk load on a normal server (it may be off, as on the
+        # benchmark machine): without statistics the planner scans every position for a basket,
+        # and the recount leaves a dead version of every position behind.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM ANALYZE")
+        notes.append(
+            "PostgreSQL: VACUUM ANALYZE after the load (autovacuum's job; it may be off). A "
+            "basket still reads each position from its own heap page (positions arrive "
+            "location by location, baskets ask item by item): I/O bound on a cold cache"
+        )
     skus = [f"SKU-{n:06d}" for n in range(shape["items"])]
     baskets = [
         [{"sku": sku, "quantity": rng.randint(1, 3)} for sku in rng.sample(skus, 5)]
@@ -423,6 +495,21 @@ def run(size: str, database_url: str | None, *, http: bool = True) -> dict[str, 
     figures["reservations_hot_item"] = measure_reservations(
         services, database_url, RESERVATION_SECONDS[size]
     )
+    notes.append(
+        "reservations: 8 processes on one position serialize on its lock (SQLite: the database "
+        "write lock, taken at BEGIN IMMEDIATE, for the whole hold: keys, hold rows, conditional "
+        "UPDATE ... RETURNING, outbox, commit; PostgreSQL: the row lock from the UPDATE to the "
+        "commit); client_cpu_ms_per_reservation is the Python side of one hold"
+    )
+    if engine.dialect.name == "postgresql":
+        figures["reservations_hot_item_synchronous_commit_off_benchmark_only"] = (
+            measure_reservations(services, database_url, RESERVATION_SECONDS[size], sync_off=True)
+        )
+        notes.append(
+            "reservations on PostgreSQL: every hold commits (WAL flush) while it holds the hot "
+            "row's lock, after its outbox insert; the *_synchronous_commit_off_benchmark_only "
+            "figure (benchmark sessions only, never a default) shows how much is commit latency"
+        )
     services.close()
     machine = machine_facts(database_url)
     if temporary:
@@ -486,7 +573,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     results = Path(os.environ.get("OMS_BENCH_RESULTS_DIR") or HERE / "results")
     results.mkdir(parents=True, exist_ok=True)
-    (results / "inventory.json").write_text(json.dumps(document, indent=2) + "\n")
+    text = json.dumps(document, indent=2) + "\n"
+    (results / "inventory.json").write_text(text)
+    # A named copy per size and database, so that runs on SQLite and PostgreSQL both stay.
+    backend = document["machine"]["database"]["backend"]
+    (results / f"inventory-{arguments.size}-{backend}.json").write_text(text)
     print_table(document)
     print(f"wrote {results / 'inventory.json'} in {document['duration_s']} s")
     return 0

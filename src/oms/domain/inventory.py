@@ -292,6 +292,92 @@ class AvailabilityOut(StockEvent):
     type: ClassVar[str] = "availability.out"
 
 
+SNAPSHOT_EVENT_FIELDS = ("sku", "location", "on_hand", "blocked", "atp", "previous_atp")
+"""The columns of each entry of a snapshot's ``inventory.changed`` summary (``positions``)."""
+SNAPSHOT_EVENT_POSITIONS = 1000
+"""At most this many positions per summary event; a bigger batch emits several parts."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class InventoryCountChanged(DomainEvent):
+    """``inventory.changed`` for a whole snapshot batch: one event lists every position the
+    count changed, compactly (one row per position, columns in ``fields``), instead of one event
+    per position. Consumers tell it from the per-position shape by its ``positions`` key."""
+
+    type: ClassVar[str] = "inventory.changed"
+    reason: str
+    source: str
+    as_of: str
+    sequence: int | None
+    part: int
+    parts: int
+    positions: list[list[Any]]
+
+    @property
+    def subject(self) -> str:
+        return f"inventory/snapshot/{self.source}"
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "source": self.source,
+            "as_of": self.as_of,
+            "sequence": self.sequence,
+            "part": self.part,
+            "parts": self.parts,
+            "count": len(self.positions),
+            "fields": list(SNAPSHOT_EVENT_FIELDS),
+            "positions": self.positions,
+        }
+
+
+def threshold_event(
+    sku: str, location: str, *, atp: int, previous_atp: int, threshold: int
+) -> DomainEvent | None:
+    """``availability.out`` when ATP reaches 0, ``availability.low`` when it crosses the item's
+    threshold downwards (still > 0); None otherwise."""
+    if atp == 0 < previous_atp:
+        return AvailabilityOut(sku=sku, location=location)
+    if 0 < atp <= threshold < previous_atp:
+        return AvailabilityLow(sku=sku, location=location, atp=atp, threshold=threshold)
+    return None
+
+
+def snapshot_events(
+    rows: list[list[Any]],
+    thresholds: list[int],
+    *,
+    source: str,
+    as_of: datetime,
+    sequence: int | None,
+) -> list[DomainEvent]:
+    """The events of one applied snapshot batch: the ``inventory.changed`` summary (in parts of
+    :data:`SNAPSHOT_EVENT_POSITIONS`) and a threshold event per position that crossed one.
+    ``rows`` are the changed positions as :data:`SNAPSHOT_EVENT_FIELDS`; ``thresholds`` the
+    low-stock threshold of each row's item."""
+    events: list[DomainEvent] = []
+    for row, threshold in zip(rows, thresholds, strict=True):
+        crossed = threshold_event(
+            row[0], row[1], atp=row[4], previous_atp=row[5], threshold=threshold
+        )
+        if crossed is not None:
+            events.append(crossed)
+    parts = (len(rows) + SNAPSHOT_EVENT_POSITIONS - 1) // SNAPSHOT_EVENT_POSITIONS
+    summaries: list[DomainEvent] = [
+        InventoryCountChanged(
+            reason="snapshot",
+            source=source,
+            as_of=as_of.isoformat(),
+            sequence=sequence,
+            part=part + 1,
+            parts=parts,
+            positions=rows[part * SNAPSHOT_EVENT_POSITIONS : (part + 1) * SNAPSHOT_EVENT_POSITIONS],
+        )
+        for part in range(parts)
+    ]
+    return summaries + events
+
+
 def change_events(change: PositionChange) -> list[DomainEvent]:
     """``inventory.changed`` for every change, plus a threshold event when ATP crosses one."""
     after, before = change.after, change.before
@@ -309,15 +395,13 @@ def change_events(change: PositionChange) -> list[DomainEvent]:
             previous_atp=before.atp,
         )
     ]
-    if after.atp == 0 < before.atp:
-        events.append(AvailabilityOut(sku=change.sku, location=change.location_code))
-    elif 0 < after.atp <= change.low_stock_threshold < before.atp:
-        events.append(
-            AvailabilityLow(
-                sku=change.sku,
-                location=change.location_code,
-                atp=after.atp,
-                threshold=change.low_stock_threshold,
-            )
-        )
+    crossed = threshold_event(
+        change.sku,
+        change.location_code,
+        atp=after.atp,
+        previous_atp=before.atp,
+        threshold=change.low_stock_threshold,
+    )
+    if crossed is not None:
+        events.append(crossed)
     return events

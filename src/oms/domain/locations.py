@@ -230,3 +230,35 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     dlambda = math.radians(lon2 - lon1)
     a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlambda / 2) ** 2
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+GeoPoint = tuple[float, float, float]
+"""A point prepared for :func:`distances_km`: (latitude in radians, its cosine, longitude)."""
+
+
+def geo_point(latitude: float, longitude: float) -> GeoPoint:
+    phi = math.radians(latitude)
+    return (phi, math.cos(phi), longitude)
+
+
+def distances_km(latitude: float, longitude: float, points: Sequence[GeoPoint]) -> list[float]:
+    """:func:`haversine_km` from one point to many prepared ones (the same figures, computed
+    without recomputing what belongs to each point: availability measures the whole network
+    on every call)."""
+    phi1 = math.radians(latitude)
+    cos1 = math.cos(phi1)
+    sin, radians, sqrt, asin = math.sin, math.radians, math.sqrt, math.asin
+    diameter = 2 * EARTH_RADIUS_KM
+    return [
+        diameter
+        * asin(
+            min(
+                1.0,
+                sqrt(
+                    sin((phi2 - phi1) / 2) ** 2
+                    + cos1 * cos2 * sin(radians(lon2 - longitude) / 2) ** 2
+                ),
+            )
+        )
+        for phi2, cos2, lon2 in points
+    ]

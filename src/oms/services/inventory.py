@@ -32,6 +32,7 @@ before it runs, an expired hold never counts in ATP (reads subtract it using the
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time as monotonic
 from collections import defaultdict
@@ -56,10 +57,13 @@ from oms.domain.inventory import (
 from oms.domain.items import Item, ItemNotFound
 from oms.domain.locations import (
     Capability,
+    GeoPoint,
     Location,
     LocationNotFound,
     LocationStatus,
     LocationType,
+    distances_km,
+    geo_point,
     haversine_km,
 )
 from oms.domain.promising import (
@@ -197,6 +201,8 @@ class InventoryService:
         self._transit = transit or DistanceTransitModel()
         self._locations: list[Location] | None = None
         self._locations_loaded = 0.0
+        self._candidates_of: list[Location] | None = None
+        self._candidate_cache: dict[DeliveryMethod, tuple[list[Location], list[GeoPoint]]] = {}
         self._stock_listeners: list[StockListener] = []
         self._status_listeners: list[Callable[[str, str, str], None]] = []
         self._supply_listeners: list[StockListener] = []
@@ -222,7 +228,9 @@ class InventoryService:
         self._status_listeners.append(listener)
 
     def _increased(self, outcome: FeedOutcome) -> None:
-        skus = sorted({c.sku for c in outcome.changes if c.after.on_hand > c.before.on_hand})
+        skus = sorted(
+            outcome.raised | {c.sku for c in outcome.changes if c.after.on_hand > c.before.on_hand}
+        )
         if not skus:
             return
         for listener in self._stock_listeners:
@@ -577,10 +585,7 @@ class InventoryService:
                 total.applied += outcome.applied
                 total.unchanged += outcome.unchanged
                 total.stale.extend(outcome.stale)
-                if self._stock_listeners:
-                    total.changes.extend(
-                        c for c in outcome.changes if c.after.on_hand > c.before.on_hand
-                    )
+                total.raised |= outcome.raised
                 done += len(chunk)
                 if progress:
                     progress(done, len(parsed))
@@ -767,6 +772,20 @@ class InventoryService:
 
     # -- availability ---------------------------------------------------------------------------
 
+    def _candidates(self, method: DeliveryMethod) -> tuple[list[Location], list[GeoPoint]]:
+        """The locations that may serve ``method`` (status, capabilities, type), with their
+        points prepared for distances: derived once per load of the network, not per call."""
+        network = self.network()
+        if self._candidates_of is not network:
+            self._candidates_of = network
+            self._candidate_cache = {}
+        cached = self._candidate_cache.get(method)
+        if cached is None:
+            chosen = [location for location in network if _may_serve(location, method)]
+            cached = (chosen, [geo_point(loc.latitude, loc.longitude) for loc in chosen])
+            self._candidate_cache[method] = cached
+        return cached
+
     def _eligible(
         self,
         method: DeliveryMethod,
@@ -774,33 +793,15 @@ class InventoryService:
         destination: tuple[float, float] | None,
         radius_km: float | None,
     ) -> dict[str, tuple[Location, float | None]]:
-        eligible: dict[str, tuple[Location, float | None]] = {}
-        for location in self.network():
-            if not location.holds_stock or not location.status.fulfills:
-                continue
-            if method.is_collection:
-                needed = (
-                    Capability.CURBSIDE if method is DeliveryMethod.CURBSIDE else Capability.PICKUP
-                )
-                if not location.status.serves_customers or not location.can(needed):
-                    continue
-            elif method is DeliveryMethod.DROPSHIP:
-                if location.type is not LocationType.VENDOR:
-                    continue
-            elif method is DeliveryMethod.SHIP_TO_STORE:
-                if location.type not in (LocationType.DC, LocationType.THIRD_PARTY_LOGISTICS):
-                    continue
-            elif not location.can(Capability.SHIP) or location.type is LocationType.VENDOR:
-                continue
-            distance = (
-                haversine_km(destination[0], destination[1], location.latitude, location.longitude)
-                if destination
-                else None
-            )
-            if radius_km is not None and distance is not None and distance > radius_km:
-                continue
-            eligible[location.code] = (location, distance)
-        return eligible
+        chosen, points = self._candidates(method)
+        if destination is None:
+            return {location.code: (location, None) for location in chosen}
+        distances = distances_km(destination[0], destination[1], points)
+        return {
+            location.code: (location, distance)
+            for location, distance in zip(chosen, distances, strict=True)
+            if radius_km is None or distance <= radius_km
+        }
 
     def basket_availability(
         self,
@@ -843,30 +844,22 @@ class InventoryService:
             return promises[code]
 
         results: list[LineAvailability] = []
+        stores = (LocationType.STORE, LocationType.DARK_STORE)
         for line in lines:
             item = known[line.sku]
             reason = _item_refuses(item, method)
-            usable = {
-                code: units
-                for code, units in atp[line.sku].items()
-                if code in eligible
-                and not (
-                    method is DeliveryMethod.SHIP
-                    and not item.ship_from_store_allowed
-                    and eligible[code][0].type in (LocationType.STORE, LocationType.DARK_STORE)
-                )
-            }
-            if reason:
-                usable = {}
-            ranked = sorted(
-                usable.items(),
-                key=lambda entry: (
-                    entry[1] < line.quantity,
-                    eligible[entry[0]][1] or 0.0,
-                    -entry[1],
-                    entry[0],
-                ),
-            )[:max_sources]
+            no_stores = method is DeliveryMethod.SHIP and not item.ship_from_store_allowed
+            options = []
+            available = 0
+            if not reason:
+                # (cannot serve it all, distance, -units, code): the best sources first.
+                for code, units in atp[line.sku].items():
+                    found = eligible.get(code)
+                    if found is None or (no_stores and found[0].type in stores):
+                        continue
+                    available += units
+                    options.append((units < line.quantity, found[1] or 0.0, -units, code))
+            ranked = [(code, -units) for _, _, units, code in heapq.nsmallest(max_sources, options)]
             sources = [
                 LineSource(
                     location_code=code,
@@ -876,7 +869,6 @@ class InventoryService:
                 )
                 for code, units in ranked
             ]
-            available = sum(usable.values())
             results.append(
                 LineAvailability(
                     sku=line.sku,
@@ -990,6 +982,20 @@ class InventoryService:
             transit=self._transit,
             distance_km=distance,
         )
+
+
+def _may_serve(location: Location, method: DeliveryMethod) -> bool:
+    """Whether a location may serve a delivery method at all (before stock and distance)."""
+    if not location.holds_stock or not location.status.fulfills:
+        return False
+    if method.is_collection:
+        needed = Capability.CURBSIDE if method is DeliveryMethod.CURBSIDE else Capability.PICKUP
+        return location.status.serves_customers and location.can(needed)
+    if method is DeliveryMethod.DROPSHIP:
+        return location.type is LocationType.VENDOR
+    if method is DeliveryMethod.SHIP_TO_STORE:
+        return location.type in (LocationType.DC, LocationType.THIRD_PARTY_LOGISTICS)
+    return location.can(Capability.SHIP) and location.type is not LocationType.VENDOR
 
 
 def _item_refuses(item: Item, method: DeliveryMethod) -> str | None:

@@ -1001,9 +1001,18 @@ class OrderService:
         """Allocate waiting lines of these SKUs (default: every SKU with backorders), one unit of
         work per SKU; returns how many lines received stock. The worker runs it as a safety net
         for receipts whose after-commit hook did not run (a process that died in between)."""
-        if skus is None:
-            with self._uow(read_only=True) as uow:
+        with self._uow(read_only=True) as uow:
+            if skus is None:
                 skus = uow.orders.waiting_skus()
+            else:
+                # A count can raise thousands of SKUs: one read finds the few with backorders,
+                # instead of a write transaction per SKU.
+                given = sorted(set(skus))
+                skus = [
+                    sku
+                    for start in range(0, len(given), 1000)
+                    for sku in sorted(uow.orders.waiting_quantities(given[start : start + 1000]))
+                ]
         return sum(len(self.allocate_backorders(sku)) for sku in skus)
 
     def allocate_backorders(

@@ -513,6 +513,10 @@ class FeedOutcome:
     duplicates: list[dict[str, object]] = field(default_factory=list)
     superseded: list[dict[str, object]] = field(default_factory=list)
     changes: list[PositionChange] = field(default_factory=list)
+    """Per-position changes (deltas). A snapshot is applied set-based in SQL and lists none
+    here: its changes are in its ``inventory.changed`` summary event."""
+    raised: set[str] = field(default_factory=set)
+    """SKUs whose on hand went up (for the stock-increase listeners)."""
 
 
 class InventoryRepository(Protocol):

@@ -24,12 +24,20 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    BigInteger,
+    Column,
     ColumnElement,
     Connection,
     Insert,
     Integer,
+    MetaData,
+    String,
+    Table,
     and_,
     bindparam,
+    case,
+    cast,
+    false,
     func,
     insert,
     literal,
@@ -42,6 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from oms.adapters.db.engine import READ_ONLY
 from oms.adapters.db.reference import LOCATIONS, ReferenceView
 from oms.adapters.db.tables import (
     channel_buffers,
@@ -57,7 +66,6 @@ from oms.adapters.db.tables import (
     supply_lines,
 )
 from oms.domain.errors import Invalid
-from oms.domain.events import DomainEvent
 from oms.domain.inventory import (
     DEFAULT_SAFETY_STOCK,
     NO_BUFFER,
@@ -76,7 +84,7 @@ from oms.domain.inventory import (
     UnknownStock,
     change_events,
     delta_change,
-    snapshot_is_stale,
+    snapshot_events,
 )
 from oms.domain.items import DEFAULT_LOW_STOCK_THRESHOLD, Item, ItemExists, ItemNotFound
 from oms.domain.locations import (
@@ -548,9 +556,107 @@ _ATP = {
     False: _ATP_QUERY,
     True: _ATP_QUERY.where(locations.c.code.in_(bindparam("k_codes", expanding=True))),
 }
+_PACKED_ROW = "\x1f"
+_PACKED_FIELD = "\x1e"
+_ATP_PACKED_QUERY = (
+    select(
+        items.c.sku,
+        items.c.id,
+        func.count(),
+        func.sum(case((P.reserved > 0, 1), else_=0)),
+        func.aggregate_strings(
+            locations.c.code.concat(_PACKED_FIELD).concat(cast(_AVAILABLE, String)),
+            _PACKED_ROW,
+        ),
+    )
+    .select_from(
+        inventory_positions.join(items, items.c.id == P.item_id).join(
+            locations, locations.c.id == P.location_id
+        )
+    )
+    .where(
+        items.c.sku.in_(bindparam("k_skus", expanding=True)), or_(_AVAILABLE > 0, P.reserved > 0)
+    )
+    .group_by(items.c.id, items.c.sku)
+)
+_ATP_PACKED = {
+    False: _ATP_PACKED_QUERY,
+    True: _ATP_PACKED_QUERY.where(locations.c.code.in_(bindparam("k_codes", expanding=True))),
+}
+"""The same figures, one row per SKU: ``code<RS>atp`` of its positions joined by ``<US>``."""
 """Available to promise per position (all locations, or the codes given), empty ones left out."""
 _CHANNEL_BUFFER = select(channel_buffers.c.percent, channel_buffers.c.units).where(
     channel_buffers.c.channel == bindparam("k_channel")
+)
+_KEYS_PARTS = (
+    select(
+        literal("item").label("kind"),
+        items.c.id,
+        items.c.sku.label("name"),
+        items.c.low_stock_threshold.label("threshold"),
+        literal("").label("status"),
+    ).where(items.c.sku.in_(bindparam("k_skus", expanding=True))),
+    select(
+        literal("location"),
+        locations.c.id,
+        locations.c.code,
+        literal(0),
+        locations.c.status,
+    ).where(locations.c.code.in_(bindparam("k_codes", expanding=True))),
+)
+_KEYS = union_all(*_KEYS_PARTS)
+"""Item and location ids of a few positions in one round trip."""
+_KEYS_AND_BUFFER = union_all(
+    *_KEYS_PARTS,
+    select(
+        literal("buffer"),
+        channel_buffers.c.percent,
+        channel_buffers.c.channel,
+        channel_buffers.c.units,
+        literal(""),
+    ).where(channel_buffers.c.channel == bindparam("k_channel")),
+)
+"""The same, plus the channel's buffer: a hold or an allocation needs both."""
+_INSERT_RESERVATION = insert(reservations)
+_INSERT_RESERVATION_LINE = insert(reservation_lines)
+
+
+_SNAPSHOT_STAGE = Table(
+    "oms_snapshot_stage",
+    MetaData(),  # not part of the schema: a temporary table per connection (see _stage)
+    Column("sku", String(64), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("on_hand", Integer, nullable=False),
+    Column("blocked", Integer),
+    Column("item_id", BigInteger),
+    Column("location_id", BigInteger),
+    Column("stale", Integer),
+    Column("old_on_hand", Integer),
+    Column("old_blocked", Integer),
+    Column("new_on_hand", Integer),
+    Column("new_blocked", Integer),
+)
+"""A snapshot batch while it is applied: the count, then the resolved ids, then before and
+after per position, all computed in SQL."""
+_STAGE_COLUMNS = (
+    "sku VARCHAR(64) NOT NULL, code VARCHAR(64) NOT NULL, on_hand INTEGER NOT NULL,"
+    " blocked INTEGER, item_id BIGINT, location_id BIGINT, stale INTEGER,"
+    " old_on_hand INTEGER, old_blocked INTEGER, new_on_hand INTEGER, new_blocked INTEGER"
+)
+_STAGE_DDL_POSTGRES = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS oms_snapshot_stage ({_STAGE_COLUMNS})"
+    " ON COMMIT DELETE ROWS"
+)
+_STAGE_DDL_SQLITE = f"CREATE TEMPORARY TABLE IF NOT EXISTS oms_snapshot_stage ({_STAGE_COLUMNS})"
+_RESOLVE_STAGE = update(_SNAPSHOT_STAGE).values(
+    item_id=select(items.c.id)
+    .where(items.c.sku == _SNAPSHOT_STAGE.c.sku)
+    .correlate(_SNAPSHOT_STAGE)
+    .scalar_subquery(),
+    location_id=select(locations.c.id)
+    .where(locations.c.code == _SNAPSHOT_STAGE.c.code)
+    .correlate(_SNAPSHOT_STAGE)
+    .scalar_subquery(),
 )
 
 
@@ -598,15 +704,38 @@ class SqlInventoryRepository:
         self._connection = connection
         self._record = record
         self._is_postgres = connection.dialect.name == "postgresql"
+        self._read_only = bool(connection.get_execution_options().get(READ_ONLY))
         self._known_keys: dict[tuple[str, str], _Key] = {}
         """Positions resolved earlier in this unit of work (by :meth:`atp` or :meth:`_keys`):
         an allocation right after an availability read needs no second lookup."""
+        self._buffers: dict[str, ChannelBuffer] = {}
+        self._seen_rows: dict[tuple[str, str], Any] = {}
+        """Rows of :data:`_ATP` read in this unit of work, by (sku, location code)."""
+        """Channel buffers read in this unit of work (with the keys, in the same round trip)."""
 
     # -- resolving skus and codes ------------------------------------------------------------------
 
-    def _keys(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], _Key]:
+    def _keys(
+        self, pairs: Iterable[tuple[str, str]], *, channel: str | None = None
+    ) -> dict[tuple[str, str], _Key]:
+        """Resolve (sku, location code) pairs; with ``channel``, read its buffer in the same
+        round trip (then :meth:`channel_buffer` needs none)."""
         pairs = set(pairs)
-        known = {pair: self._known_keys[pair] for pair in pairs if pair in self._known_keys}
+        known: dict[tuple[str, str], _Key] = {}
+        for pair in pairs:
+            key = self._known_keys.get(pair)
+            if key is None and pair in self._seen_rows:
+                sku, code, _, _, item_id, location_id, threshold, status = self._seen_rows[pair]
+                key = self._known_keys[pair] = _Key(
+                    item_id=int(item_id),
+                    location_id=int(location_id),
+                    sku=sku,
+                    location_code=code,
+                    threshold=int(threshold),
+                    location_status=status,
+                )
+            if key is not None:
+                known[pair] = key
         if len(known) == len(pairs):
             return known
         skus = sorted({sku for sku, _ in pairs})
@@ -614,25 +743,24 @@ class SqlInventoryRepository:
         item_rows: dict[str, tuple[int, int]] = {}
         location_rows: dict[str, tuple[int, str]] = {}
         if len(skus) <= CHUNK and len(codes) <= CHUNK:
-            # The common case (an order, a hold, a feed chunk): one round trip for both.
+            # The common case (an order, a hold, a feed chunk): one round trip for both, with
+            # a statement built once (building it costs more than the database spends on it).
+            read_buffer = bool(channel) and channel not in self._buffers
             found: Sequence[Any] = self._connection.execute(
-                union_all(
-                    select(
-                        literal("item").label("kind"),
-                        items.c.id,
-                        items.c.sku.label("name"),
-                        items.c.low_stock_threshold.label("threshold"),
-                        literal("").label("status"),
-                    ).where(items.c.sku.in_(skus)),
-                    select(
-                        literal("location"),
-                        locations.c.id,
-                        locations.c.code,
-                        literal(0),
-                        locations.c.status,
-                    ).where(locations.c.code.in_(codes)),
-                )
+                _KEYS_AND_BUFFER if read_buffer else _KEYS,
+                {"k_skus": skus, "k_codes": codes, "k_channel": channel}
+                if read_buffer
+                else {"k_skus": skus, "k_codes": codes},
             ).all()
+            if read_buffer:
+                assert channel
+                self._buffers[channel] = ChannelBuffer(channel=channel)
+                for kind, percent, name, units, _ in found:
+                    if kind == "buffer":
+                        self._buffers[channel] = ChannelBuffer(
+                            channel=name, percent=int(percent), units=int(units)
+                        )
+                found = [row for row in found if row[0] != "buffer"]
         else:
             found = [
                 ("item", row.id, row.sku, row.low_stock_threshold, "")
@@ -679,12 +807,14 @@ class SqlInventoryRepository:
         self._known_keys.update(resolved)
         return resolved
 
-    def _ordered(self, lines: Sequence[StockLine]) -> list[tuple[_Key, int]]:
+    def _ordered(
+        self, lines: Sequence[StockLine], *, channel: str | None = None
+    ) -> list[tuple[_Key, int]]:
         """Merge lines per position and order them by (item, location): the lock order."""
         quantities: dict[tuple[str, str], int] = defaultdict(int)
         for line in lines:
             quantities[(line.sku, line.location_code)] += line.quantity
-        keys = self._keys(quantities)
+        keys = self._keys(quantities, channel=channel)
         return sorted(
             ((keys[pair], qty) for pair, qty in quantities.items()), key=lambda kq: kq[0].order
         )
@@ -791,14 +921,20 @@ class SqlInventoryRepository:
     def channel_buffer(self, channel: str | None) -> ChannelBuffer:
         if not channel:
             return NO_BUFFER
+        if channel in self._buffers:
+            return self._buffers[channel]
         row = self._connection.execute(_CHANNEL_BUFFER, {"k_channel": channel}).first()
         if row is None:
-            return ChannelBuffer(channel=channel)
-        return ChannelBuffer(channel=channel, percent=int(row.percent), units=int(row.units))
+            buffer = ChannelBuffer(channel=channel)
+        else:
+            buffer = ChannelBuffer(channel=channel, percent=int(row.percent), units=int(row.units))
+        self._buffers[channel] = buffer
+        return buffer
 
     def set_channel_buffer(self, buffer: ChannelBuffer) -> None:
         if not 0 <= buffer.percent <= 100 or buffer.units < 0:
             raise Invalid("a channel buffer is 0-100 percent and a non-negative number of units")
+        self._buffers.pop(buffer.channel, None)
         self._connection.execute(
             insert_ignoring_conflicts(self._connection, channel_buffers).values(
                 channel=buffer.channel, percent=0, units=0
@@ -819,8 +955,8 @@ class SqlInventoryRepository:
         reason: str = "allocated",
         earmarked: bool = False,
     ) -> list[PositionChange]:
+        ordered = self._ordered(lines, channel=channel)
         buffer = self.channel_buffer(channel)
-        ordered = self._ordered(lines)
         if len(ordered) >= BULK_POSITIONS and not earmarked:
             changes = self._allocate_in_bulk(ordered, at=at, buffer=buffer, reason=reason)
             if changes is not None:
@@ -1053,28 +1189,94 @@ class SqlInventoryRepository:
         parameters: dict[str, Any] = {"k_skus": list(skus)}
         if location_codes is not None:
             parameters["k_codes"] = list(location_codes)
+        if self._read_only:
+            packed = self._atp_packed(skus, parameters, at=at, buffer=buffer)
+            if packed is not None:
+                return packed
         rows = self._connection.execute(_ATP[location_codes is not None], parameters).all()
         held = [row[4] for row in rows if row[3]]
         expired = self._expired_holds(held, at=at) if held else {}
         plain = buffer.percent == 0 and buffer.units == 0
         result: dict[str, dict[str, int]] = {sku: {} for sku in skus}
-        known = self._known_keys
-        for sku, code, raw, _reserved, item_id, location_id, threshold, status in rows:
-            if (sku, code) not in known:
-                known[(sku, code)] = _Key(
-                    item_id=int(item_id),
-                    location_id=int(location_id),
-                    sku=sku,
-                    location_code=code,
-                    threshold=int(threshold),
-                    location_status=status,
-                )
+        # Kept as rows: a _Key is built only for a position this unit of work then writes.
+        self._seen_rows.update(((row[0], row[1]), row) for row in rows)
+        if plain and not expired:
+            for sku, code, raw, *_ in rows:
+                if raw > 0:
+                    result[sku][code] = raw
+            return result
+        for sku, code, raw, _reserved, item_id, location_id, _threshold, _status in rows:
             if expired:
                 raw += expired.get((item_id, location_id), 0)
             available = raw if plain else buffer.apply(raw)
             if available > 0:
                 result[sku][code] = available
         return result
+
+    def _atp_packed(
+        self,
+        skus: Sequence[str],
+        parameters: dict[str, Any],
+        *,
+        at: datetime,
+        buffer: ChannelBuffer,
+    ) -> dict[str, dict[str, int]] | None:
+        """:meth:`atp` for a read-only unit of work: one row per SKU, its positions packed into
+        one string by the database, so that a basket over hundreds of locations costs a few
+        rows, not a Python row per position. None if a location code holds a separator (then
+        the caller reads row by row)."""
+        rows = self._connection.execute(_ATP_PACKED["k_codes" in parameters], parameters).all()
+        result: dict[str, dict[str, int]] = {sku: {} for sku in skus}
+        held: list[int] = []
+        for sku, item_id, count, holding, packed in rows:
+            found: dict[str, int] = {}
+            for entry in packed.split(_PACKED_ROW):
+                code, _, raw = entry.rpartition(_PACKED_FIELD)
+                found[code] = int(raw)
+            if len(found) != count:
+                return None
+            result[sku] = found
+            if holding:
+                held.append(int(item_id))
+        if held:
+            for (sku, code), units in self._expired_holds_by_code(held, at=at).items():
+                if code in result[sku]:
+                    result[sku][code] += units
+        plain = buffer.percent == 0 and buffer.units == 0
+        for sku, found in result.items():
+            if held or not plain:
+                result[sku] = {
+                    code: available
+                    for code, raw in found.items()
+                    if (available := raw if plain else buffer.apply(raw)) > 0
+                }
+            else:
+                # Without holds the database kept positive figures only.
+                result[sku] = found
+        return result
+
+    def _expired_holds_by_code(
+        self, item_ids: Sequence[int], *, at: datetime
+    ) -> dict[tuple[str, str], int]:
+        """:meth:`_expired_holds` by (sku, location code)."""
+        lines = reservation_lines.c
+        return {
+            (row.sku, row.code): int(row.units)
+            for row in self._connection.execute(
+                select(items.c.sku, locations.c.code, func.sum(lines.quantity).label("units"))
+                .select_from(
+                    reservation_lines.join(items, items.c.id == lines.item_id).join(
+                        locations, locations.c.id == lines.location_id
+                    )
+                )
+                .where(
+                    lines.item_id.in_(sorted(set(item_ids))),
+                    lines.status == ReservationStatus.ACTIVE.value,
+                    lines.expires_at <= at,
+                )
+                .group_by(items.c.sku, locations.c.code)
+            )
+        }
 
     # -- reservations ------------------------------------------------------------------------------
 
@@ -1088,35 +1290,34 @@ class SqlInventoryRepository:
         expires_at: datetime,
         at: datetime,
     ) -> Reservation:
+        ordered = self._ordered(lines, channel=channel)
         buffer = self.channel_buffer(channel)
-        ordered = self._ordered(lines)
         # The hold's rows first, the stock last: the position row stays locked (PostgreSQL)
         # for as short a time as possible. A refusal rolls the whole unit of work back.
         self._connection.execute(
-            insert(reservations).values(
-                id=reservation_id,
-                reference=reference,
-                channel=channel,
-                status=ReservationStatus.ACTIVE.value,
-                expires_at=expires_at,
-                created_at=at,
-                updated_at=at,
-            )
+            _INSERT_RESERVATION,
+            {
+                "id": reservation_id,
+                "reference": reference,
+                "channel": channel,
+                "status": ReservationStatus.ACTIVE.value,
+                "expires_at": expires_at,
+                "created_at": at,
+                "updated_at": at,
+            },
         )
-        self._connection.execute(
-            insert(reservation_lines),
-            [
-                {
-                    "reservation_id": reservation_id,
-                    "item_id": key.item_id,
-                    "location_id": key.location_id,
-                    "quantity": quantity,
-                    "status": ReservationStatus.ACTIVE.value,
-                    "expires_at": expires_at,
-                }
-                for key, quantity in ordered
-            ],
-        )
+        held = [
+            {
+                "reservation_id": reservation_id,
+                "item_id": key.item_id,
+                "location_id": key.location_id,
+                "quantity": quantity,
+                "status": ReservationStatus.ACTIVE.value,
+                "expires_at": expires_at,
+            }
+            for key, quantity in ordered
+        ]
+        self._connection.execute(_INSERT_RESERVATION_LINE, held[0] if len(held) == 1 else held)
         for key, quantity in ordered:
             self._take(key, quantity, column="reserved", at=at, buffer=buffer, reason="reserved")
         return Reservation(
@@ -1383,30 +1584,6 @@ class SqlInventoryRepository:
         for chunk in _chunks(rows, 5000):
             self._connection.execute(insert(inventory_movements), list(chunk))
 
-    def _later_changes(
-        self, keys: Sequence[_Key], *, after: datetime
-    ) -> dict[tuple[int, int], int]:
-        """On-hand changes recorded with a source time after ``after`` (not snapshots)."""
-        moves = inventory_movements.c
-        found: dict[tuple[int, int], int] = {}
-        by_location: dict[int, list[int]] = defaultdict(list)
-        for key in keys:
-            by_location[key.location_id].append(key.item_id)
-        for location_id, item_ids in by_location.items():
-            for chunk in _chunks(item_ids, 1000):
-                for row in self._connection.execute(
-                    select(moves.item_id, func.sum(moves.on_hand_change).label("change"))
-                    .where(
-                        moves.location_id == location_id,
-                        moves.item_id.in_(chunk),
-                        moves.occurred_at > after,
-                        moves.kind != "snapshot",
-                    )
-                    .group_by(moves.item_id)
-                ):
-                    found[(int(row.item_id), location_id)] = int(row.change)
-        return found
-
     def apply_snapshot(
         self,
         lines: Sequence[SnapshotLine],
@@ -1417,120 +1594,241 @@ class SqlInventoryRepository:
         at: datetime,
         record_events: bool = True,
     ) -> FeedOutcome:
+        """Set-based: the batch goes into a temporary staging table (COPY on PostgreSQL, one
+        ``executemany`` of plain tuples on SQLite) and a handful of statements compute, in SQL,
+        which positions are stale, what each new on hand is (the count plus the movements
+        recorded after ``as_of``), the positions, the journal and the changed rows."""
         outcome = FeedOutcome()
         wanted: dict[tuple[str, str], SnapshotLine] = {}
         for line in lines:
             wanted[(line.sku, line.location_code)] = line
-        keys = self._keys(wanted)
-        ordered = sorted(keys.values(), key=lambda k: k.order)
-        current = self._lock(ordered)
-        missing = [k for k in ordered if k.order not in current]
-        if missing:
-            self._create_positions(missing, at=at)
-            current.update(self._lock(missing))
-        needs_history = [
-            k
-            for k in ordered
-            if current[k.order].last_movement_at is not None
-            and current[k.order].last_movement_at > as_of
-        ]
-        later = self._later_changes(needs_history, after=as_of) if needs_history else {}
-        updates: list[dict[str, Any]] = []
-        movements: list[dict[str, Any]] = []
-        for key in ordered:
-            row = current[key.order]
-            line = wanted[(key.sku, key.location_code)]
-            if snapshot_is_stale(
-                as_of=as_of,
-                sequence=sequence,
-                last_as_of=row.snapshot_as_of,
-                last_sequence=row.snapshot_sequence,
-            ):
-                outcome.stale.append(
-                    {
-                        "sku": key.sku,
-                        "location": key.location_code,
-                        "as_of": as_of.isoformat(),
-                        "sequence": sequence,
-                        "last_applied_as_of": row.snapshot_as_of.isoformat()
-                        if row.snapshot_as_of
-                        else None,
-                        "last_applied_sequence": row.snapshot_sequence,
-                    }
+        if not wanted:
+            return outcome
+        connection = self._connection
+        self._stage(
+            [(line.sku, line.location_code, line.on_hand, line.blocked) for line in wanted.values()]
+        )
+        s = _SNAPSHOT_STAGE.c
+        position_of_stage = and_(P.item_id == s.item_id, P.location_id == s.location_id)
+        # Unknown SKUs or locations refuse the whole batch (the unit of work rolls back).
+        connection.execute(_RESOLVE_STAGE)
+        unknown = connection.execute(
+            select(s.sku, s.code, s.item_id, s.location_id).where(
+                or_(s.item_id.is_(None), s.location_id.is_(None))
+            )
+        ).all()
+        if unknown:
+            missing_skus = sorted({row.sku for row in unknown if row.item_id is None})
+            missing_codes = sorted({row.code for row in unknown if row.location_id is None})
+            parts = []
+            if missing_skus:
+                parts.append(f"unknown SKU {', '.join(missing_skus[:10])}")
+            if missing_codes:
+                parts.append(f"unknown location {', '.join(missing_codes[:10])}")
+            raise UnknownStock("; ".join(parts), skus=missing_skus, locations=missing_codes)
+        # Positions seen for the first time, created in lock order.
+        defaults = self.safety_stock_defaults()
+        connection.execute(
+            insert_ignoring_conflicts(connection, inventory_positions).from_select(
+                [
+                    "item_id",
+                    "location_id",
+                    "on_hand",
+                    "allocated",
+                    "reserved",
+                    "blocked",
+                    "safety_stock",
+                    "safety_stock_set",
+                    "updated_at",
+                ],
+                select(
+                    s.item_id,
+                    s.location_id,
+                    literal(0),
+                    literal(0),
+                    literal(0),
+                    literal(0),
+                    case(
+                        {kind.value: quantity for kind, quantity in defaults.items()},
+                        value=locations.c.type,
+                        else_=0,
+                    ),
+                    false(),
+                    literal(at, type_=P.updated_at.type),
                 )
-                continue
-            on_hand = max(0, line.on_hand + later.get(key.order, 0))
-            blocked = int(row.blocked) if line.blocked is None else line.blocked
-            change = on_hand - int(row.on_hand)
-            updates.append(
-                {
-                    "k_item": key.item_id,
-                    "k_location": key.location_id,
-                    "on_hand": on_hand,
-                    "blocked": blocked,
-                    "snapshot_as_of": as_of,
-                    "snapshot_sequence": sequence,
-                    "updated_at": at,
-                }
-            )
-            if change == 0 and blocked == int(row.blocked):
-                outcome.unchanged += 1
-                continue
-            outcome.applied += 1
-            if change:
-                movements.append(
-                    {
-                        "item_id": key.item_id,
-                        "location_id": key.location_id,
-                        "kind": "snapshot",
-                        "on_hand_change": change,
-                        "reason": f"count as of {as_of.isoformat()}",
-                        "source": source,
-                        "message_id": None,
-                        "occurred_at": as_of,
-                        "recorded_at": at,
-                    }
-                )
-            before = _position(key, row)
-            after = Position(
-                sku=key.sku,
-                location_code=key.location_code,
-                on_hand=on_hand,
-                allocated=before.allocated,
-                reserved=before.reserved,
-                blocked=blocked,
-                safety_stock=before.safety_stock,
-            )
-            change_record = PositionChange(
-                sku=key.sku,
-                location_code=key.location_code,
-                reason="snapshot",
-                before=before,
-                after=after,
-                low_stock_threshold=key.threshold,
-            )
-            outcome.changes.append(change_record)
-        statement = (
-            update(inventory_positions)
-            .where(P.item_id == bindparam("k_item"), P.location_id == bindparam("k_location"))
-            .values(
-                on_hand=bindparam("on_hand"),
-                blocked=bindparam("blocked"),
-                snapshot_as_of=bindparam("snapshot_as_of"),
-                snapshot_sequence=bindparam("snapshot_sequence"),
-                updated_at=bindparam("updated_at"),
+                .select_from(_SNAPSHOT_STAGE.join(locations, locations.c.id == s.location_id))
+                .where(~select(P.item_id).where(position_of_stage).exists())
+                .order_by(s.item_id, s.location_id),
             )
         )
-        for chunk in _chunks(updates, 5000):
-            self._connection.execute(statement, list(chunk))
-        self._movements(movements)
-        if record_events:
-            events: list[DomainEvent] = []
-            for change_record in outcome.changes:
-                events.extend(change_events(change_record))
-            if events:
-                self._record(*events)
+        if self._is_postgres:
+            # Lock the positions in (item, location) order, as every other writer does.
+            connection.execute(
+                select(P.item_id)
+                .join(_SNAPSHOT_STAGE, position_of_stage)
+                .order_by(P.item_id, P.location_id)
+                .with_for_update(of=inventory_positions)
+            ).all()
+        # Before and after, per position, in the staging table. A count is stale when it is
+        # older than (or as old as) the last one applied: sequences decide when both sides
+        # have one, source times otherwise (domain.inventory.snapshot_is_stale).
+        older_time = and_(P.snapshot_as_of.is_not(None), P.snapshot_as_of >= as_of)
+        stale = (
+            older_time
+            if sequence is None
+            else or_(
+                and_(P.snapshot_sequence.is_not(None), P.snapshot_sequence >= sequence),
+                and_(P.snapshot_sequence.is_(None), older_time),
+            )
+        )
+        moves = inventory_movements.c
+        later = (
+            select(func.coalesce(func.sum(moves.on_hand_change), 0))
+            .where(
+                moves.item_id == s.item_id,
+                moves.location_id == s.location_id,
+                moves.occurred_at > as_of,
+                moves.kind != "snapshot",
+            )
+            .correlate(_SNAPSHOT_STAGE)
+            .scalar_subquery()
+        )
+        counted = s.on_hand + case(
+            (and_(P.last_movement_at.is_not(None), P.last_movement_at > as_of), later), else_=0
+        )
+        connection.execute(
+            update(_SNAPSHOT_STAGE)
+            .where(position_of_stage)
+            .values(
+                stale=case((stale, 1), else_=0),
+                old_on_hand=P.on_hand,
+                old_blocked=P.blocked,
+                new_on_hand=case((counted < 0, 0), else_=counted),
+                new_blocked=func.coalesce(s.blocked, P.blocked),
+            )
+        )
+        fresh = s.stale == 0
+        stale_rows = connection.execute(
+            select(s.sku, s.code, P.snapshot_as_of, P.snapshot_sequence)
+            .select_from(_SNAPSHOT_STAGE.join(inventory_positions, position_of_stage))
+            .where(s.stale == 1)
+            .order_by(s.item_id, s.location_id)
+        ).all()
+        for row in stale_rows:
+            outcome.stale.append(
+                {
+                    "sku": row.sku,
+                    "location": row.code,
+                    "as_of": as_of.isoformat(),
+                    "sequence": sequence,
+                    "last_applied_as_of": row.snapshot_as_of.isoformat()
+                    if row.snapshot_as_of
+                    else None,
+                    "last_applied_sequence": row.snapshot_sequence,
+                }
+            )
+        connection.execute(
+            update(inventory_positions)
+            .where(position_of_stage, fresh)
+            .values(
+                on_hand=s.new_on_hand,
+                blocked=s.new_blocked,
+                snapshot_as_of=as_of,
+                snapshot_sequence=sequence,
+                updated_at=at,
+            )
+        )
+        connection.execute(
+            insert(inventory_movements).from_select(
+                [
+                    "item_id",
+                    "location_id",
+                    "kind",
+                    "on_hand_change",
+                    "reason",
+                    "source",
+                    "occurred_at",
+                    "recorded_at",
+                ],
+                select(
+                    s.item_id,
+                    s.location_id,
+                    literal("snapshot"),
+                    s.new_on_hand - s.old_on_hand,
+                    literal(f"count as of {as_of.isoformat()}"),
+                    literal(source),
+                    literal(as_of, type_=moves.occurred_at.type),
+                    literal(at, type_=moves.recorded_at.type),
+                )
+                .where(fresh, s.new_on_hand != s.old_on_hand)
+                .order_by(s.item_id, s.location_id),
+            )
+        )
+        # Allocated, reserved and safety stock are what they were: a count changes neither.
+        kept = P.allocated + P.reserved + P.safety_stock
+        atp_after = s.new_on_hand - s.new_blocked - kept
+        atp_before = s.old_on_hand - s.old_blocked - kept
+        changed = connection.execute(
+            select(
+                s.sku,
+                s.code,
+                s.new_on_hand,
+                s.new_blocked,
+                case((atp_after > 0, atp_after), else_=0),
+                case((atp_before > 0, atp_before), else_=0),
+                s.old_on_hand,
+                items.c.low_stock_threshold,
+            )
+            .select_from(
+                _SNAPSHOT_STAGE.join(inventory_positions, position_of_stage).join(
+                    items, items.c.id == s.item_id
+                )
+            )
+            .where(fresh, or_(s.new_on_hand != s.old_on_hand, s.new_blocked != s.old_blocked))
+            .order_by(s.item_id, s.location_id)
+        ).all()
+        outcome.applied = len(changed)
+        outcome.unchanged = len(wanted) - len(stale_rows) - len(changed)
+        outcome.raised = {row[0] for row in changed if row[2] > row[6]}
+        if record_events and changed:
+            self._record(
+                *snapshot_events(
+                    [list(row[:6]) for row in changed],
+                    [int(row[7]) for row in changed],
+                    source=source,
+                    as_of=as_of,
+                    sequence=sequence,
+                )
+            )
         return outcome
+
+    def _stage(self, rows: list[tuple[str, str, int, int | None]]) -> None:
+        """Load (sku, location code, on hand, blocked) rows into the empty staging table."""
+        connection = self._connection
+        dbapi = connection.connection.dbapi_connection
+        assert dbapi is not None
+        if self._is_postgres:
+            connection.exec_driver_sql(_STAGE_DDL_POSTGRES)
+            connection.exec_driver_sql("TRUNCATE oms_snapshot_stage")
+            copy_in = "COPY oms_snapshot_stage (sku, code, on_hand, blocked) FROM STDIN"
+            with dbapi.cursor() as cursor, cursor.copy(copy_in) as copy:  # type: ignore[attr-defined]
+                for row in rows:
+                    copy.write_row(row)
+            # A temporary table has no statistics: without them the planner may scan every
+            # position instead of looking the staged ones up by key.
+            connection.exec_driver_sql("ANALYZE oms_snapshot_stage")
+        else:
+            connection.exec_driver_sql(_STAGE_DDL_SQLITE)
+            cursor = dbapi.cursor()
+            try:
+                cursor.execute("DELETE FROM oms_snapshot_stage")
+                cursor.executemany(
+                    "INSERT INTO oms_snapshot_stage (sku, code, on_hand, blocked)"
+                    " VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+            finally:
+                cursor.close()
 
     def apply_deltas(self, deltas: Sequence[DeltaLine], *, at: datetime) -> FeedOutcome:
         outcome = FeedOutcome()

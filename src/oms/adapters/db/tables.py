@@ -499,6 +499,15 @@ channel_buffers = Table(
     CheckConstraint("units >= 0", name="units_positive"),
 )
 
+SQLITE_ONLY_INDEX = "ix_inventory_positions_stock"
+
+
+def in_schema_of(dialect_name: str, name: str | None, type_: str) -> bool:
+    """Whether an object of tables.py exists on this dialect (for migrations' comparisons):
+    the covering stock index exists on SQLite only."""
+    return not (type_ == "index" and name == SQLITE_ONLY_INDEX and dialect_name != "sqlite")
+
+
 inventory_positions = Table(
     "inventory_positions",
     metadata,
@@ -523,6 +532,19 @@ inventory_positions = Table(
     CheckConstraint("blocked >= 0", name="blocked_positive"),
     CheckConstraint("safety_stock >= 0", name="safety_stock_positive"),
     Index("ix_inventory_positions_location", "location_id", "item_id"),
+    # SQLite only: availability reads an item's positions at every location from this index
+    # alone (its rows sit together), not one table page per position. PostgreSQL keeps its
+    # updates HOT instead: an index on the stock columns would make every stock write touch it.
+    Index(
+        SQLITE_ONLY_INDEX,
+        "item_id",
+        "location_id",
+        "on_hand",
+        "allocated",
+        "reserved",
+        "blocked",
+        "safety_stock",
+    ).ddl_if(dialect="sqlite"),
 )
 
 inventory_movements = Table(
