@@ -8,9 +8,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from oms.adapters.db.bulk import insert_rows
 from oms.adapters.db.tables import (
     order_cancel_requests,
     order_holds,
@@ -205,7 +206,7 @@ class SqlOrderRepository:
                 ],
             )
         if new:
-            self._connection.execute(_INSERT["order_lines"], new)
+            self._insert(order_lines, new)
         for table in (order_line_quantities, order_holds, order_cancel_requests):
             ids = [
                 order.order_id
@@ -221,6 +222,9 @@ class SqlOrderRepository:
             self._loaded_lines[order.order_id] = {line.line_no for line in order.lines}
             self._stored_children[order.order_id] = _children_of(order)
             self._identity[order.order_id] = (order, True)
+
+    def _insert(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        insert_rows(self._connection, table, rows, statement=_INSERT[table.name])
 
     def _insert_children(self, order: Order) -> None:
         self._insert_children_of([order])
@@ -240,11 +244,11 @@ class SqlOrderRepository:
             if quantity > 0
         ]
         if quantities:
-            self._connection.execute(_INSERT["order_line_quantities"], quantities)
+            self._insert(order_line_quantities, quantities)
         holds = [(order, hold) for order in batch for hold in order.holds]
         if holds:
-            self._connection.execute(
-                _INSERT["order_holds"],
+            self._insert(
+                order_holds,
                 [
                     {
                         "hold_id": hold.hold_id,
@@ -262,8 +266,8 @@ class SqlOrderRepository:
             )
         requests = [(order, request) for order in batch for request in order.cancel_requests]
         if requests:
-            self._connection.execute(
-                _INSERT["order_cancel_requests"],
+            self._insert(
+                order_cancel_requests,
                 [
                     {
                         "request_id": request.request_id,
@@ -284,8 +288,8 @@ class SqlOrderRepository:
             )
         timeline = [(order, entry) for order in batch for entry in order.timeline]
         if timeline:
-            self._connection.execute(
-                _INSERT["order_timeline"],
+            self._insert(
+                order_timeline,
                 [
                     {
                         "order_id": order.order_id,

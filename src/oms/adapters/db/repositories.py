@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from oms.adapters.db.bulk import insert_rows
 from oms.adapters.db.tables import api_keys, idempotency_records, outbox_events
 from oms.domain.access import Role
 from oms.services.ports import EventPage, IdempotencyRecord, OutboxEvent, StoredApiKey
@@ -167,8 +168,9 @@ class SqlOutboxRepository:
     def add(self, events: Sequence[OutboxEvent]) -> None:
         if not events:
             return
-        self._connection.execute(
-            _INSERT_OUTBOX,
+        insert_rows(
+            self._connection,
+            outbox_events,
             [
                 {
                     "event_id": e.event_id,
@@ -180,6 +182,7 @@ class SqlOutboxRepository:
                 }
                 for e in events
             ],
+            statement=_INSERT_OUTBOX,
         )
 
     def read_after(

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from oms.adapters.db.bulk import insert_rows_returning_ids
 from oms.adapters.db.reference import PROFILES, ReferenceCache, ReferenceView
 from oms.adapters.db.tables import sourcing_decisions, sourcing_profiles, sourcing_rule_sets
 from oms.services.ports import StoredDecision, StoredProfile, StoredRuleSet
@@ -144,12 +145,9 @@ class SqlSourcingDecisionRepository:
         return int(result.scalar_one())
 
     def add_many(self, decisions: Sequence[StoredDecision]) -> list[int]:
-        if not decisions:
-            return []
-        result = self._connection.execute(
-            insert(sourcing_decisions).returning(
-                sourcing_decisions.c.decision_id, sort_by_parameter_order=True
-            ),
+        return insert_rows_returning_ids(
+            self._connection,
+            sourcing_decisions,
             [
                 {
                     "order_id": decision.order_id,
@@ -162,8 +160,8 @@ class SqlSourcingDecisionRepository:
                 }
                 for decision in decisions
             ],
+            id_column="decision_id",
         )
-        return [int(decision_id) for (decision_id,) in result]
 
     def for_order(self, order_id: str) -> list[StoredDecision]:
         rows = self._connection.execute(
