@@ -162,6 +162,8 @@ class Services:
             seller=self.settings.seller(),
         )
         self.orders.on_release = self.fulfillments.released_in
+        # after the re-plan of allocated units: released, unpicked work is handed back too
+        self.inventory.on_location_status_change(self.fulfillments.location_changed)
         self.fulfillment_processes = FulfillmentProcesses(
             processes=self.processes, orders=self.orders, fulfillments=self.fulfillments
         )

@@ -290,6 +290,34 @@ def test_nothing_else_can_serve_a_rejected_line_then_it_is_backordered(
     )
 
 
+def test_a_dc_going_offline_hands_back_its_released_unpicked_work(
+    shop: Services, ops: TestClient, client_for: Callable[..., TestClient]
+) -> None:
+    put(shop, "LAMP-01", "DC-EAST", 2)
+    put(shop, "LAMP-01", "DC-WEST", 5)
+    waiting = capture(ops, "WEB-F-OUT-1", [a_line("LAMP-01", 1, "20.00", "ship")], shop)
+    started = capture(ops, "WEB-F-OUT-2", [a_line("LAMP-01", 1, "20.00", "ship")], shop)
+    [untouched] = release(ops, waiting["order_id"])
+    [picking] = release(ops, started["order_id"])
+    assert {untouched["location_code"], picking["location_code"]} == {"DC-EAST"}
+    step(ops, f"/fulfillments/{picking['id']}/lines/1/pick", {"picked": 1})
+
+    admin = client_for(Role.ADMIN)
+    assert admin.patch("/locations/DC-EAST", json={"status": "offline"}).status_code == 200
+
+    # the unpicked fulfillment is rejected on the DC's behalf and its lamp comes from DC-WEST
+    gone = ops.get(f"/fulfillments/{untouched['id']}").json()
+    assert (gone["status"], gone["reason"]) == ("rejected", "location DC-EAST went offline")
+    moved = at_location(order_of(ops, waiting["order_id"]))
+    assert moved.get((1, "released", "DC-EAST"), 0) == 0
+    assert moved[(1, "released", "DC-WEST")] + moved.get((1, "allocated", "DC-WEST"), 0) == 1
+    # the picked one stays: its lamp is in the DC's hands
+    kept = ops.get(f"/fulfillments/{picking['id']}").json()
+    assert kept["status"] == "picked"
+    assert at_location(order_of(ops, started["order_id"]))[(1, "picked", "DC-EAST")] == 1
+    assert on_hand(shop, "LAMP-01", "DC-EAST") == (2, 1)
+
+
 # --- pickup -----------------------------------------------------------------------------------
 
 

@@ -255,12 +255,20 @@ def test_a_dc_going_offline_re_sources_or_backorders_every_open_line_none_lost(
     assert all(
         units(order)[("allocated", "DC-EAST")] == 3 for order in placed
     )  # everything from the DC
-    shop.orders.release(placed[0].order_id)  # released units stay: the DC has them in hand
+    # released but not picked: the offline DC will not do it, so it is handed back too (after
+    # the allocated units, which were placed first: nothing is left for it and it waits)
+    shop.orders.release(placed[0].order_id)
 
     shop.inventory.update_location("DC-EAST", {"status": "offline"})
 
     after = [shop.orders.get(order.order_id) for order in placed]
-    assert units(after[0])[("released", "DC-EAST")] == 3
+    assert units(after[0])[("released", "DC-EAST")] == 0
+    assert [order_line.quantity_in(Q.BACKORDERED) for order_line in after[0].lines] == [2, 1]
+    [handed_back] = shop.fulfillments.for_order(placed[0].order_id)
+    assert (handed_back.status.value, handed_back.reason) == (
+        "rejected",
+        "location DC-EAST went offline",
+    )
     for order in after[1:]:
         held = units(order)
         assert held[("allocated", "DC-EAST")] == 0
@@ -276,8 +284,9 @@ def test_a_dc_going_offline_re_sources_or_backorders_every_open_line_none_lost(
     assert sum(o.lines[1].quantity_in(Q.BACKORDERED) for o in after[1:]) == 4
     assert atp(shop, "LAMP-01", "DC-WEST") + atp(shop, "LAMP-01", "S3") == 0
     replanned = events(shop, "sourcing.line_replanned")
-    assert len(replanned) == 8 and {e["trigger"] for e in replanned} == {"outage"}
-    assert sum(e["quantity"] for e in replanned) == 12
+    outage = [e for e in replanned if e["trigger"] == "outage"]
+    assert len(outage) == 8 and sum(e["quantity"] for e in outage) == 12
+    assert {e["trigger"] for e in replanned} == {"outage"}  # nothing left for the handed back
     with shop.uow(read_only=True) as uow:
         outage_decisions = uow.connection.execute(
             select(func.count())
@@ -308,6 +317,31 @@ def test_a_store_going_dark_moves_only_collections(shop: Services) -> None:
     assert now.lines[0].quantity_in(Q.BACKORDERED) == 1
     # S1 still ships: the shades stay
     assert now.lines[1].at_locations(Q.ALLOCATED) == [("S1", 3)]
+
+
+def test_a_store_going_dark_hands_back_released_collections_and_keeps_shipping(
+    shop: Services,
+) -> None:
+    put(shop, "LAMP-01", "S1", 10)
+    put(shop, "SHADE-02", "S1", 10)
+    order = shop.orders.capture(
+        an_order(
+            line("LAMP-01", 1, delivery=at_store(DeliveryMethod.PICKUP)),
+            line("SHADE-02", 3),
+        )
+    ).order
+    shop.orders.release(order.order_id)
+    before = {f.delivery_method: f for f in shop.fulfillments.for_order(order.order_id)}
+    assert set(before) == {"pickup", "ship"}
+
+    shop.inventory.update_location("S1", {"status": "dark"})
+
+    after = {f.id: f for f in shop.fulfillments.for_order(order.order_id)}
+    assert after[before["pickup"].id].status.value == "rejected"
+    assert after[before["ship"].id].status.value == "released"  # a dark store still ships
+    now = shop.orders.get(order.order_id)
+    assert now.lines[0].quantity_in(Q.BACKORDERED) == 1  # only S1 could hand it over
+    assert now.lines[1].at_locations(Q.RELEASED) == [("S1", 3)]
 
 
 # --- what if --------------------------------------------------------------------------------

@@ -49,6 +49,8 @@ from oms.domain.fulfillment import (
     FulfillmentReadyForPickup,
     FulfillmentShipped,
     FulfillmentStatus,
+    FulfillmentStepRefused,
+    InvalidFulfillmentStep,
     Package,
 )
 from oms.domain.inventory import DeltaKind, StockLine, SupplyLine
@@ -64,6 +66,9 @@ from oms.services.ports import Clock, DeltaLine, Ids, LineRefusal, UnitOfWork, U
 
 T = TypeVar("T")
 S = FulfillmentStatus
+OUTAGE_REJECTS = frozenset({"offline", "closed", "dark"})
+"""Location statuses under which released, unpicked work is handed back (dark: walk-in only)."""
+WALK_IN_METHODS = frozenset({"pickup", "curbside", "reserve_and_collect"})
 
 PICKUP_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 """No 0/O or 1/I: codes are read out at a counter."""
@@ -324,6 +329,43 @@ class FulfillmentService:
             return f
 
         return self._run(fulfillment_id, principal, work)
+
+    def location_changed(self, code: str, old: str, new: str) -> list[str]:
+        """A location that goes ``offline`` or ``closed`` will not fulfil what it was released
+        and has not started picking: each such fulfillment is rejected on its behalf, so its
+        units are sourced again without it (backordered when nothing else can serve them). A
+        store gone ``dark`` keeps its shipping work and gives up only walk-in collections.
+        Fulfillments with picks confirmed stay: the goods are in the building. Returns the
+        ids of the fulfillments rejected."""
+        if new not in OUTAGE_REJECTS:
+            return []
+        methods = WALK_IN_METHODS if new == "dark" else None
+        waiting: list[str] = []
+        with self._uow(read_only=True) as uow:
+            for status in sorted(OPEN_STATES):
+                after: str | None = None
+                while True:
+                    page = uow.fulfillments.list(
+                        location_codes=[code], status=status.value, after=after, limit=500
+                    )
+                    waiting.extend(
+                        f.id
+                        for f in page
+                        if f.location_code == code
+                        and (methods is None or f.delivery_method in methods)
+                        and not any(line.picked or line.short for line in f.lines)
+                    )
+                    if len(page) < 500:
+                        break
+                    after = page[-1].id
+        rejected = []
+        for fulfillment_id in sorted(waiting):
+            try:
+                self.reject(fulfillment_id, f"location {code} went {new}")
+            except (FulfillmentStepRefused, InvalidFulfillmentStep):
+                continue  # it moved on meanwhile (picked, cancelled): nothing to take back
+            rejected.append(fulfillment_id)
+        return rejected
 
     def confirm_pick(
         self,

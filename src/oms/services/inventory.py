@@ -204,7 +204,7 @@ class InventoryService:
         self._candidates_of: list[Location] | None = None
         self._candidate_cache: dict[DeliveryMethod, tuple[list[Location], list[GeoPoint]]] = {}
         self._stock_listeners: list[StockListener] = []
-        self._status_listeners: list[Callable[[str, str, str], None]] = []
+        self._status_listeners: list[Callable[[str, str, str], object]] = []
         self._supply_listeners: list[StockListener] = []
 
     # -- listeners ----------------------------------------------------------------------------
@@ -221,7 +221,7 @@ class InventoryService:
         failing listener is logged; the supply stays recorded."""
         self._supply_listeners.append(listener)
 
-    def on_location_status_change(self, listener: Callable[[str, str, str], None]) -> None:
+    def on_location_status_change(self, listener: Callable[[str, str, str], object]) -> None:
         """Call ``listener(code, old_status, new_status)`` after a committed location update
         changed its status: the seam for re-planning orders when a location goes offline,
         dark or closed. A failing listener is logged; the update stays."""
