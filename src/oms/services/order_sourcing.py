@@ -504,6 +504,29 @@ class BulkPlan:
     decision: DomainPlan
 
 
+def take_planned(
+    uow: UnitOfWork,
+    bulk: Sequence[BulkPlan],
+    *,
+    locations: Sequence[Location],
+    at: datetime,
+    reason: str,
+) -> None:
+    """Allocate the stock of bulk plans (one call per channel buffer) and count the daily
+    capacity they use. Read before the orders apply the plans (see :func:`capacity_use`)."""
+    stock: dict[str | None, list[StockLine]] = {}
+    used: dict[str, int] = {}
+    for found in bulk:
+        lines = {line.line_no: line for line in found.order.lines}
+        stock.setdefault(found.plan.allocation_channel, []).extend(found.plan.stock_lines(lines))
+        for code, amount in capacity_use(found.order, found.plan.allocations, locations).items():
+            used[code] = used.get(code, 0) + amount
+    for channel, lines_to_take in stock.items():
+        if lines_to_take:
+            uow.inventory.allocate(lines_to_take, at=at, channel=channel, reason=reason)
+    uow.locations.use_capacity(used, on=at.date())
+
+
 @contextmanager
 def cyclic_gc_paused() -> Iterator[None]:
     """Bulk planning creates millions of short-lived objects (orders, plans, events, rows) and
@@ -1179,21 +1202,9 @@ class OrderSourcingService:
         )
         record_decisions(uow, [found.decision for found in bulk], trigger=trigger, at=at)
         plans: dict[str, SourcingPlan] = {found.order.order_id: found.plan for found in bulk}
-        by_channel: dict[str | None, list[StockLine]] = {}
-        for found in bulk:
-            by_channel.setdefault(found.plan.allocation_channel, []).extend(
-                found.plan.stock_lines({line.line_no: line for line in found.order.lines})
-            )
-        for channel, stock in by_channel.items():
-            if stock:
-                uow.inventory.allocate(
-                    stock, at=at, channel=channel, reason=f"re-sourced after {trigger}: {reason}"
-                )
-        used: dict[str, int] = {}
-        for found in bulk:
-            for code, amount in capacity_use(found.order, found.plan.allocations, network).items():
-                used[code] = used.get(code, 0) + amount
-        uow.locations.use_capacity(used, on=at.date())
+        take_planned(
+            uow, bulk, locations=network, at=at, reason=f"re-sourced after {trigger}: {reason}"
+        )
         for order in rest:  # addresses the engine cannot locate: one by one, as at capture
             open_lines = [
                 (line, line.quantity_in(QuantityState.OPEN))
@@ -1314,23 +1325,7 @@ class OrderSourcingService:
                 wave_seconds=seconds,
             )
             record_decisions(uow, [found.decision for found in bulk], trigger="wave", at=at)
-            stock: dict[str | None, list[StockLine]] = {}
-            used: dict[str, int] = {}
-            for found in bulk:
-                lines = {line.line_no: line for line in found.order.lines}
-                stock.setdefault(found.plan.allocation_channel, []).extend(
-                    found.plan.stock_lines(lines)
-                )
-                for code, amount in capacity_use(
-                    found.order, found.plan.allocations, network
-                ).items():
-                    used[code] = used.get(code, 0) + amount
-            for channel, lines_to_take in stock.items():
-                if lines_to_take:
-                    uow.inventory.allocate(
-                        lines_to_take, at=at, channel=channel, reason="batch sourcing wave"
-                    )
-            uow.locations.use_capacity(used, on=at.date())
+            take_planned(uow, bulk, locations=network, at=at, reason="batch sourcing wave")
             for found in bulk:
                 found.order.apply_sourcing(
                     allocations=found.plan.allocations,
@@ -1436,23 +1431,7 @@ class OrderSourcingService:
             record_decisions(
                 uow, [found.decision for found in changed], trigger="supply_late", at=at
             )
-            stock: dict[str | None, list[StockLine]] = {}
-            used: dict[str, int] = {}
-            for found in changed:
-                lines = {line.line_no: line for line in found.order.lines}
-                stock.setdefault(found.plan.allocation_channel, []).extend(
-                    found.plan.stock_lines(lines)
-                )
-                for code, amount in capacity_use(
-                    found.order, found.plan.allocations, network
-                ).items():
-                    used[code] = used.get(code, 0) + amount
-            for channel, lines_to_take in stock.items():
-                if lines_to_take:
-                    uow.inventory.allocate(
-                        lines_to_take, at=at, channel=channel, reason=f"re-sourced: {reason}"
-                    )
-            uow.locations.use_capacity(used, on=at.date())
+            take_planned(uow, changed, locations=network, at=at, reason=f"re-sourced: {reason}")
             moved_of = {order.order_id: moved for order, moved in affected}
             replanned: list[Replanned] = []
             saved: list[Order] = []
