@@ -206,34 +206,25 @@ class SqlOutboxRepository:
                 return EventPage(events, events[-1].position)
             last = self._connection.execute(select(func.max(c.position))).scalar()
             return EventPage(events, max(position, last or 0))
-        scan = _SETTLE_SCAN if types else limit
-        bound = self._settled_bound(position, limit=scan, at=settled_before)
-        if bound == position:
-            return EventPage([], position)
-        query = select(outbox_events).where(c.position > position, c.position <= bound)
-        if types:
-            query = query.where(c.type.in_(list(types)))
-        rows = self._connection.execute(query.order_by(c.position).limit(limit)).all()
-        events = [_outbox_event(row._mapping) for row in rows]
-        return EventPage(events, events[-1].position if len(events) == limit else bound)
-
-    def _settled_bound(self, position: int, *, limit: int, at: datetime | None) -> int:
-        """The highest position after ``position`` (at most ``limit`` events on) below which no
-        transaction in flight can still add an event: it stops before the first gap whose next
-        event is younger than ``at``."""
-        c = outbox_events.c
-        rows = self._connection.execute(
+        after = select(outbox_events).where(c.position > position).order_by(c.position)
+        if not types:  # the page itself tells where it is settled: one read
+            rows = self._connection.execute(after.limit(limit)).all()
+            bound = _settled_bound(rows, position, at=settled_before)
+            events = [_outbox_event(row._mapping) for row in rows if row.position <= bound]
+            return EventPage(events, bound)
+        scanned = self._connection.execute(
             select(c.position, c.time)
             .where(c.position > position)
             .order_by(c.position)
-            .limit(limit)
+            .limit(_SETTLE_SCAN)
         ).all()
-        bound = position
-        for row in rows:
-            if row.position != bound + 1 and at is not None and row.time >= at:
-                break
-            bound = row.position
-        return bound
+        bound = _settled_bound(scanned, position, at=settled_before)
+        if bound == position:
+            return EventPage([], position)
+        query = after.where(c.position <= bound, c.type.in_(list(types)))
+        rows = self._connection.execute(query.limit(limit)).all()
+        events = [_outbox_event(row._mapping) for row in rows]
+        return EventPage(events, events[-1].position if len(events) == limit else bound)
 
     def claim_unpublished(self, *, limit: int) -> list[OutboxEvent]:
         query = (
@@ -253,6 +244,18 @@ class SqlOutboxRepository:
                 .where(outbox_events.c.position.in_(list(positions)))
                 .values(published_at=at)
             )
+
+
+def _settled_bound(rows: Sequence[Any], position: int, *, at: datetime | None) -> int:
+    """The highest position of ``rows`` (read in position order after ``position``) below which
+    no transaction in flight can still add an event: it stops before the first gap whose next
+    event is younger than ``at``."""
+    bound = position
+    for row in rows:
+        if row.position != bound + 1 and at is not None and row.time >= at:
+            break
+        bound = row.position
+    return bound
 
 
 def _outbox_event(row: Any) -> OutboxEvent:
