@@ -82,6 +82,9 @@ SIZES: dict[str, dict[str, Any]] = {
     },
 }
 
+SIZES["medium"] = SIZES["large"] = SIZES["full"]
+"""`make bench SIZE=medium|large` runs the issue's scale (10,000 orders per scenario)."""
+
 UNITS_PER_ORDER = 2.3
 """Expected units per order of the basket model below (1.95 lines x 1.18 units)."""
 
@@ -609,6 +612,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     size = SIZES[args.size]
+    if args.size != "small" and args.output == RESULTS:
+        args.output = RESULTS.with_name("sourcing-full.json")
     started = time.perf_counter()
     cities = us_cities()
     results: dict[str, Any] = {
