@@ -631,6 +631,23 @@ class InventoryService:
             if line.quantity <= 0:
                 raise Invalid(f"quantity of {line.sku} must be positive")
         reservation_id = self._ids.new_id()
+        line = lines[0]
+        if len(lines) == 1 and line.location_code:
+            # The common cart hold, one item at one store: one statement where the database
+            # allows it (a hot item sees many at once), the general way below otherwise.
+            now = self._clock.now()
+            with self._uow(single_statement=True) as uow:
+                held = uow.inventory.reserve_at_once(
+                    StockLine(line.sku, line.location_code, line.quantity),
+                    reservation_id=reservation_id,
+                    reference=reference,
+                    channel=channel,
+                    expires_at=now + ttl,
+                    at=now,
+                )
+                uow.commit()
+            if held is not None:
+                return held
         for attempt in range(NETWORK_RETRIES):
             now = self._clock.now()
             try:
