@@ -664,6 +664,30 @@ WITH taken AS (
 )
 SELECT on_hand, allocated, reserved, blocked, safety_stock FROM taken
 """  # noqa: S608 (built from constants; every value is a bound parameter)
+_HOLD_SQLITE = f"""
+UPDATE inventory_positions
+SET reserved = reserved + :quantity, updated_at = :at
+WHERE item_id = (SELECT id FROM items WHERE sku = :sku)
+  AND location_id = (SELECT id FROM locations WHERE code = :code AND status IN ({_FULFILLING}))
+  AND (on_hand - allocated - reserved - blocked - safety_stock)
+      * (100 - COALESCE((SELECT percent FROM channel_buffers WHERE channel = :channel), 0))
+      >= (:quantity + COALESCE((SELECT units FROM channel_buffers WHERE channel = :channel), 0))
+      * 100
+RETURNING item_id, location_id, on_hand, allocated, reserved, blocked, safety_stock,
+  (SELECT low_stock_threshold FROM items WHERE id = item_id)
+"""  # noqa: S608 (built from constants; every value is a bound parameter)
+"""The same conditional update on SQLite (no writable CTEs): the hold's rows follow in the same
+transaction, which holds the database's write lock from BEGIN IMMEDIATE."""
+_HOLD_SQLITE_RESERVATION = (
+    "INSERT INTO reservations (id, reference, channel, status, expires_at, created_at,"
+    " updated_at) VALUES (:id, :reference, :channel, 'active', :expires_at, :at, :at)"
+)
+_HOLD_SQLITE_LINE = (
+    "INSERT INTO reservation_lines (reservation_id, item_id, location_id, quantity, status,"
+    " expires_at) VALUES (:id, :item_id, :location_id, :quantity, 'active', :expires_at)"
+)
+_SQLITE_TIME = reservations.c.expires_at.type.bind_processor(sqlite.dialect())
+"""How SQLite stores a UTC time (as SQLAlchemy binds it), for statements run on the driver."""
 """A one-line hold on PostgreSQL as one statement, run in autocommit: the conditional update
 (channel buffer included), the hold's rows and its events (those of :func:`change_events`, built
 in SQL) commit together, and the position's row lock lasts only while the statement runs.
@@ -746,6 +770,33 @@ def _position(key: _Key, row: Any, *, expired: int = 0) -> Position:
         reserved=int(row.reserved) - expired,
         blocked=int(row.blocked),
         safety_stock=int(row.safety_stock),
+    )
+
+
+def _one_line_hold(
+    line: StockLine,
+    *,
+    reservation_id: str,
+    reference: str,
+    channel: str,
+    expires_at: datetime,
+    at: datetime,
+) -> Reservation:
+    return Reservation(
+        id=reservation_id,
+        reference=reference,
+        channel=channel,
+        status=ReservationStatus.ACTIVE,
+        expires_at=expires_at,
+        created_at=at,
+        lines=(
+            ReservationLine(
+                sku=line.sku,
+                location_code=line.location_code,
+                quantity=line.quantity,
+                status=ReservationStatus.ACTIVE,
+            ),
+        ),
     )
 
 
@@ -1410,10 +1461,11 @@ class SqlInventoryRepository:
         """A one-line hold at a location in as few round trips as the database allows. On
         PostgreSQL one statement (:data:`_HOLD_POSTGRES`) in an autocommit unit of work; None
         when it held nothing, and the caller takes the general path (which frees expired holds
-        or says why it refuses). Elsewhere the general :meth:`reserve`."""
+        or says why it refuses). On SQLite a few prebuilt statements in the unit of work's
+        transaction (events recorded as usual)."""
         if not self._is_postgres:
-            return self.reserve(
-                [line],
+            return self._reserve_at_once_sqlite(
+                line,
                 reservation_id=reservation_id,
                 reference=reference,
                 channel=channel,
@@ -1446,21 +1498,84 @@ class SqlInventoryRepository:
             cursor.close()
         if row is None:
             return None
-        return Reservation(
-            id=reservation_id,
+        return _one_line_hold(
+            line,
+            reservation_id=reservation_id,
             reference=reference,
             channel=channel,
-            status=ReservationStatus.ACTIVE,
             expires_at=expires_at,
-            created_at=at,
-            lines=(
-                ReservationLine(
+            at=at,
+        )
+
+    def _reserve_at_once_sqlite(
+        self,
+        line: StockLine,
+        *,
+        reservation_id: str,
+        reference: str,
+        channel: str,
+        expires_at: datetime,
+        at: datetime,
+    ) -> Reservation | None:
+        assert _SQLITE_TIME is not None
+        stored_at, stored_expiry = _SQLITE_TIME(at), _SQLITE_TIME(expires_at)
+        cursor = self._connection.connection.cursor()
+        try:
+            row = cursor.execute(
+                _HOLD_SQLITE,
+                {
+                    "sku": line.sku,
+                    "code": line.location_code,
+                    "quantity": line.quantity,
+                    "channel": channel,
+                    "at": stored_at,
+                },
+            ).fetchone()
+            if row is None:
+                return None
+            item_id, location_id, *figures, threshold = row
+            cursor.execute(
+                _HOLD_SQLITE_RESERVATION,
+                {
+                    "id": reservation_id,
+                    "reference": reference,
+                    "channel": channel,
+                    "expires_at": stored_expiry,
+                    "at": stored_at,
+                },
+            )
+            cursor.execute(
+                _HOLD_SQLITE_LINE,
+                {
+                    "id": reservation_id,
+                    "item_id": item_id,
+                    "location_id": location_id,
+                    "quantity": line.quantity,
+                    "expires_at": stored_expiry,
+                },
+            )
+        finally:
+            cursor.close()
+        after = Position(line.sku, line.location_code, *figures)
+        self._record(
+            *change_events(
+                PositionChange(
                     sku=line.sku,
                     location_code=line.location_code,
-                    quantity=line.quantity,
-                    status=ReservationStatus.ACTIVE,
-                ),
-            ),
+                    reason="reserved",
+                    before=replace(after, reserved=after.reserved - line.quantity),
+                    after=after,
+                    low_stock_threshold=int(threshold),
+                )
+            )
+        )
+        return _one_line_hold(
+            line,
+            reservation_id=reservation_id,
+            reference=reference,
+            channel=channel,
+            expires_at=expires_at,
+            at=at,
         )
 
     def get_reservation(self, reservation_id: str) -> Reservation | None:
