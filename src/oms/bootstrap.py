@@ -187,13 +187,14 @@ class Services:
     def _allocate_backorders(self, skus: Sequence[str]) -> None:
         self.orders.allocate_waiting_backorders(skus)
 
-    def uow(self, *, read_only: bool = False) -> SqlUnitOfWork:
+    def uow(self, *, read_only: bool = False, single_statement: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(
             self.engine,
             clock=self.clock,
             ids=self.ids,
             event_source=self.settings.event_source,
             read_only=read_only,
+            single_statement=single_statement,
         )
 
     def close(self) -> None:

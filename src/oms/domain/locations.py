@@ -12,6 +12,9 @@ from enum import StrEnum
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
+import numpy.typing as npt
+
 from oms.domain.errors import Conflict, Invalid, NotFound
 
 E = TypeVar("E", bound=StrEnum)
@@ -232,33 +235,24 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
-GeoPoint = tuple[float, float, float]
-"""A point prepared for :func:`distances_km`: (latitude in radians, its cosine, longitude)."""
+GeoPoints = npt.NDArray[np.float64]
+"""Points prepared for :func:`distances_km`: rows of latitudes in radians, their cosines and
+longitudes in radians."""
 
 
-def geo_point(latitude: float, longitude: float) -> GeoPoint:
-    phi = math.radians(latitude)
-    return (phi, math.cos(phi), longitude)
+def geo_points(coordinates: Iterable[tuple[float, float]]) -> GeoPoints:
+    latitudes, longitudes = np.array(list(coordinates), dtype=np.float64).reshape(-1, 2).T
+    phi = np.radians(latitudes)
+    return np.stack([phi, np.cos(phi), np.radians(longitudes)])
 
 
-def distances_km(latitude: float, longitude: float, points: Sequence[GeoPoint]) -> list[float]:
-    """:func:`haversine_km` from one point to many prepared ones (the same figures, computed
-    without recomputing what belongs to each point: availability measures the whole network
-    on every call)."""
+def distances_km(latitude: float, longitude: float, points: GeoPoints) -> list[float]:
+    """:func:`haversine_km` from one point to many prepared ones, computed for all at once:
+    availability measures the distance to every candidate location on every call."""
     phi1 = math.radians(latitude)
-    cos1 = math.cos(phi1)
-    sin, radians, sqrt, asin = math.sin, math.radians, math.sqrt, math.asin
-    diameter = 2 * EARTH_RADIUS_KM
-    return [
-        diameter
-        * asin(
-            min(
-                1.0,
-                sqrt(
-                    sin((phi2 - phi1) / 2) ** 2
-                    + cos1 * cos2 * sin(radians(lon2 - longitude) / 2) ** 2
-                ),
-            )
-        )
-        for phi2, cos2, lon2 in points
-    ]
+    half_sines = np.sin((points[0] - phi1) / 2) ** 2 + math.cos(phi1) * points[1] * (
+        np.sin((points[2] - math.radians(longitude)) / 2) ** 2
+    )
+    distances = 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(1.0, np.sqrt(half_sines)))
+    listed: list[float] = distances.tolist()
+    return listed

@@ -57,13 +57,13 @@ from oms.domain.inventory import (
 from oms.domain.items import Item, ItemNotFound
 from oms.domain.locations import (
     Capability,
-    GeoPoint,
+    GeoPoints,
     Location,
     LocationNotFound,
     LocationStatus,
     LocationType,
     distances_km,
-    geo_point,
+    geo_points,
     haversine_km,
 )
 from oms.domain.promising import (
@@ -202,7 +202,7 @@ class InventoryService:
         self._locations: list[Location] | None = None
         self._locations_loaded = 0.0
         self._candidates_of: list[Location] | None = None
-        self._candidate_cache: dict[DeliveryMethod, tuple[list[Location], list[GeoPoint]]] = {}
+        self._candidate_cache: dict[DeliveryMethod, tuple[list[Location], GeoPoints]] = {}
         self._stock_listeners: list[StockListener] = []
         self._status_listeners: list[Callable[[str, str, str], object]] = []
         self._supply_listeners: list[StockListener] = []
@@ -631,6 +631,23 @@ class InventoryService:
             if line.quantity <= 0:
                 raise Invalid(f"quantity of {line.sku} must be positive")
         reservation_id = self._ids.new_id()
+        line = lines[0]
+        if len(lines) == 1 and line.location_code:
+            # The common cart hold, one item at one store: one statement where the database
+            # allows it (a hot item sees many at once), the general way below otherwise.
+            now = self._clock.now()
+            with self._uow(single_statement=True) as uow:
+                held = uow.inventory.reserve_at_once(
+                    StockLine(line.sku, line.location_code, line.quantity),
+                    reservation_id=reservation_id,
+                    reference=reference,
+                    channel=channel,
+                    expires_at=now + ttl,
+                    at=now,
+                )
+                uow.commit()
+            if held is not None:
+                return held
         for attempt in range(NETWORK_RETRIES):
             now = self._clock.now()
             try:
@@ -772,7 +789,7 @@ class InventoryService:
 
     # -- availability ---------------------------------------------------------------------------
 
-    def _candidates(self, method: DeliveryMethod) -> tuple[list[Location], list[GeoPoint]]:
+    def _candidates(self, method: DeliveryMethod) -> tuple[list[Location], GeoPoints]:
         """The locations that may serve ``method`` (status, capabilities, type), with their
         points prepared for distances: derived once per load of the network, not per call."""
         network = self.network()
@@ -782,7 +799,7 @@ class InventoryService:
         cached = self._candidate_cache.get(method)
         if cached is None:
             chosen = [location for location in network if _may_serve(location, method)]
-            cached = (chosen, [geo_point(loc.latitude, loc.longitude) for loc in chosen])
+            cached = (chosen, geo_points((loc.latitude, loc.longitude) for loc in chosen))
             self._candidate_cache[method] = cached
         return cached
 

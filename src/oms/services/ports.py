@@ -596,6 +596,20 @@ class InventoryRepository(Protocol):
         """All or nothing, like allocate."""
         ...
 
+    def reserve_at_once(
+        self,
+        line: StockLine,
+        *,
+        reservation_id: str,
+        reference: str,
+        channel: str,
+        expires_at: datetime,
+        at: datetime,
+    ) -> Reservation | None:
+        """A one-line hold at a location, in a ``single_statement`` unit of work: the hold, or
+        None when this fast way held nothing (then :meth:`reserve` decides and says why)."""
+        ...
+
     def get_reservation(self, reservation_id: str) -> Reservation | None: ...
 
     def release_reservation(self, reservation_id: str, *, at: datetime) -> Reservation: ...
@@ -949,7 +963,10 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, read_only: bool = False) -> UnitOfWork: ...
+    def __call__(self, *, read_only: bool = False, single_statement: bool = False) -> UnitOfWork:
+        """``single_statement``: the use case is one repository call that writes its own events
+        (see :meth:`InventoryRepository.reserve_at_once`); it may run in autocommit."""
+        ...
 
 
 # --- payments ---------------------------------------------------------------------------------

@@ -620,6 +620,80 @@ _KEYS_AND_BUFFER = union_all(
 _INSERT_RESERVATION = insert(reservations)
 _INSERT_RESERVATION_LINE = insert(reservation_lines)
 
+_FULFILLING = ", ".join(f"'{status.value}'" for status in LocationStatus if status.fulfills)
+_ATP_SQL = "GREATEST(0, p.on_hand - p.allocated - p.reserved - p.blocked - p.safety_stock)"
+_HOLD_POSTGRES = f"""
+WITH taken AS (
+  UPDATE inventory_positions AS p
+  SET reserved = p.reserved + %(quantity)s, updated_at = %(at)s
+  FROM items AS i CROSS JOIN locations AS l
+    LEFT JOIN channel_buffers AS b ON b.channel = %(channel)s
+  WHERE i.sku = %(sku)s AND l.code = %(code)s AND l.status IN ({_FULFILLING})
+    AND p.item_id = i.id AND p.location_id = l.id
+    AND (p.on_hand - p.allocated - p.reserved - p.blocked - p.safety_stock)
+        * (100 - COALESCE(b.percent, 0)) >= (%(quantity)s + COALESCE(b.units, 0)) * 100
+  RETURNING p.item_id, p.location_id, p.on_hand, p.allocated, p.reserved, p.blocked,
+    p.safety_stock, i.low_stock_threshold AS threshold, {_ATP_SQL} AS atp,
+    GREATEST(0, p.on_hand - p.allocated - p.reserved + %(quantity)s - p.blocked
+      - p.safety_stock) AS previous_atp
+), hold AS (
+  INSERT INTO reservations (id, reference, channel, status, expires_at, created_at, updated_at)
+  SELECT %(id)s, %(reference)s, %(channel)s, 'active', %(expires_at)s, %(at)s, %(at)s
+  FROM taken
+), hold_line AS (
+  INSERT INTO reservation_lines (reservation_id, item_id, location_id, quantity, status,
+    expires_at)
+  SELECT %(id)s, item_id, location_id, %(quantity)s, 'active', %(expires_at)s FROM taken
+), events AS (
+  INSERT INTO outbox_events (event_id, type, source, subject, time, data)
+  SELECT e.event_id, e.type, %(source)s, %(subject)s, %(at)s, e.data
+  FROM taken, LATERAL (VALUES
+    (1, %(changed_id)s, 'inventory.changed', jsonb_build_object(
+      'sku', %(sku)s::text, 'location', %(code)s::text, 'reason', 'reserved',
+      'on_hand', on_hand, 'allocated', allocated, 'reserved', reserved, 'blocked', blocked,
+      'safety_stock', safety_stock, 'atp', atp, 'previous_atp', previous_atp)),
+    (2, %(crossed_id)s, 'availability.out',
+      jsonb_build_object('sku', %(sku)s::text, 'location', %(code)s::text)),
+    (3, %(crossed_id)s, 'availability.low', jsonb_build_object(
+      'sku', %(sku)s::text, 'location', %(code)s::text, 'atp', atp, 'threshold', threshold))
+  ) AS e (n, event_id, type, data)
+  WHERE e.n = 1
+    OR (e.n = 2 AND atp = 0 AND previous_atp > 0)
+    OR (e.n = 3 AND 0 < atp AND atp <= threshold AND threshold < previous_atp)
+  ORDER BY e.n
+)
+SELECT on_hand, allocated, reserved, blocked, safety_stock FROM taken
+"""  # noqa: S608 (built from constants; every value is a bound parameter)
+_HOLD_SQLITE = f"""
+UPDATE inventory_positions
+SET reserved = reserved + :quantity, updated_at = :at
+WHERE item_id = (SELECT id FROM items WHERE sku = :sku)
+  AND location_id = (SELECT id FROM locations WHERE code = :code AND status IN ({_FULFILLING}))
+  AND (on_hand - allocated - reserved - blocked - safety_stock)
+      * (100 - COALESCE((SELECT percent FROM channel_buffers WHERE channel = :channel), 0))
+      >= (:quantity + COALESCE((SELECT units FROM channel_buffers WHERE channel = :channel), 0))
+      * 100
+RETURNING item_id, location_id, on_hand, allocated, reserved, blocked, safety_stock,
+  (SELECT low_stock_threshold FROM items WHERE id = item_id)
+"""  # noqa: S608 (built from constants; every value is a bound parameter)
+"""The same conditional update on SQLite (no writable CTEs): the hold's rows follow in the same
+transaction, which holds the database's write lock from BEGIN IMMEDIATE."""
+_HOLD_SQLITE_RESERVATION = (
+    "INSERT INTO reservations (id, reference, channel, status, expires_at, created_at,"
+    " updated_at) VALUES (:id, :reference, :channel, 'active', :expires_at, :at, :at)"
+)
+_HOLD_SQLITE_LINE = (
+    "INSERT INTO reservation_lines (reservation_id, item_id, location_id, quantity, status,"
+    " expires_at) VALUES (:id, :item_id, :location_id, :quantity, 'active', :expires_at)"
+)
+_SQLITE_TIME = reservations.c.expires_at.type.bind_processor(sqlite.dialect())
+"""How SQLite stores a UTC time (as SQLAlchemy binds it), for statements run on the driver."""
+"""A one-line hold on PostgreSQL as one statement, run in autocommit: the conditional update
+(channel buffer included), the hold's rows and its events (those of :func:`change_events`, built
+in SQL) commit together, and the position's row lock lasts only while the statement runs.
+It changes nothing when the position is short, unknown, at a location that fulfills nothing or
+has expired holds to free: then the general path decides and says why."""
+
 
 _SNAPSHOT_STAGE = Table(
     "oms_snapshot_stage",
@@ -699,10 +773,46 @@ def _position(key: _Key, row: Any, *, expired: int = 0) -> Position:
     )
 
 
+def _one_line_hold(
+    line: StockLine,
+    *,
+    reservation_id: str,
+    reference: str,
+    channel: str,
+    expires_at: datetime,
+    at: datetime,
+) -> Reservation:
+    return Reservation(
+        id=reservation_id,
+        reference=reference,
+        channel=channel,
+        status=ReservationStatus.ACTIVE,
+        expires_at=expires_at,
+        created_at=at,
+        lines=(
+            ReservationLine(
+                sku=line.sku,
+                location_code=line.location_code,
+                quantity=line.quantity,
+                status=ReservationStatus.ACTIVE,
+            ),
+        ),
+    )
+
+
 class SqlInventoryRepository:
-    def __init__(self, connection: Connection, *, record: Record) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        record: Record,
+        new_id: Callable[[], str] | None = None,
+        event_source: str = "",
+    ) -> None:
         self._connection = connection
         self._record = record
+        self._new_id = new_id
+        self._event_source = event_source
         self._is_postgres = connection.dialect.name == "postgresql"
         self._read_only = bool(connection.get_execution_options().get(READ_ONLY))
         self._known_keys: dict[tuple[str, str], _Key] = {}
@@ -1336,6 +1446,136 @@ class SqlInventoryRepository:
                 )
                 for key, quantity in ordered
             ),
+        )
+
+    def reserve_at_once(
+        self,
+        line: StockLine,
+        *,
+        reservation_id: str,
+        reference: str,
+        channel: str,
+        expires_at: datetime,
+        at: datetime,
+    ) -> Reservation | None:
+        """A one-line hold at a location in as few round trips as the database allows. On
+        PostgreSQL one statement (:data:`_HOLD_POSTGRES`) in an autocommit unit of work; None
+        when it held nothing, and the caller takes the general path (which frees expired holds
+        or says why it refuses). On SQLite a few prebuilt statements in the unit of work's
+        transaction (events recorded as usual)."""
+        if not self._is_postgres:
+            return self._reserve_at_once_sqlite(
+                line,
+                reservation_id=reservation_id,
+                reference=reference,
+                channel=channel,
+                expires_at=expires_at,
+                at=at,
+            )
+        if self._new_id is None:
+            raise RuntimeError("a hold in one statement needs event ids from its unit of work")
+        cursor = self._connection.connection.cursor()
+        try:
+            cursor.execute(
+                _HOLD_POSTGRES,
+                {
+                    "sku": line.sku,
+                    "code": line.location_code,
+                    "quantity": line.quantity,
+                    "channel": channel,
+                    "id": reservation_id,
+                    "reference": reference,
+                    "expires_at": expires_at,
+                    "at": at,
+                    "source": self._event_source,
+                    "subject": f"inventory/{line.sku}@{line.location_code}",
+                    "changed_id": self._new_id(),
+                    "crossed_id": self._new_id(),
+                },
+            )
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        if row is None:
+            return None
+        return _one_line_hold(
+            line,
+            reservation_id=reservation_id,
+            reference=reference,
+            channel=channel,
+            expires_at=expires_at,
+            at=at,
+        )
+
+    def _reserve_at_once_sqlite(
+        self,
+        line: StockLine,
+        *,
+        reservation_id: str,
+        reference: str,
+        channel: str,
+        expires_at: datetime,
+        at: datetime,
+    ) -> Reservation | None:
+        assert _SQLITE_TIME is not None
+        stored_at, stored_expiry = _SQLITE_TIME(at), _SQLITE_TIME(expires_at)
+        cursor = self._connection.connection.cursor()
+        try:
+            row = cursor.execute(
+                _HOLD_SQLITE,
+                {
+                    "sku": line.sku,
+                    "code": line.location_code,
+                    "quantity": line.quantity,
+                    "channel": channel,
+                    "at": stored_at,
+                },
+            ).fetchone()
+            if row is None:
+                return None
+            item_id, location_id, *figures, threshold = row
+            cursor.execute(
+                _HOLD_SQLITE_RESERVATION,
+                {
+                    "id": reservation_id,
+                    "reference": reference,
+                    "channel": channel,
+                    "expires_at": stored_expiry,
+                    "at": stored_at,
+                },
+            )
+            cursor.execute(
+                _HOLD_SQLITE_LINE,
+                {
+                    "id": reservation_id,
+                    "item_id": item_id,
+                    "location_id": location_id,
+                    "quantity": line.quantity,
+                    "expires_at": stored_expiry,
+                },
+            )
+        finally:
+            cursor.close()
+        after = Position(line.sku, line.location_code, *figures)
+        self._record(
+            *change_events(
+                PositionChange(
+                    sku=line.sku,
+                    location_code=line.location_code,
+                    reason="reserved",
+                    before=replace(after, reserved=after.reserved - line.quantity),
+                    after=after,
+                    low_stock_threshold=int(threshold),
+                )
+            )
+        )
+        return _one_line_hold(
+            line,
+            reservation_id=reservation_id,
+            reference=reference,
+            channel=channel,
+            expires_at=expires_at,
+            at=at,
         )
 
     def get_reservation(self, reservation_id: str) -> Reservation | None:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -508,11 +509,13 @@ def in_schema_of(dialect_name: str, name: str | None, type_: str) -> bool:
     return not (type_ == "index" and name == SQLITE_ONLY_INDEX and dialect_name != "sqlite")
 
 
+STOCK_COLUMNS = ("on_hand", "allocated", "reserved", "blocked", "safety_stock")
+
 inventory_positions = Table(
     "inventory_positions",
     metadata,
-    Column("item_id", ForeignKey("items.id"), primary_key=True),
-    Column("location_id", ForeignKey("locations.id"), primary_key=True),
+    Column("item_id", ForeignKey("items.id"), nullable=False),
+    Column("location_id", ForeignKey("locations.id"), nullable=False),
     Column("on_hand", Integer, nullable=False),
     Column("allocated", Integer, nullable=False),
     # The sum of active holds, including expired ones the worker has not freed yet: readers
@@ -531,20 +534,15 @@ inventory_positions = Table(
     CheckConstraint("reserved >= 0", name="reserved_positive"),
     CheckConstraint("blocked >= 0", name="blocked_positive"),
     CheckConstraint("safety_stock >= 0", name="safety_stock_positive"),
+    # Availability reads an item's positions at every location from an index alone (its
+    # entries sit together), not one table page per position (positions arrive location by
+    # location, so an item's rows are spread over as many pages as it has locations). On
+    # PostgreSQL the primary key carries the stock columns (INCLUDE): no second index to
+    # maintain; its cost is that stock updates are not HOT (bulk counts were not anyway: full
+    # pages). SQLite has no INCLUDE: a separate covering index.
+    PrimaryKeyConstraint("item_id", "location_id", postgresql_include=list(STOCK_COLUMNS)),
     Index("ix_inventory_positions_location", "location_id", "item_id"),
-    # SQLite only: availability reads an item's positions at every location from this index
-    # alone (its rows sit together), not one table page per position. PostgreSQL keeps its
-    # updates HOT instead: an index on the stock columns would make every stock write touch it.
-    Index(
-        SQLITE_ONLY_INDEX,
-        "item_id",
-        "location_id",
-        "on_hand",
-        "allocated",
-        "reserved",
-        "blocked",
-        "safety_stock",
-    ).ddl_if(dialect="sqlite"),
+    Index(SQLITE_ONLY_INDEX, "item_id", "location_id", *STOCK_COLUMNS).ddl_if(dialect="sqlite"),
 )
 
 inventory_movements = Table(

@@ -37,13 +37,24 @@ from oms.services.ports import Clock, Ids, OutboxEvent
 
 class SqlUnitOfWork:
     def __init__(
-        self, engine: Engine, *, clock: Clock, ids: Ids, event_source: str, read_only: bool = False
+        self,
+        engine: Engine,
+        *,
+        clock: Clock,
+        ids: Ids,
+        event_source: str,
+        read_only: bool = False,
+        single_statement: bool = False,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._ids = ids
         self._event_source = event_source
         self._read_only = read_only
+        self._autocommit = single_statement and engine.dialect.name == "postgresql"
+        """A use case that is one statement writing its own events (a one-line hold) runs in
+        autocommit on PostgreSQL: no BEGIN and COMMIT round trips, and the row locks it takes
+        last only while the statement runs. Elsewhere it is an ordinary transaction."""
         self._events: list[DomainEvent] = []
         self._connection: Connection | None = None
         self._transaction: RootTransaction | None = None
@@ -60,6 +71,8 @@ class SqlUnitOfWork:
                 # BEGIN and ROLLBACK round trips (every authenticated request makes one).
                 options["isolation_level"] = "AUTOCOMMIT"
             connection = connection.execution_options(**options)
+        elif self._autocommit:
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
         self._connection = connection
         self._transaction = connection.begin()
         return self
@@ -89,6 +102,8 @@ class SqlUnitOfWork:
     def record(self, *events: DomainEvent) -> None:
         if self._read_only:
             raise RuntimeError("a read-only unit of work cannot record events")
+        if self._autocommit:
+            raise RuntimeError("a single-statement unit of work writes its events itself")
         self._events.extend(events)
 
     def commit(self) -> None:
@@ -191,7 +206,12 @@ class SqlUnitOfWork:
 
     @cached_property
     def inventory(self) -> SqlInventoryRepository:
-        return SqlInventoryRepository(self.connection, record=self.record)
+        return SqlInventoryRepository(
+            self.connection,
+            record=self.record,
+            new_id=self._ids.new_id,
+            event_source=self._event_source,
+        )
 
     @cached_property
     def orders(self) -> SqlOrderRepository:
