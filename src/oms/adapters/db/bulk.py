@@ -13,7 +13,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, insert, text
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Insert,
+    String,
+    Table,
+    any_,
+    bindparam,
+    insert,
+    text,
+)
+from sqlalchemy.dialects import postgresql
 
 COPY_FROM_ROWS = 100
 """Fewer rows than this go through the INSERT: COPY costs a round trip more to set up."""
@@ -97,3 +109,25 @@ def _copy(
             copy.write_row(
                 [row[name] if process is None else process(row[name]) for name, process in pairs]
             )
+
+
+# -- many keys in one condition ---------------------------------------------------------------
+
+IN_LIST = 500
+"""Keys per IN list on SQLite (PostgreSQL takes any number as one array parameter)."""
+_KEY_ARRAY = postgresql.ARRAY(String)
+
+
+def key_chunks(connection: Connection, keys: Sequence[str]) -> list[Sequence[str]]:
+    """``keys`` cut into the pieces one statement of :func:`among` takes."""
+    if connection.dialect.name == "postgresql":
+        return [keys] if keys else []
+    return [keys[i : i + IN_LIST] for i in range(0, len(keys), IN_LIST)]
+
+
+def among(connection: Connection, column: Column[str], keys: Sequence[str]) -> ColumnElement[bool]:
+    """``column IN keys``; on PostgreSQL ``column = ANY(array)``: one parameter instead of
+    hundreds of placeholders, which psycopg parses at every execution (like a long INSERT)."""
+    if connection.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(keys), type_=_KEY_ARRAY))
+    return column.in_(keys)

@@ -8,25 +8,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    ColumnElement,
-    Connection,
-    String,
-    Table,
-    and_,
-    any_,
-    bindparam,
-    delete,
-    func,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Connection, Table, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from oms.adapters.db.bulk import insert_rows
+from oms.adapters.db.bulk import among, insert_rows, key_chunks
 from oms.adapters.db.tables import (
     order_cancel_requests,
     order_holds,
@@ -70,11 +55,6 @@ _INSERT = {
     )
 }
 """Built once: a statement object reused keeps its cache key (no per-call construction)."""
-_ID_ARRAY = postgresql.ARRAY(String)
-
-CHUNK = 500
-"""Order ids per IN list of the bulk reads and writes (SQLite; PostgreSQL takes them all as one
-array parameter)."""
 
 
 def _children_of(order: Order) -> set[str]:
@@ -112,7 +92,6 @@ def _address(document: dict[str, Any] | None) -> Address | None:
 class SqlOrderRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
-        self._postgres = connection.dialect.name == "postgresql"
         self._loaded_lines: dict[str, set[int]] = {}
         self._stored_lines: dict[tuple[str, int], dict[str, Any]] = {}
         """Line rows as read or last written: a save skips the lines that did not change."""
@@ -123,18 +102,6 @@ class SqlOrderRepository:
         """The orders this unit of work has read or written, and whether their row is locked
         (read for update, inserted or updated): reading one again returns the same object
         instead of five queries (an activity of the order's process, a step after a step)."""
-
-    def _chunks(self, order_ids: Sequence[str]) -> list[Sequence[str]]:
-        if self._postgres:
-            return [order_ids] if order_ids else []
-        return [order_ids[i : i + CHUNK] for i in range(0, len(order_ids), CHUNK)]
-
-    def _among(self, column: Column[str], order_ids: Sequence[str]) -> ColumnElement[bool]:
-        """``column IN order_ids``; on PostgreSQL ``= ANY(array)``: one parameter instead of
-        thousands of placeholders, which cost the driver more to parse than the server to run."""
-        if self._postgres:
-            return column == any_(bindparam(None, list(order_ids), type_=_ID_ARRAY))
-        return column.in_(order_ids)
 
     def forget(self) -> None:
         """Drop the orders kept (the transaction rolled back: they may be ahead of the rows)."""
@@ -241,8 +208,10 @@ class SqlOrderRepository:
                 or (stored := self._stored_children.get(order.order_id)) is None
                 or table.name in stored
             ]  # holds and cancel requests only of orders that had some when read or written
-            for chunk in self._chunks(ids):
-                self._connection.execute(delete(table).where(self._among(table.c.order_id, chunk)))
+            for chunk in key_chunks(self._connection, ids):
+                self._connection.execute(
+                    delete(table).where(among(self._connection, table.c.order_id, chunk))
+                )
         self._insert_children_of(batch)
         for order in batch:
             self._loaded_lines[order.order_id] = {line.line_no for line in order.lines}
@@ -420,7 +389,7 @@ class SqlOrderRepository:
                 found[order_id] = kept[0]
             else:
                 missing.append(order_id)
-        for chunk in self._chunks(missing):
+        for chunk in key_chunks(self._connection, missing):
             loaded = self._load(list(chunk), for_update=for_update)
             for order_id, order in loaded.items():
                 self._identity[order_id] = (order, locking or not postgres)
@@ -428,7 +397,7 @@ class SqlOrderRepository:
         return found
 
     def _load(self, order_ids: list[str], *, for_update: bool) -> dict[str, Order]:
-        query = select(orders).where(self._among(orders.c.order_id, order_ids))
+        query = select(orders).where(among(self._connection, orders.c.order_id, order_ids))
         if for_update and self._connection.dialect.name == "postgresql":
             query = query.order_by(orders.c.order_id).with_for_update()
         order_rows = list(self._connection.execute(query).mappings())
@@ -437,7 +406,7 @@ class SqlOrderRepository:
         line_rows: dict[str, list[Any]] = {}
         for line in self._connection.execute(
             select(order_lines)
-            .where(self._among(order_lines.c.order_id, order_ids))
+            .where(among(self._connection, order_lines.c.order_id, order_ids))
             .order_by(order_lines.c.order_id, order_lines.c.line_no)
         ).mappings():
             line_rows.setdefault(line["order_id"], []).append(line)
@@ -445,7 +414,7 @@ class SqlOrderRepository:
         buckets: dict[tuple[str, int], dict[tuple[QuantityState, str | None], int]] = {}
         for bucket in self._connection.execute(
             select(order_line_quantities).where(
-                self._among(order_line_quantities.c.order_id, order_ids)
+                among(self._connection, order_line_quantities.c.order_id, order_ids)
             )
         ).mappings():
             buckets.setdefault((bucket["order_id"], bucket["line_no"]), {})[
@@ -454,7 +423,7 @@ class SqlOrderRepository:
         holds: dict[str, list[Hold]] = {}
         for hold in self._connection.execute(
             select(order_holds)
-            .where(self._among(order_holds.c.order_id, order_ids))
+            .where(among(self._connection, order_holds.c.order_id, order_ids))
             .order_by(order_holds.c.placed_at, order_holds.c.hold_id)
         ).mappings():
             holds.setdefault(hold["order_id"], []).append(
@@ -472,7 +441,7 @@ class SqlOrderRepository:
         requests: dict[str, list[CancelRequest]] = {}
         for request in self._connection.execute(
             select(order_cancel_requests)
-            .where(self._among(order_cancel_requests.c.order_id, order_ids))
+            .where(among(self._connection, order_cancel_requests.c.order_id, order_ids))
             .order_by(order_cancel_requests.c.requested_at, order_cancel_requests.c.request_id)
         ).mappings():
             requests.setdefault(request["order_id"], []).append(
