@@ -218,13 +218,16 @@ class _Columns:
             units[:, over] = np.floor(units[:, over] * (self.capacity[over] / totals[over]))
         return units
 
-    def full_cover(self) -> tuple[int, float] | None:
-        """The cheapest single location that can serve every line in full."""
+    def full_cover(self, priced: FloatArray | None = None) -> tuple[int, float] | None:
+        """The cheapest single location that can serve every line in full. ``priced``: the
+        cost per column of units that are the whole lines wherever a column has them all."""
         total = self.q.sum()
         full = (self.avail >= self.q[:, None]).all(axis=0) & (self.capacity >= total)
         if not full.any():
             return None
-        cost = self.cost(np.broadcast_to(self.q[:, None], self.avail.shape))
+        cost = priced
+        if cost is None:
+            cost = self.cost(np.broadcast_to(self.q[:, None], self.avail.shape))
         cost = np.where(full, cost, math.inf)
         best = int(np.argmin(cost))
         return best, float(cost[best])
@@ -294,12 +297,18 @@ def _allow(columns: _Columns, max_shipments: int) -> Choice:
     avail = columns.avail.copy()
     picks: list[tuple[int, FloatArray]] = []
     spent = 0.0
+    full: tuple[int, float] | None = None
+    priced = False
     while remaining.sum() > 0 and len(picks) < max_shipments:
         units = columns.capped(np.minimum(avail, remaining[:, None]))
         served = units.sum(axis=0)
         if served.max() <= 0:
             break
         cost = columns.cost(units) + (columns.extra if picks else 0.0)
+        if not picks:
+            # the first round prices whole lines wherever a location has them all: the full
+            # cover's cost is there already
+            full, priced = columns.full_cover(cost), True
         ratio = np.where(served > 0, cost / np.maximum(served, 1.0), math.inf)
         best = int(np.argmin(ratio))
         if ratio[best] >= columns.backorder:
@@ -309,7 +318,8 @@ def _allow(columns: _Columns, max_shipments: int) -> Choice:
         remaining -= units[:, best]
         avail[:, best] = 0.0
     spent += float(remaining.sum()) * columns.backorder
-    full = columns.full_cover()
+    if not priced:
+        full = columns.full_cover()
     if full is not None and full[1] <= spent:
         return _as_choice(columns, [(full[0], columns.q)])
     return _as_choice(columns, picks)
