@@ -57,6 +57,27 @@ _INSERT = {
 """Built once: a statement object reused keeps its cache key (no per-call construction)."""
 
 
+_KEPT_COLUMNS = frozenset({"order_id", "created_at", "version", "updated_at"})
+"""Columns a save never compares: the key, the creation time, and what every save sets."""
+_ORDER_UPDATES: dict[tuple[str, ...], Any] = {}
+
+
+def _order_update(changed: tuple[str, ...]) -> Any:
+    """UPDATE of an order's ``changed`` columns, its version and time, if its version is the one
+    read (built once per set of columns)."""
+    statement = _ORDER_UPDATES.get(changed)
+    if statement is None:
+        statement = _ORDER_UPDATES[changed] = (
+            update(orders)
+            .where(
+                orders.c.order_id == bindparam("b_order_id"),
+                orders.c.version == bindparam("b_version"),
+            )
+            .values({name: bindparam(name) for name in (*changed, "version", "updated_at")})
+        )
+    return statement
+
+
 def _children_of(order: Order) -> set[str]:
     return {
         table.name
@@ -102,17 +123,22 @@ class SqlOrderRepository:
         """The orders this unit of work has read or written, and whether their row is locked
         (read for update, inserted or updated): reading one again returns the same object
         instead of five queries (an activity of the order's process, a step after a step)."""
+        self._stored_orders: dict[str, dict[str, Any]] = {}
+        """Order rows as read or last written: a save sets only the columns that changed (and
+        the version and time, always)."""
 
     def forget(self) -> None:
         """Drop the orders kept (the transaction rolled back: they may be ahead of the rows)."""
         self._identity.clear()
+        self._stored_orders.clear()
 
     # -- writing -------------------------------------------------------------------------------
 
     def add(self, order: Order, *, at: datetime) -> None:
         """Insert a new order; DuplicateChannelReference when its channel reference is taken."""
+        row = self._order_row(order, at=at)
         try:
-            self._connection.execute(_INSERT["orders"], [self._order_row(order, at=at)])
+            self._connection.execute(_INSERT["orders"], [row])
         except IntegrityError as error:
             # The transaction is spoilt on PostgreSQL: the caller rolls back and reads the winner.
             if "channel" in str(error.orig).lower():
@@ -125,6 +151,7 @@ class SqlOrderRepository:
         self._loaded_lines[order.order_id] = {line.line_no for line in order.lines}
         self._stored_children[order.order_id] = _children_of(order)
         self._identity[order.order_id] = (order, True)
+        self._stored_orders[order.order_id] = row
 
     def save(self, order: Order, *, at: datetime) -> None:
         """Write back a loaded order (optimistic version check)."""
@@ -135,38 +162,39 @@ class SqlOrderRepository:
         check): bulk re-planning saves thousands of orders at once."""
         if not batch:
             return
-        rows = []
+        by_columns: dict[tuple[str, ...], list[tuple[Order, dict[str, Any]]]] = {}
+        written: list[tuple[str, dict[str, Any]]] = []
         for order in batch:
             row = self._order_row(order, at=at)
-            del row["created_at"]
             row["version"] = order.version + 1
-            row["b_order_id"] = order.order_id
-            row["b_version"] = order.version
-            rows.append(row)
-        statement = (
-            update(orders)
-            .where(
-                orders.c.order_id == bindparam("b_order_id"),
-                orders.c.version == bindparam("b_version"),
+            before = self._stored_orders.get(order.order_id)
+            changed = tuple(
+                name
+                for name, value in row.items()
+                if name not in _KEPT_COLUMNS and (before is None or before.get(name) != value)
             )
-            .values(
-                {
-                    name: bindparam(name)
-                    for name in rows[0]
-                    if name not in ("order_id", "b_order_id", "b_version")
-                }
+            values = {name: row[name] for name in changed}
+            values.update(
+                version=row["version"],
+                updated_at=at,
+                b_order_id=order.order_id,
+                b_version=order.version,
             )
-        )
-        if len(rows) == 1 or not self._connection.dialect.supports_sane_multi_rowcount:
-            for row, order in zip(rows, batch, strict=True):
-                if self._connection.execute(statement, row).rowcount != 1:
-                    raise OrderChangedConcurrently(
-                        f"order {order.order_number} was changed by another request; try again"
-                    )
-        elif self._connection.execute(statement, rows).rowcount != len(rows):
-            raise OrderChangedConcurrently(
-                "an order was changed by another request meanwhile; try again"
-            )
+            by_columns.setdefault(changed, []).append((order, values))
+            written.append((order.order_id, row))
+        for changed, group in by_columns.items():
+            statement = _order_update(changed)
+            if len(group) == 1 or not self._connection.dialect.supports_sane_multi_rowcount:
+                for order, values in group:
+                    if self._connection.execute(statement, values).rowcount != 1:
+                        raise OrderChangedConcurrently(
+                            f"order {order.order_number} was changed by another request; try again"
+                        )
+            elif self._connection.execute(statement, [v for _, v in group]).rowcount != len(group):
+                raise OrderChangedConcurrently(
+                    "an order was changed by another request meanwhile; try again"
+                )
+        self._stored_orders.update(written)
         existing: list[dict[str, Any]] = []
         new: list[dict[str, Any]] = []
         for order in batch:
@@ -492,6 +520,7 @@ class SqlOrderRepository:
                 )
                 if rows
             }
+            self._stored_orders[order_id] = dict(row)
             found[order_id] = Order(
                 order_id=order_id,
                 order_number=row["order_number"],
