@@ -8,7 +8,20 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    String,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
 from oms.adapters.db.bulk import among, insert_rows, key_chunks
@@ -60,6 +73,26 @@ _INSERT = {
 _KEPT_COLUMNS = frozenset({"order_id", "created_at", "version", "updated_at"})
 """Columns a save never compares: the key, the creation time, and what every save sets."""
 _ORDER_UPDATES: dict[tuple[str, ...], Any] = {}
+_READ_VERSIONS = (
+    func.unnest(
+        bindparam("k_ids", type_=postgresql.ARRAY(String)),
+        bindparam("k_versions", type_=postgresql.ARRAY(Integer)),
+    )
+    .table_valued("order_id", "version")
+    .render_derived(name="k")
+)
+_BUMP_VERSIONS = (
+    update(orders)
+    .where(
+        orders.c.order_id == _READ_VERSIONS.c.order_id,
+        orders.c.version == _READ_VERSIONS.c.version,
+    )
+    .values(
+        version=orders.c.version + 1,
+        updated_at=bindparam("k_at", type_=orders.c.updated_at.type),
+    )
+)
+"""PostgreSQL: the next version of many orders (each if its version is the one read)."""
 
 
 def _order_update(changed: tuple[str, ...]) -> Any:
@@ -183,6 +216,21 @@ class SqlOrderRepository:
             by_columns.setdefault(changed, []).append((order, values))
             written.append((order.order_id, row))
         for changed, group in by_columns.items():
+            if not changed and len(group) > 1 and self._connection.dialect.name == "postgresql":
+                # only their version and time change: one statement, ids and versions as arrays
+                bumped = self._connection.execute(
+                    _BUMP_VERSIONS,
+                    {
+                        "k_ids": [order.order_id for order, _ in group],
+                        "k_versions": [order.version for order, _ in group],
+                        "k_at": at,
+                    },
+                ).rowcount
+                if bumped != len(group):
+                    raise OrderChangedConcurrently(
+                        "an order was changed by another request meanwhile; try again"
+                    )
+                continue
             statement = _order_update(changed)
             if len(group) == 1 or not self._connection.dialect.supports_sane_multi_rowcount:
                 for order, values in group:
