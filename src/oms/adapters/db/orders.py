@@ -476,32 +476,45 @@ class SqlOrderRepository:
         query = select(orders).where(among(self._connection, orders.c.order_id, order_ids))
         if for_update and self._connection.dialect.name == "postgresql":
             query = query.order_by(orders.c.order_id).with_for_update()
-        order_rows = list(self._connection.execute(query).mappings())
+        # .all(): one fetchall per statement (iterating a result fetches row by row)
+        order_rows = self._connection.execute(query).mappings().all()
         if not order_rows:
             return {}
         line_rows: dict[str, list[Any]] = {}
-        for line in self._connection.execute(
-            select(order_lines)
-            .where(among(self._connection, order_lines.c.order_id, order_ids))
-            .order_by(order_lines.c.order_id, order_lines.c.line_no)
-        ).mappings():
+        for line in (
+            self._connection.execute(
+                select(order_lines)
+                .where(among(self._connection, order_lines.c.order_id, order_ids))
+                .order_by(order_lines.c.order_id, order_lines.c.line_no)
+            )
+            .mappings()
+            .all()
+        ):
             line_rows.setdefault(line["order_id"], []).append(line)
             self._stored_lines[(line["order_id"], line["line_no"])] = dict(line)
         buckets: dict[tuple[str, int], dict[tuple[QuantityState, str | None], int]] = {}
-        for bucket in self._connection.execute(
-            select(order_line_quantities).where(
-                among(self._connection, order_line_quantities.c.order_id, order_ids)
+        for bucket in (
+            self._connection.execute(
+                select(order_line_quantities).where(
+                    among(self._connection, order_line_quantities.c.order_id, order_ids)
+                )
             )
-        ).mappings():
+            .mappings()
+            .all()
+        ):
             buckets.setdefault((bucket["order_id"], bucket["line_no"]), {})[
                 (QuantityState(bucket["state"]), bucket["location_code"] or None)
             ] = bucket["quantity"]
         holds: dict[str, list[Hold]] = {}
-        for hold in self._connection.execute(
-            select(order_holds)
-            .where(among(self._connection, order_holds.c.order_id, order_ids))
-            .order_by(order_holds.c.placed_at, order_holds.c.hold_id)
-        ).mappings():
+        for hold in (
+            self._connection.execute(
+                select(order_holds)
+                .where(among(self._connection, order_holds.c.order_id, order_ids))
+                .order_by(order_holds.c.placed_at, order_holds.c.hold_id)
+            )
+            .mappings()
+            .all()
+        ):
             holds.setdefault(hold["order_id"], []).append(
                 Hold(
                     hold_id=hold["hold_id"],
@@ -515,11 +528,15 @@ class SqlOrderRepository:
                 )
             )
         requests: dict[str, list[CancelRequest]] = {}
-        for request in self._connection.execute(
-            select(order_cancel_requests)
-            .where(among(self._connection, order_cancel_requests.c.order_id, order_ids))
-            .order_by(order_cancel_requests.c.requested_at, order_cancel_requests.c.request_id)
-        ).mappings():
+        for request in (
+            self._connection.execute(
+                select(order_cancel_requests)
+                .where(among(self._connection, order_cancel_requests.c.order_id, order_ids))
+                .order_by(order_cancel_requests.c.requested_at, order_cancel_requests.c.request_id)
+            )
+            .mappings()
+            .all()
+        ):
             requests.setdefault(request["order_id"], []).append(
                 CancelRequest(
                     request_id=request["request_id"],
