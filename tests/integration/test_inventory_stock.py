@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from oms.adapters.clock import ControlledClock
+from oms.adapters.db.inventory import BULK_POSITIONS
 from oms.bootstrap import Services
 from oms.domain.inventory import (
     InsufficientStock,
@@ -15,6 +16,7 @@ from oms.domain.inventory import (
     StockLine,
 )
 from oms.services.inventory import ReservationRequestLine
+from oms.services.ports import SnapshotLine
 from tests.inventory_support import a_location, atp, network, stock
 
 
@@ -59,6 +61,29 @@ def test_allocation_inside_another_unit_of_work(services: Services) -> None:
         uow.inventory.allocate([StockLine("LAMP-01", "DC-EAST", 3)], at=services.clock.now())
         uow.commit()
     assert atp(services, "LAMP-01", "DC-EAST") == 1
+
+
+@pytest.mark.postgres
+def test_many_positions_are_allocated_and_given_back_in_bulk(services: Services) -> None:
+    skus = [f"SKU-{n:03d}" for n in range(BULK_POSITIONS + 10)]
+    network(services, skus=skus)
+    services.inventory.apply_snapshot(
+        [SnapshotLine(sku, "DC-EAST", 5) for sku in skus], as_of=services.clock.now(), source="t"
+    )
+
+    taken = services.inventory.allocate([StockLine(sku, "DC-EAST", 3) for sku in skus])
+    given = services.inventory.deallocate([StockLine(sku, "DC-EAST", 2) for sku in skus])
+
+    assert [(c.before.allocated, c.after.allocated) for c in taken] == [(0, 3)] * len(skus)
+    assert [(c.before.allocated, c.after.allocated) for c in given] == [(3, 1)] * len(skus)
+    assert {atp(services, sku, "DC-EAST") for sku in skus} == {4}
+    # one position short: nothing is given back, and the refusal names it
+    with pytest.raises(NotAllocated) as refused:
+        services.inventory.deallocate(
+            [StockLine(sku, "DC-EAST", 2 if sku == "SKU-007" else 1) for sku in skus]
+        )
+    assert refused.value.extensions["sku"] == "SKU-007"
+    assert {atp(services, sku, "DC-EAST") for sku in skus} == {4}
 
 
 @pytest.mark.postgres

@@ -3,26 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from oms.adapters.clock import ControlledClock
+from oms.adapters.db.engine import make_engine
 from oms.adapters.db.tables import outbox_events, sourcing_decisions
-from oms.bootstrap import Services
+from oms.bootstrap import Services, build_services
+from oms.config import Settings
 from oms.domain.errors import Conflict, DomainError, Invalid
 from oms.domain.inventory import SupplyLine
 from oms.domain.locations import Location, LocationStatus, LocationType
 from oms.domain.orders import Address, DeliveryMethod, Order, OrderLine, QuantityState
-from oms.services.order_sourcing import geocode
+from oms.services.order_sourcing import REPLAN_CHUNK, geocode
 from oms.worker import JOBS, JobRegistry, Worker
 from tests.inventory_support import atp
-from tests.orders_support import an_order, at_store, line, order_network, put, ship
+from tests.orders_support import (
+    WEST_HOME,
+    an_order,
+    at_store,
+    line,
+    order_network,
+    put,
+    ship,
+)
 
 Q = QuantityState
 
@@ -576,3 +588,81 @@ def test_an_outage_re_plan_in_chunks_moves_every_order_once(shop: Services) -> N
     assert len(events(shop, "sourcing.line_replanned")) == 5
     # no line flapped to open and back: the lines stay allocated, no status event
     assert len(events(shop, "order.line.status_changed")) == status_events
+
+
+def _outage_plans(
+    shop: Services, clock: ControlledClock, *, chunk_size: int
+) -> dict[str, list[tuple[int, str, str | None, int]]]:
+    """Orders on DC-EAST, which goes offline and is re-planned ``chunk_size`` orders at a time:
+    where each order's units are then (channel reference -> line, state, location, units)."""
+    for sku, location, on_hand in (
+        ("LAMP-01", "DC-EAST", 40),
+        ("LAMP-01", "DC-WEST", 6),
+        ("LAMP-01", "S3", 5),
+        ("SHADE-02", "DC-EAST", 20),
+        ("SHADE-02", "S3", 3),
+        ("SHADE-02", "DC-WEST", 2),
+        ("BULB-03", "DC-EAST", 30),
+        ("BULB-03", "S3", 4),
+    ):
+        put(shop, sku, location, on_hand)
+    baskets = [
+        (line("LAMP-01", 2), line("SHADE-02", 1)),
+        (line("LAMP-01", 1),),
+        (line("SHADE-02", 2), line("BULB-03", 3)),
+        (
+            line("LAMP-01", 3, delivery=ship(WEST_HOME)),
+            line("BULB-03", 1, delivery=ship(WEST_HOME)),
+        ),
+        (line("BULB-03", 2), line("LAMP-01", 1)),
+    ]
+    placed = {}
+    for n in range(15):
+        clock.advance(timedelta(seconds=1))
+        reference = f"BULK-{n}"
+        placed[reference] = shop.orders.capture(
+            an_order(*baskets[n % len(baskets)], reference=reference)
+        ).order.order_id
+    with shop.uow() as uow:  # the status changes without the hook: the re-plan runs below
+        location = uow.locations.require("DC-EAST")
+        uow.locations.update(replace(location, status=LocationStatus.OFFLINE), at=clock.now())
+        uow.commit()
+    shop.order_sourcing.replan_location("DC-EAST", chunk_size=chunk_size)
+    found = {}
+    for reference, order_id in placed.items():
+        order = shop.orders.get(order_id)
+        found[reference] = sorted(
+            (order_line.line_no, state.value, location, quantity)
+            for order_line in order.lines
+            for (state, location), quantity in order_line.buckets.items()
+            if quantity
+        )
+    return found
+
+
+def test_a_bulk_re_plan_decides_what_one_order_at_a_time_would(
+    shop: Services, clock: ControlledClock, sqlite_template: Path, tmp_path: Path
+) -> None:
+    """The set-based outage re-plan (every order planned in memory on one snapshot) makes the
+    decisions of re-planning the same orders one by one, each on a fresh snapshot."""
+    path = tmp_path / "one-by-one.db"
+    shutil.copyfile(sqlite_template, path)
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    other_clock = ControlledClock(clock.now())
+    other = build_services(
+        Settings(database_url=url, data_dir=tmp_path / "one-by-one"),
+        clock=other_clock,
+        engine=engine,
+    )
+    order_network(other)
+    try:
+        in_bulk = _outage_plans(shop, clock, chunk_size=REPLAN_CHUNK)
+        one_by_one = _outage_plans(other, other_clock, chunk_size=1)
+    finally:
+        engine.dispose()
+
+    assert in_bulk == one_by_one
+    moved_to = {where for rows in in_bulk.values() for _, state, where, _ in rows}
+    assert "DC-EAST" not in moved_to and {"DC-WEST", "S3"} <= moved_to
+    assert any(state == "backordered" for rows in in_bulk.values() for _, state, _, _ in rows)

@@ -31,6 +31,7 @@ from oms.domain.orders import (
     DeliveryMethod,
     HoldType,
     InvalidOrder,
+    OrderChangedConcurrently,
     OrderChangeRefused,
     OrderOnHold,
     QuantityState,
@@ -413,3 +414,35 @@ def test_a_receipt_allocates_the_oldest_waiting_orders_first(shop: Services) -> 
     assert atp(shop, "CHAIR-04", "DC-EAST") == 0
     assert shop.orders.allocate_backorders("CHAIR-04") == []  # nothing left to give
     assert shop.orders.allocate_waiting_backorders() == 0  # the worker's safety net finds nothing
+
+
+@pytest.mark.postgres
+def test_saving_many_orders_sets_what_changed_and_refuses_one_changed_meanwhile(
+    shop: Services,
+) -> None:
+    put(shop, "LAMP-01", "DC-EAST", 10)
+    ids = [
+        shop.orders.capture(an_order(line("LAMP-01", 1), reference=f"MANY-{n}")).order.order_id
+        for n in range(3)
+    ]
+    with shop.uow() as uow:
+        loaded = uow.orders.get_many(ids, for_update=True)
+        loaded[ids[0]].notes = "call before delivery"
+        uow.orders.save_many([loaded[i] for i in ids], at=shop.clock.now())
+        uow.commit()
+    with shop.uow(read_only=True) as uow:
+        stored = dict(
+            uow.connection.execute(
+                select(orders.c.order_id, orders.c.notes).where(orders.c.order_id.in_(ids))
+            ).all()
+        )
+    assert stored == {ids[0]: "call before delivery", ids[1]: None, ids[2]: None}
+
+    with shop.uow() as uow:
+        loaded = uow.orders.get_many(ids, for_update=True)
+        # another writer got to the middle one first
+        uow.connection.execute(
+            orders.update().where(orders.c.order_id == ids[1]).values(version=orders.c.version + 1)
+        )
+        with pytest.raises(OrderChangedConcurrently):
+            uow.orders.save_many([loaded[i] for i in ids], at=shop.clock.now())

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
+from oms.adapters.db.bulk import among, key_chunks
 from oms.adapters.db.tables import order_line_quantities, order_line_refusals, orders
 from oms.services.ports import LineRefusal
 
@@ -43,13 +44,13 @@ class SqlOrderRefusalRepository:
     def for_orders(self, order_ids: Sequence[str]) -> dict[str, dict[int, frozenset[str]]]:
         found: dict[str, dict[int, set[str]]] = {}
         ids = list(dict.fromkeys(order_ids))
-        for start in range(0, len(ids), 500):
+        for chunk in key_chunks(self._connection, ids):
             rows = self._connection.execute(
                 select(
                     order_line_refusals.c.order_id,
                     order_line_refusals.c.line_no,
                     order_line_refusals.c.location_code,
-                ).where(order_line_refusals.c.order_id.in_(ids[start : start + 500]))
+                ).where(among(self._connection, order_line_refusals.c.order_id, chunk))
             )
             for order_id, line_no, code in rows:
                 found.setdefault(str(order_id), {}).setdefault(int(line_no), set()).add(str(code))

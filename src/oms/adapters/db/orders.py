@@ -8,10 +8,23 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    String,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
-from oms.adapters.db.bulk import insert_rows
+from oms.adapters.db.bulk import among, insert_rows, key_chunks
 from oms.adapters.db.tables import (
     order_cancel_requests,
     order_holds,
@@ -56,12 +69,46 @@ _INSERT = {
 }
 """Built once: a statement object reused keeps its cache key (no per-call construction)."""
 
-CHUNK = 500
-"""Order ids per IN list of the bulk reads and writes."""
+
+_KEPT_COLUMNS = frozenset({"order_id", "created_at", "version", "updated_at"})
+"""Columns a save never compares: the key, the creation time, and what every save sets."""
+_ORDER_UPDATES: dict[tuple[str, ...], Any] = {}
+_READ_VERSIONS = (
+    func.unnest(
+        bindparam("k_ids", type_=postgresql.ARRAY(String)),
+        bindparam("k_versions", type_=postgresql.ARRAY(Integer)),
+    )
+    .table_valued("order_id", "version")
+    .render_derived(name="k")
+)
+_BUMP_VERSIONS = (
+    update(orders)
+    .where(
+        orders.c.order_id == _READ_VERSIONS.c.order_id,
+        orders.c.version == _READ_VERSIONS.c.version,
+    )
+    .values(
+        version=orders.c.version + 1,
+        updated_at=bindparam("k_at", type_=orders.c.updated_at.type),
+    )
+)
+"""PostgreSQL: the next version of many orders (each if its version is the one read)."""
 
 
-def _chunks(values: Sequence[str]) -> list[Sequence[str]]:
-    return [values[i : i + CHUNK] for i in range(0, len(values), CHUNK)]
+def _order_update(changed: tuple[str, ...]) -> Any:
+    """UPDATE of an order's ``changed`` columns, its version and time, if its version is the one
+    read (built once per set of columns)."""
+    statement = _ORDER_UPDATES.get(changed)
+    if statement is None:
+        statement = _ORDER_UPDATES[changed] = (
+            update(orders)
+            .where(
+                orders.c.order_id == bindparam("b_order_id"),
+                orders.c.version == bindparam("b_version"),
+            )
+            .values({name: bindparam(name) for name in (*changed, "version", "updated_at")})
+        )
+    return statement
 
 
 def _children_of(order: Order) -> set[str]:
@@ -109,17 +156,22 @@ class SqlOrderRepository:
         """The orders this unit of work has read or written, and whether their row is locked
         (read for update, inserted or updated): reading one again returns the same object
         instead of five queries (an activity of the order's process, a step after a step)."""
+        self._stored_orders: dict[str, dict[str, Any]] = {}
+        """Order rows as read or last written: a save sets only the columns that changed (and
+        the version and time, always)."""
 
     def forget(self) -> None:
         """Drop the orders kept (the transaction rolled back: they may be ahead of the rows)."""
         self._identity.clear()
+        self._stored_orders.clear()
 
     # -- writing -------------------------------------------------------------------------------
 
     def add(self, order: Order, *, at: datetime) -> None:
         """Insert a new order; DuplicateChannelReference when its channel reference is taken."""
+        row = self._order_row(order, at=at)
         try:
-            self._connection.execute(_INSERT["orders"], [self._order_row(order, at=at)])
+            self._connection.execute(_INSERT["orders"], [row])
         except IntegrityError as error:
             # The transaction is spoilt on PostgreSQL: the caller rolls back and reads the winner.
             if "channel" in str(error.orig).lower():
@@ -132,6 +184,7 @@ class SqlOrderRepository:
         self._loaded_lines[order.order_id] = {line.line_no for line in order.lines}
         self._stored_children[order.order_id] = _children_of(order)
         self._identity[order.order_id] = (order, True)
+        self._stored_orders[order.order_id] = row
 
     def save(self, order: Order, *, at: datetime) -> None:
         """Write back a loaded order (optimistic version check)."""
@@ -142,38 +195,54 @@ class SqlOrderRepository:
         check): bulk re-planning saves thousands of orders at once."""
         if not batch:
             return
-        rows = []
+        by_columns: dict[tuple[str, ...], list[tuple[Order, dict[str, Any]]]] = {}
+        written: list[tuple[str, dict[str, Any]]] = []
         for order in batch:
             row = self._order_row(order, at=at)
-            del row["created_at"]
             row["version"] = order.version + 1
-            row["b_order_id"] = order.order_id
-            row["b_version"] = order.version
-            rows.append(row)
-        statement = (
-            update(orders)
-            .where(
-                orders.c.order_id == bindparam("b_order_id"),
-                orders.c.version == bindparam("b_version"),
+            before = self._stored_orders.get(order.order_id)
+            changed = tuple(
+                name
+                for name, value in row.items()
+                if name not in _KEPT_COLUMNS and (before is None or before.get(name) != value)
             )
-            .values(
-                {
-                    name: bindparam(name)
-                    for name in rows[0]
-                    if name not in ("order_id", "b_order_id", "b_version")
-                }
+            values = {name: row[name] for name in changed}
+            values.update(
+                version=row["version"],
+                updated_at=at,
+                b_order_id=order.order_id,
+                b_version=order.version,
             )
-        )
-        if len(rows) == 1 or not self._connection.dialect.supports_sane_multi_rowcount:
-            for row, order in zip(rows, batch, strict=True):
-                if self._connection.execute(statement, row).rowcount != 1:
+            by_columns.setdefault(changed, []).append((order, values))
+            written.append((order.order_id, row))
+        for changed, group in by_columns.items():
+            if not changed and len(group) > 1 and self._connection.dialect.name == "postgresql":
+                # only their version and time change: one statement, ids and versions as arrays
+                bumped = self._connection.execute(
+                    _BUMP_VERSIONS,
+                    {
+                        "k_ids": [order.order_id for order, _ in group],
+                        "k_versions": [order.version for order, _ in group],
+                        "k_at": at,
+                    },
+                ).rowcount
+                if bumped != len(group):
                     raise OrderChangedConcurrently(
-                        f"order {order.order_number} was changed by another request; try again"
+                        "an order was changed by another request meanwhile; try again"
                     )
-        elif self._connection.execute(statement, rows).rowcount != len(rows):
-            raise OrderChangedConcurrently(
-                "an order was changed by another request meanwhile; try again"
-            )
+                continue
+            statement = _order_update(changed)
+            if len(group) == 1 or not self._connection.dialect.supports_sane_multi_rowcount:
+                for order, values in group:
+                    if self._connection.execute(statement, values).rowcount != 1:
+                        raise OrderChangedConcurrently(
+                            f"order {order.order_number} was changed by another request; try again"
+                        )
+            elif self._connection.execute(statement, [v for _, v in group]).rowcount != len(group):
+                raise OrderChangedConcurrently(
+                    "an order was changed by another request meanwhile; try again"
+                )
+        self._stored_orders.update(written)
         existing: list[dict[str, Any]] = []
         new: list[dict[str, Any]] = []
         for order in batch:
@@ -215,8 +284,10 @@ class SqlOrderRepository:
                 or (stored := self._stored_children.get(order.order_id)) is None
                 or table.name in stored
             ]  # holds and cancel requests only of orders that had some when read or written
-            for chunk in _chunks(ids):
-                self._connection.execute(delete(table).where(table.c.order_id.in_(chunk)))
+            for chunk in key_chunks(self._connection, ids):
+                self._connection.execute(
+                    delete(table).where(among(self._connection, table.c.order_id, chunk))
+                )
         self._insert_children_of(batch)
         for order in batch:
             self._loaded_lines[order.order_id] = {line.line_no for line in order.lines}
@@ -394,7 +465,7 @@ class SqlOrderRepository:
                 found[order_id] = kept[0]
             else:
                 missing.append(order_id)
-        for chunk in _chunks(missing):
+        for chunk in key_chunks(self._connection, missing):
             loaded = self._load(list(chunk), for_update=for_update)
             for order_id, order in loaded.items():
                 self._identity[order_id] = (order, locking or not postgres)
@@ -402,33 +473,48 @@ class SqlOrderRepository:
         return found
 
     def _load(self, order_ids: list[str], *, for_update: bool) -> dict[str, Order]:
-        query = select(orders).where(orders.c.order_id.in_(order_ids))
+        query = select(orders).where(among(self._connection, orders.c.order_id, order_ids))
         if for_update and self._connection.dialect.name == "postgresql":
             query = query.order_by(orders.c.order_id).with_for_update()
-        order_rows = list(self._connection.execute(query).mappings())
+        # .all(): one fetchall per statement (iterating a result fetches row by row)
+        order_rows = self._connection.execute(query).mappings().all()
         if not order_rows:
             return {}
         line_rows: dict[str, list[Any]] = {}
-        for line in self._connection.execute(
-            select(order_lines)
-            .where(order_lines.c.order_id.in_(order_ids))
-            .order_by(order_lines.c.order_id, order_lines.c.line_no)
-        ).mappings():
+        for line in (
+            self._connection.execute(
+                select(order_lines)
+                .where(among(self._connection, order_lines.c.order_id, order_ids))
+                .order_by(order_lines.c.order_id, order_lines.c.line_no)
+            )
+            .mappings()
+            .all()
+        ):
             line_rows.setdefault(line["order_id"], []).append(line)
             self._stored_lines[(line["order_id"], line["line_no"])] = dict(line)
         buckets: dict[tuple[str, int], dict[tuple[QuantityState, str | None], int]] = {}
-        for bucket in self._connection.execute(
-            select(order_line_quantities).where(order_line_quantities.c.order_id.in_(order_ids))
-        ).mappings():
+        for bucket in (
+            self._connection.execute(
+                select(order_line_quantities).where(
+                    among(self._connection, order_line_quantities.c.order_id, order_ids)
+                )
+            )
+            .mappings()
+            .all()
+        ):
             buckets.setdefault((bucket["order_id"], bucket["line_no"]), {})[
                 (QuantityState(bucket["state"]), bucket["location_code"] or None)
             ] = bucket["quantity"]
         holds: dict[str, list[Hold]] = {}
-        for hold in self._connection.execute(
-            select(order_holds)
-            .where(order_holds.c.order_id.in_(order_ids))
-            .order_by(order_holds.c.placed_at, order_holds.c.hold_id)
-        ).mappings():
+        for hold in (
+            self._connection.execute(
+                select(order_holds)
+                .where(among(self._connection, order_holds.c.order_id, order_ids))
+                .order_by(order_holds.c.placed_at, order_holds.c.hold_id)
+            )
+            .mappings()
+            .all()
+        ):
             holds.setdefault(hold["order_id"], []).append(
                 Hold(
                     hold_id=hold["hold_id"],
@@ -442,11 +528,15 @@ class SqlOrderRepository:
                 )
             )
         requests: dict[str, list[CancelRequest]] = {}
-        for request in self._connection.execute(
-            select(order_cancel_requests)
-            .where(order_cancel_requests.c.order_id.in_(order_ids))
-            .order_by(order_cancel_requests.c.requested_at, order_cancel_requests.c.request_id)
-        ).mappings():
+        for request in (
+            self._connection.execute(
+                select(order_cancel_requests)
+                .where(among(self._connection, order_cancel_requests.c.order_id, order_ids))
+                .order_by(order_cancel_requests.c.requested_at, order_cancel_requests.c.request_id)
+            )
+            .mappings()
+            .all()
+        ):
             requests.setdefault(request["order_id"], []).append(
                 CancelRequest(
                     request_id=request["request_id"],
@@ -495,6 +585,7 @@ class SqlOrderRepository:
                 )
                 if rows
             }
+            self._stored_orders[order_id] = dict(row)
             found[order_id] = Order(
                 order_id=order_id,
                 order_number=row["order_number"],

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 from oms.domain.sourcing.filters import LineContext
 from oms.domain.sourcing.model import COLLECTED_AT_LOCATION, FloatArray
+from oms.domain.sourcing.profiles import ShippingZone
 
 
 @dataclass(slots=True)
@@ -46,11 +48,32 @@ class GroupContext:
 CostTerm = Callable[[GroupContext], TermCost]
 
 
+@dataclass(frozen=True, slots=True)
+class ZoneTable:
+    """A profile's shipping zones as arrays (read-only: one table serves every line)."""
+
+    up_to_km: FloatArray
+    transit_days: FloatArray
+    base: FloatArray
+    per_kg: FloatArray
+
+
+@lru_cache(maxsize=64)
+def zone_table(zones: tuple[ShippingZone, ...]) -> ZoneTable:
+    columns = [
+        np.array([float(value) for value in values], dtype=np.float64)
+        for values in zip(
+            *((z.up_to_km, z.transit_days, z.base, z.per_kg) for z in zones), strict=True
+        )
+    ]
+    for column in columns:
+        column.setflags(write=False)
+    return ZoneTable(*columns)
+
+
 def _zone_prices(ctx: LineContext) -> tuple[FloatArray, FloatArray]:
-    zones = ctx.profile.zones
-    base = np.array([float(z.base) for z in zones], dtype=np.float64)[ctx.zone]
-    per_kg = np.array([float(z.per_kg) for z in zones], dtype=np.float64)[ctx.zone]
-    return base, per_kg
+    table = zone_table(ctx.profile.zones)
+    return table.base[ctx.zone], table.per_kg[ctx.zone]
 
 
 def shipping(group: GroupContext) -> TermCost:

@@ -88,11 +88,12 @@ def capability(ctx: LineContext) -> Exclusion:
 def location_type(ctx: LineContext) -> Exclusion:
     types = ctx.profile.allowed_types or DEFAULT_TYPES[ctx.line.delivery_method]
     mask = ~ctx.network.types_mask(types)
-    allowed = ", ".join(sorted(t.value for t in types))
-    return Exclusion(
-        mask,
-        lambda i: f"a {ctx.network.locations[i].type.value} is not allowed here (only {allowed})",
-    )
+
+    def reason(i: int) -> str:
+        allowed = ", ".join(sorted(t.value for t in types))
+        return f"a {ctx.network.locations[i].type.value} is not allowed here (only {allowed})"
+
+    return Exclusion(mask, reason)
 
 
 def pickup_location(ctx: LineContext) -> Exclusion | None:

@@ -16,7 +16,13 @@ from decimal import Decimal
 
 import numpy as np
 
-from oms.domain.sourcing.costs import GroupContext, GroupCosts, group_costs, term_breakdown
+from oms.domain.sourcing.costs import (
+    GroupContext,
+    GroupCosts,
+    group_costs,
+    term_breakdown,
+    zone_table,
+)
 from oms.domain.sourcing.filters import (
     Exclusion,
     LineContext,
@@ -70,12 +76,6 @@ class Group:
         return np.array([ctx.line.quantity for ctx in self.contexts], dtype=np.float64)
 
 
-def _zone_arrays(profile: Profile) -> tuple[FloatArray, FloatArray]:
-    limits = np.array([zone.up_to_km for zone in profile.zones], dtype=np.float64)
-    transit = np.array([zone.transit_days for zone in profile.zones], dtype=np.float64)
-    return limits, transit
-
-
 def _line_context(
     order: SourcingOrder,
     line: SourcingLine,
@@ -98,7 +98,8 @@ def _line_context(
         known = False
     else:
         distance = network.distance_km(destination)
-    limits, transit = _zone_arrays(profile)
+    zones = zone_table(profile.zones)
+    limits, transit = zones.up_to_km, zones.transit_days
     zone: IntArray = np.minimum(
         np.searchsorted(limits, distance, side="left"), len(limits) - 1
     ).astype(np.int64)
@@ -182,19 +183,20 @@ class _Columns:
     """The group's arrays restricted to locations that are a candidate for at least one line."""
 
     def __init__(self, group: Group, network: Network) -> None:
-        masks = np.stack(group.masks)
+        # np.array of equal-shaped rows is np.stack at a fifth of the cost on arrays this small
+        masks = np.array(group.masks)
         any_line = masks.any(axis=0)
         self.index = np.flatnonzero(any_line)
         cols = self.index
         self.q = group.quantities
-        atp = np.stack([ctx.atp[cols] for ctx in group.contexts])
+        atp = np.array([ctx.atp[cols] for ctx in group.contexts])
         self.avail = np.where(masks[:, cols], np.minimum(atp, self.q[:, None]), 0.0)
         self.capacity = network.capacity[cols]
         costs = group.costs
         self.fixed = costs.fixed[cols]
-        self.unit = np.stack([u[cols] for u in costs.unit])
+        self.unit = np.array([u[cols] for u in costs.unit])
         self.last_unit = costs.last_unit[cols]
-        self.threshold = np.stack([t[cols] for t in costs.threshold])
+        self.threshold = np.array([t[cols] for t in costs.threshold])
         self.extra = costs.extra_shipment
         self.backorder = float(group.profile.backorder_penalty)
 
@@ -216,13 +218,16 @@ class _Columns:
             units[:, over] = np.floor(units[:, over] * (self.capacity[over] / totals[over]))
         return units
 
-    def full_cover(self) -> tuple[int, float] | None:
-        """The cheapest single location that can serve every line in full."""
+    def full_cover(self, priced: FloatArray | None = None) -> tuple[int, float] | None:
+        """The cheapest single location that can serve every line in full. ``priced``: the
+        cost per column of units that are the whole lines wherever a column has them all."""
         total = self.q.sum()
         full = (self.avail >= self.q[:, None]).all(axis=0) & (self.capacity >= total)
         if not full.any():
             return None
-        cost = self.cost(np.broadcast_to(self.q[:, None], self.avail.shape))
+        cost = priced
+        if cost is None:
+            cost = self.cost(np.broadcast_to(self.q[:, None], self.avail.shape))
         cost = np.where(full, cost, math.inf)
         best = int(np.argmin(cost))
         return best, float(cost[best])
@@ -292,12 +297,18 @@ def _allow(columns: _Columns, max_shipments: int) -> Choice:
     avail = columns.avail.copy()
     picks: list[tuple[int, FloatArray]] = []
     spent = 0.0
+    full: tuple[int, float] | None = None
+    priced = False
     while remaining.sum() > 0 and len(picks) < max_shipments:
         units = columns.capped(np.minimum(avail, remaining[:, None]))
         served = units.sum(axis=0)
         if served.max() <= 0:
             break
         cost = columns.cost(units) + (columns.extra if picks else 0.0)
+        if not picks:
+            # the first round prices whole lines wherever a location has them all: the full
+            # cover's cost is there already
+            full, priced = columns.full_cover(cost), True
         ratio = np.where(served > 0, cost / np.maximum(served, 1.0), math.inf)
         best = int(np.argmin(ratio))
         if ratio[best] >= columns.backorder:
@@ -307,7 +318,8 @@ def _allow(columns: _Columns, max_shipments: int) -> Choice:
         remaining -= units[:, best]
         avail[:, best] = 0.0
     spent += float(remaining.sum()) * columns.backorder
-    full = columns.full_cover()
+    if not priced:
+        full = columns.full_cover()
     if full is not None and full[1] <= spent:
         return _as_choice(columns, [(full[0], columns.q)])
     return _as_choice(columns, picks)
