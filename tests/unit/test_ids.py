@@ -20,3 +20,17 @@ def test_ids_are_version_7_uuids_that_sort_by_creation_time() -> None:
     assert len(set(earlier)) == len(earlier)
     assert max(earlier) < later
     assert abs((parsed.int >> 80) - time.time_ns() // 1_000_000) < 60_000
+
+
+def test_fulfillments_made_in_one_millisecond_get_distinct_payment_references() -> None:
+    """Shipment and collection references identify a capture and an invoice within an order: a
+    burst of time-ordered ids shares its leading characters, so no prefix of an id will do."""
+    from types import SimpleNamespace
+
+    from oms.services.fulfillment import collection_ref, shipment_ref
+
+    ids = RandomIds()
+    burst = [SimpleNamespace(id=ids.new_id()) for _ in range(1000)]
+    assert len({shipment_ref(f) for f in burst}) == len(burst)  # type: ignore[arg-type]
+    assert len({collection_ref(f) for f in burst}) == len(burst)  # type: ignore[arg-type]
+    assert all(len(shipment_ref(f)) <= 64 for f in burst)  # type: ignore[arg-type]
