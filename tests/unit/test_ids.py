@@ -34,3 +34,12 @@ def test_fulfillments_made_in_one_millisecond_get_distinct_payment_references() 
     assert len({shipment_ref(f) for f in burst}) == len(burst)  # type: ignore[arg-type]
     assert len({collection_ref(f) for f in burst}) == len(burst)  # type: ignore[arg-type]
     assert all(len(shipment_ref(f)) <= 64 for f in burst)  # type: ignore[arg-type]
+
+
+def test_numbers_people_read_out_differ_for_ids_made_in_one_burst() -> None:
+    from oms.services.orders import public_number
+
+    ids = RandomIds()
+    numbers = [public_number("RMA", ids.new_id()) for _ in range(1000)]
+    assert len(set(numbers)) == len(numbers)
+    assert all(len(number) == len("RMA-") + 10 for number in numbers)
