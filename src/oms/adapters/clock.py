@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
-import uuid
+import time
 from datetime import UTC, datetime, timedelta
 
 
@@ -33,9 +34,22 @@ class ControlledClock:
         self._now = moment
 
 
+_VERSION_7 = 0x7 << 76
+_VARIANT = 0x2 << 62
+_RANDOM_BITS = ((1 << 80) - 1) & ~(0xF << 76) & ~(0x3 << 62)
+
+
 class RandomIds:
     def new_id(self) -> str:
-        return str(uuid.uuid4())
+        """A UUID version 7 (RFC 9562): the milliseconds since the epoch, then 74 random bits.
+        Ids made one after another sort together, so an index on them takes new entries at its
+        right edge. A version 4 UUID lands on a random index page, and the first change to a
+        page after each checkpoint writes the whole page to the WAL: three such pages made a
+        one-line hold commit ~20 kB of WAL instead of ~2 kB on PostgreSQL."""
+        milliseconds = time.time_ns() // 1_000_000
+        random = int.from_bytes(os.urandom(10)) & _RANDOM_BITS
+        digits = f"{(milliseconds << 80) | _VERSION_7 | _VARIANT | random:032x}"
+        return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
     def new_token(self, nbytes: int = 24) -> str:
         return secrets.token_urlsafe(nbytes)

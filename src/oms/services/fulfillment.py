@@ -1048,11 +1048,15 @@ class FulfillmentService:
 
 
 def shipment_ref(f: Fulfillment) -> str:
-    return f"SHP-{f.id[:12]}"
+    """The payment and invoice reference of a shipment: the whole fulfillment id. A prefix of
+    it is not unique: ids are time-ordered, and two fulfillments of one order made in the same
+    millisecond share their first twelve characters (the second capture was then refused as
+    'already captured')."""
+    return f"SHP-{f.id}"
 
 
 def collection_ref(f: Fulfillment) -> str:
-    return f"COL-{f.id[:12]}"
+    return f"COL-{f.id}"
 
 
 def _stock(location_code: str, lines: Sequence[tuple[str, int]]) -> list[StockLine]:

@@ -332,12 +332,19 @@ class LineSourcing(Protocol):
 
 
 def _order_number(channel: Channel, raw: str) -> str:
+    return public_number(CHANNEL_PREFIX[channel], raw)
+
+
+def public_number(prefix: str, raw: str) -> str:
+    """A short number people can read out (order, RMA): ten Crockford base-32 digits of the
+    id's lowest 50 bits. Those are random in a version 4 and a version 7 UUID alike; the leading
+    digits of a version 7 UUID are its creation time, shared by ids made together."""
     number = uuid.UUID(raw).int if _is_uuid(raw) else int.from_bytes(raw.encode()[:16], "big")
     chars = []
     for _ in range(10):
         number, digit = divmod(number, 32)
         chars.append(_BASE32[digit])
-    return f"{CHANNEL_PREFIX[channel]}-{''.join(chars)}"
+    return f"{prefix}-{''.join(chars)}"
 
 
 def _is_uuid(raw: str) -> bool:

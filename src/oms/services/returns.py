@@ -45,7 +45,7 @@ from oms.domain.returns import (
     ReturnWindowClosed,
     window_closes,
 )
-from oms.services.orders import CaptureOrder, OrderService
+from oms.services.orders import CaptureOrder, OrderService, public_number
 from oms.services.payments import PaymentOutcome, PaymentService
 from oms.services.ports import Clock, DeltaLine, Ids, UnitOfWork, UnitOfWorkFactory
 
@@ -167,7 +167,7 @@ class ReturnService:
             return_id = self._ids.new_id()
             made = Return.authorise(
                 return_id=return_id,
-                rma_number=_rma_number(return_id),
+                rma_number=public_number("RMA", return_id),
                 order_id=order.order_id,
                 order_number=order.order_number,
                 customer_email=order.customer.email,
@@ -444,11 +444,6 @@ def _load_order(uow: UnitOfWork, order_id: str) -> Order:
     if order is None:
         raise OrderNotFound(f"no order '{order_id}'", order_id=order_id)
     return order
-
-
-def _rma_number(return_id: str) -> str:
-    digits = "".join(ch for ch in return_id.upper() if ch.isalnum())
-    return f"RMA-{digits[:10]}"
 
 
 def _fresh(delivery: Delivery) -> Delivery:
