@@ -508,6 +508,9 @@ def in_schema_of(dialect_name: str, name: str | None, type_: str) -> bool:
     return not (type_ == "index" and name == SQLITE_ONLY_INDEX and dialect_name != "sqlite")
 
 
+POSITIONS_FILLFACTOR = 60
+"""Per cent of a PostgreSQL page that inserts fill in ``inventory_positions``."""
+
 inventory_positions = Table(
     "inventory_positions",
     metadata,
@@ -545,14 +548,21 @@ inventory_positions = Table(
         "blocked",
         "safety_stock",
     ).ddl_if(dialect="sqlite"),
+    # PostgreSQL: room on each page for the new version of its rows, so that stock updates
+    # (holds, allocations, counts of every position) stay HOT and leave the indexes alone.
+    postgresql_with={"fillfactor": POSITIONS_FILLFACTOR},
 )
 
 inventory_movements = Table(
     "inventory_movements",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("item_id", ForeignKey("items.id"), nullable=False),
-    Column("location_id", ForeignKey("locations.id"), nullable=False),
+    # No foreign keys: the journal is appended by the inventory repository only, for positions
+    # it has just written (which reference their item and location); items, locations and
+    # positions are never deleted. On PostgreSQL the two checks per row (each locking the
+    # parent row) were half the time of a snapshot's journal insert.
+    Column("item_id", BigId, nullable=False),
+    Column("location_id", BigId, nullable=False),
     Column("kind", String(24), nullable=False),
     Column("on_hand_change", Integer, nullable=False),
     Column("reason", String(200)),
