@@ -1652,58 +1652,13 @@ class SqlInventoryRepository:
             # A temporary table has no statistics: without them (taken once the ids are in)
             # the planner guesses how the batch joins the positions.
             connection.exec_driver_sql("ANALYZE oms_snapshot_stage")
-        self._create_counted(as_of=as_of, sequence=sequence, at=at)
-        existing = and_(position_of_stage, s.created.is_(None))
-        current: Any = inventory_positions
-        if self._is_postgres:
-            # Lock the positions in (item, location) order, as every other writer does, in
-            # the statement that reads them.
-            current = (
-                select(*_COUNTED)
-                .join(_SNAPSHOT_STAGE, existing)
-                .order_by(P.item_id, P.location_id)
-                .with_for_update(of=inventory_positions)
-                .subquery("current")
-            )
-        c = current.c
-        # Before and after, per position, in the staging table. A count is stale when it is
-        # older than (or as old as) the last one applied: sequences decide when both sides
-        # have one, source times otherwise (domain.inventory.snapshot_is_stale).
-        older_time = and_(c.snapshot_as_of.is_not(None), c.snapshot_as_of >= as_of)
-        stale = (
-            older_time
-            if sequence is None
-            else or_(
-                and_(c.snapshot_sequence.is_not(None), c.snapshot_sequence >= sequence),
-                and_(c.snapshot_sequence.is_(None), older_time),
-            )
-        )
-        moves = inventory_movements.c
-        later = (
-            select(func.coalesce(func.sum(moves.on_hand_change), 0))
-            .where(
-                moves.item_id == s.item_id,
-                moves.location_id == s.location_id,
-                moves.occurred_at > as_of,
-                moves.kind != "snapshot",
-            )
-            .correlate(_SNAPSHOT_STAGE)
-            .scalar_subquery()
-        )
-        counted = s.on_hand + case(
-            (and_(c.last_movement_at.is_not(None), c.last_movement_at > as_of), later), else_=0
-        )
-        connection.execute(
-            update(_SNAPSHOT_STAGE)
-            .where(c.item_id == s.item_id, c.location_id == s.location_id, s.created.is_(None))
-            .values(
-                stale=case((stale, 1), else_=0),
-                old_on_hand=c.on_hand,
-                old_blocked=c.blocked,
-                new_on_hand=case((counted < 0, 0), else_=counted),
-                new_blocked=func.coalesce(s.blocked, c.blocked),
-            )
-        )
+        # Positions that exist are counted (locked, before and after), the others created
+        # with their count. On PostgreSQL a position another transaction created in between
+        # is not created twice: it is counted as an existing one on a second pass.
+        counted = self._count_existing(as_of=as_of, sequence=sequence)
+        created = self._create_counted(as_of=as_of, sequence=sequence, at=at)
+        if counted + created < len(wanted):
+            self._count_existing(as_of=as_of, sequence=sequence)
         fresh = s.stale == 0
         stale_rows = connection.execute(
             select(s.sku, s.code, P.snapshot_as_of, P.snapshot_sequence)
@@ -1724,9 +1679,28 @@ class SqlInventoryRepository:
                     "last_applied_sequence": row.snapshot_sequence,
                 }
             )
-        connection.execute(
+        # What each changed position reports: (item, location) for the order, then
+        # SNAPSHOT_EVENT_FIELDS, old on hand and the item's low-stock threshold. Allocated,
+        # reserved and safety stock are what they were: a count changes neither.
+        kept = P.allocated + P.reserved + P.safety_stock
+        atp_after = s.new_on_hand - s.new_blocked - kept
+        atp_before = s.old_on_hand - s.old_blocked - kept
+        report = (
+            s.item_id,
+            s.location_id,
+            s.sku,
+            s.code,
+            s.new_on_hand,
+            s.new_blocked,
+            case((atp_after > 0, atp_after), else_=0),
+            case((atp_before > 0, atp_before), else_=0),
+            s.old_on_hand,
+            items.c.low_stock_threshold,
+            s.old_blocked,
+        )
+        set_counts = (
             update(inventory_positions)
-            .where(existing, fresh)
+            .where(position_of_stage, s.created.is_(None), fresh)
             .values(
                 on_hand=s.new_on_hand,
                 blocked=s.new_blocked,
@@ -1735,6 +1709,33 @@ class SqlInventoryRepository:
                 updated_at=at,
             )
         )
+        reported = select(*report).select_from(
+            _SNAPSHOT_STAGE.join(inventory_positions, position_of_stage).join(
+                items, items.c.id == s.item_id
+            )
+        )
+        if self._is_postgres:
+            # The updated rows report themselves (RETURNING may name the joined tables); the
+            # created ones are read.
+            rows = list(
+                connection.execute(set_counts.where(items.c.id == s.item_id).returning(*report))
+            )
+            if created:
+                rows.extend(connection.execute(reported.where(s.created == 1)))
+            changed = sorted(
+                (row for row in rows if row[4] != row[8] or row[5] != row[10]),
+                key=lambda row: (row[0], row[1]),
+            )
+        else:
+            connection.execute(set_counts)
+            changed = list(
+                connection.execute(
+                    reported.where(
+                        fresh, or_(s.new_on_hand != s.old_on_hand, s.new_blocked != s.old_blocked)
+                    ).order_by(s.item_id, s.location_id)
+                )
+            )
+        moves = inventory_movements.c
         connection.execute(
             insert(inventory_movements).from_select(
                 [
@@ -1761,43 +1762,78 @@ class SqlInventoryRepository:
                 .order_by(s.item_id, s.location_id),
             )
         )
-        # Allocated, reserved and safety stock are what they were: a count changes neither.
-        kept = P.allocated + P.reserved + P.safety_stock
-        atp_after = s.new_on_hand - s.new_blocked - kept
-        atp_before = s.old_on_hand - s.old_blocked - kept
-        changed = connection.execute(
-            select(
-                s.sku,
-                s.code,
-                s.new_on_hand,
-                s.new_blocked,
-                case((atp_after > 0, atp_after), else_=0),
-                case((atp_before > 0, atp_before), else_=0),
-                s.old_on_hand,
-                items.c.low_stock_threshold,
-            )
-            .select_from(
-                _SNAPSHOT_STAGE.join(inventory_positions, position_of_stage).join(
-                    items, items.c.id == s.item_id
-                )
-            )
-            .where(fresh, or_(s.new_on_hand != s.old_on_hand, s.new_blocked != s.old_blocked))
-            .order_by(s.item_id, s.location_id)
-        ).all()
         outcome.applied = len(changed)
         outcome.unchanged = len(wanted) - len(stale_rows) - len(changed)
-        outcome.raised = {row[0] for row in changed if row[2] > row[6]}
+        outcome.raised = {row[2] for row in changed if row[4] > row[8]}
         if record_events and changed:
             self._record(
                 *snapshot_events(
-                    [list(row[:6]) for row in changed],
-                    [int(row[7]) for row in changed],
+                    [list(row[2:8]) for row in changed],
+                    [int(row[9]) for row in changed],
                     source=source,
                     as_of=as_of,
                     sequence=sequence,
                 )
             )
         return outcome
+
+    def _count_existing(self, *, as_of: datetime, sequence: int | None) -> int:
+        """Before and after, in the staging table, for the staged positions that exist and
+        were not counted yet; returns how many. A count is stale when it is older than (or as
+        old as) the last one applied: sequences decide when both sides have one, source times
+        otherwise (domain.inventory.snapshot_is_stale)."""
+        s = _SNAPSHOT_STAGE.c
+        waiting = s.stale.is_(None)
+        current: Any = inventory_positions
+        if self._is_postgres:
+            # Lock the positions in (item, location) order, as every other writer does, in
+            # the statement that reads them.
+            current = (
+                select(*_COUNTED)
+                .join(
+                    _SNAPSHOT_STAGE,
+                    and_(P.item_id == s.item_id, P.location_id == s.location_id, waiting),
+                )
+                .order_by(P.item_id, P.location_id)
+                .with_for_update(of=inventory_positions)
+                .subquery("current")
+            )
+        c = current.c
+        older_time = and_(c.snapshot_as_of.is_not(None), c.snapshot_as_of >= as_of)
+        stale = (
+            older_time
+            if sequence is None
+            else or_(
+                and_(c.snapshot_sequence.is_not(None), c.snapshot_sequence >= sequence),
+                and_(c.snapshot_sequence.is_(None), older_time),
+            )
+        )
+        moves = inventory_movements.c
+        later = (
+            select(func.coalesce(func.sum(moves.on_hand_change), 0))
+            .where(
+                moves.item_id == s.item_id,
+                moves.location_id == s.location_id,
+                moves.occurred_at > as_of,
+                moves.kind != "snapshot",
+            )
+            .correlate(_SNAPSHOT_STAGE)
+            .scalar_subquery()
+        )
+        counted = s.on_hand + case(
+            (and_(c.last_movement_at.is_not(None), c.last_movement_at > as_of), later), else_=0
+        )
+        return self._connection.execute(
+            update(_SNAPSHOT_STAGE)
+            .where(c.item_id == s.item_id, c.location_id == s.location_id, waiting)
+            .values(
+                stale=case((stale, 1), else_=0),
+                old_on_hand=c.on_hand,
+                old_blocked=c.blocked,
+                new_on_hand=case((counted < 0, 0), else_=counted),
+                new_blocked=func.coalesce(s.blocked, c.blocked),
+            )
+        ).rowcount
 
     def _existing(self, column: Any, values: set[str]) -> list[str]:
         """Which of these SKUs or location codes exist (``column`` says which)."""
@@ -1806,10 +1842,11 @@ class SqlInventoryRepository:
             found.extend(self._connection.scalars(select(column).where(column.in_(chunk))))
         return found
 
-    def _create_counted(self, *, as_of: datetime, sequence: int | None, at: datetime) -> None:
-        """Positions seen for the first time are created in lock order with their count (the
-        staged rows marked ``created``, with nothing before): they are not written twice, and
-        their foreign keys are checked once."""
+    def _create_counted(self, *, as_of: datetime, sequence: int | None, at: datetime) -> int:
+        """The staged positions that do not exist (not counted by :meth:`_count_existing`)
+        are created in lock order with their count and marked ``created``, with nothing
+        before: they are not written twice, and their foreign keys are checked once. Returns
+        how many."""
         connection = self._connection
         s = _SNAPSHOT_STAGE.c
         defaults = self.safety_stock_defaults()
@@ -1821,9 +1858,6 @@ class SqlInventoryRepository:
             "new_on_hand": s.on_hand,
             "new_blocked": func.coalesce(s.blocked, 0),
         }
-        new = ~(
-            select(P.item_id).where(P.item_id == s.item_id, P.location_id == s.location_id).exists()
-        )
         rows = (
             select(
                 s.item_id,
@@ -1843,27 +1877,29 @@ class SqlInventoryRepository:
                 literal(at, type_=P.updated_at.type),
             )
             .select_from(_SNAPSHOT_STAGE.join(locations, locations.c.id == s.location_id))
+            .where(s.stale.is_(None))
             .order_by(s.item_id, s.location_id)
         )
         create = insert_ignoring_conflicts(connection, inventory_positions)
         if self._is_postgres:
             # Only what this statement inserted is marked: a position another transaction
-            # created meanwhile is counted as an existing one.
-            created = (
-                create.from_select(_CREATED_COLUMNS, rows.where(new))
+            # created meanwhile stays to be counted as an existing one.
+            inserted = (
+                create.from_select(_CREATED_COLUMNS, rows)
                 .returning(P.item_id, P.location_id)
-                .cte("created")
+                .cte("inserted")
             )
-            connection.execute(
+            return connection.execute(
                 update(_SNAPSHOT_STAGE)
-                .add_cte(created)
-                .where(s.item_id == created.c.item_id, s.location_id == created.c.location_id)
+                .add_cte(inserted)
+                .where(s.item_id == inserted.c.item_id, s.location_id == inserted.c.location_id)
                 .values(counted)
-            )
-        else:
-            # SQLite: this transaction holds the write lock, nobody else creates positions.
-            connection.execute(update(_SNAPSHOT_STAGE).where(new).values(counted))
-            connection.execute(create.from_select(_CREATED_COLUMNS, rows.where(s.created == 1)))
+            ).rowcount
+        # SQLite: this transaction holds the write lock, nobody else creates positions.
+        connection.execute(create.from_select(_CREATED_COLUMNS, rows))
+        return connection.execute(
+            update(_SNAPSHOT_STAGE).where(s.stale.is_(None)).values(counted)
+        ).rowcount
 
     def _stage(self, rows: list[tuple[str, str, int, int | None]]) -> None:
         """Load (sku, location code, on hand, blocked) rows into the empty staging table."""
