@@ -1718,10 +1718,12 @@ class SqlInventoryRepository:
             # The updated rows report themselves (RETURNING may name the joined tables); the
             # created ones are read.
             rows = list(
-                connection.execute(set_counts.where(items.c.id == s.item_id).returning(*report))
+                connection.execute(
+                    set_counts.where(items.c.id == s.item_id).returning(*report)
+                ).all()
             )
             if created:
-                rows.extend(connection.execute(reported.where(s.created == 1)))
+                rows.extend(connection.execute(reported.where(s.created == 1)).all())
             changed = sorted(
                 (row for row in rows if row[4] != row[8] or row[5] != row[10]),
                 key=lambda row: (row[0], row[1]),
@@ -1733,7 +1735,7 @@ class SqlInventoryRepository:
                     reported.where(
                         fresh, or_(s.new_on_hand != s.old_on_hand, s.new_blocked != s.old_blocked)
                     ).order_by(s.item_id, s.location_id)
-                )
+                ).all()
             )
         moves = inventory_movements.c
         connection.execute(
