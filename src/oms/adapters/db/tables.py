@@ -570,7 +570,7 @@ inventory_movements = Table(
     Column("message_id", String(200)),
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
-    Index("ix_inventory_movements_position", "item_id", "location_id", "occurred_at"),
+    Index("ix_inventory_movements_position", "location_id", "item_id", "occurred_at"),
 )
 
 feed_messages = Table(
