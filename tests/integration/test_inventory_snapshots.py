@@ -4,14 +4,19 @@ on hand, a bad batch changes nothing, and the events are one summary plus thresh
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import Engine, insert, select
 
 from oms.adapters.clock import ControlledClock
-from oms.bootstrap import Services
+from oms.adapters.db.tables import inventory_positions, items, locations
+from oms.bootstrap import Services, build_services
+from oms.config import Settings
 from oms.domain.inventory import SNAPSHOT_EVENT_POSITIONS, DeltaKind, StockLine, UnknownStock
-from oms.services.ports import DeltaLine, SnapshotLine
+from oms.services.ports import DeltaLine, FeedOutcome, SnapshotLine
 from tests.inventory_support import a_location, an_item, network
 
 
@@ -224,3 +229,48 @@ def test_a_big_count_emits_its_summary_in_parts(services: Services) -> None:
     ]
     listed = [row[0] for e in events for row in e.data["positions"]]
     assert listed == skus
+
+
+def test_a_position_another_transaction_creates_meanwhile_is_counted_not_lost(
+    postgres_engine: Engine,
+) -> None:
+    """PostgreSQL: a count finds no position, another transaction creates it before the count
+    inserts it; the count waits for that transaction, then counts the position it made."""
+    clock = ControlledClock()
+    url = postgres_engine.url.render_as_string(hide_password=False)
+    services = build_services(Settings(database_url=url), clock=clock, engine=postgres_engine)
+    network(services, skus=["A"])
+    outcomes: list[FeedOutcome] = []
+    with postgres_engine.connect() as other:
+        item_id = other.scalar(select(items.c.id).where(items.c.sku == "A"))
+        location_id = other.scalar(select(locations.c.id).where(locations.c.code == "DC-EAST"))
+        other.execute(
+            insert(inventory_positions).values(
+                item_id=item_id,
+                location_id=location_id,
+                on_hand=7,
+                allocated=0,
+                reserved=0,
+                blocked=0,
+                safety_stock=0,
+                safety_stock_set=False,
+                updated_at=clock.now(),
+            )
+        )
+        count = threading.Thread(
+            target=lambda: outcomes.append(
+                services.inventory.apply_snapshot(
+                    [SnapshotLine("A", "DC-EAST", 5)], as_of=clock.now(), source="wms"
+                )
+            )
+        )
+        count.start()
+        time.sleep(0.5)
+        assert count.is_alive()  # waiting for the other transaction's position
+        other.commit()
+    count.join(timeout=10)
+
+    assert [(o.applied, o.unchanged, o.stale) for o in outcomes] == [(1, 0, [])]
+    assert positions(services, ["A"]) == {("A", "DC-EAST"): (5, 0)}
+    with services.uow() as uow:
+        assert uow.inventory.movement_totals(["A"]) == {("A", "DC-EAST"): -2}

@@ -92,6 +92,10 @@ def _check_liveness_cheaply(engine: Engine, *, idle_seconds: float = IDLE_PING_S
             raise DisconnectionError(f"the connection failed its ping: {error}") from error
 
 
+SQLITE_CACHE_KIB = 65_536
+"""Page cache per SQLite connection, KiB."""
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
@@ -114,6 +118,11 @@ def _sqlite_engine(url: str, *, busy_timeout_ms: int) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # Temporary tables (a snapshot's staging table) in memory, not in a temporary file,
+        # and a page cache of SQLITE_CACHE_KIB (taken as pages are read, up to that size):
+        # the default 2 MB holds a few thousand positions, so that bulk feeds re-read pages.
+        cursor.execute("PRAGMA temp_store=MEMORY")
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -745,29 +745,53 @@ _SNAPSHOT_STAGE = Table(
     Column("old_blocked", Integer),
     Column("new_on_hand", Integer),
     Column("new_blocked", Integer),
+    Column("created", Integer),
 )
 """A snapshot batch while it is applied: the count, then the resolved ids, then before and
-after per position, all computed in SQL."""
+after per position, all computed in SQL (``created``: the position is new, made by this batch
+with its count)."""
 _STAGE_COLUMNS = (
     "sku VARCHAR(64) NOT NULL, code VARCHAR(64) NOT NULL, on_hand INTEGER NOT NULL,"
     " blocked INTEGER, item_id BIGINT, location_id BIGINT, stale INTEGER,"
-    " old_on_hand INTEGER, old_blocked INTEGER, new_on_hand INTEGER, new_blocked INTEGER"
+    " old_on_hand INTEGER, old_blocked INTEGER, new_on_hand INTEGER, new_blocked INTEGER,"
+    " created INTEGER"
 )
 _STAGE_DDL_POSTGRES = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS oms_snapshot_stage ({_STAGE_COLUMNS})"
     " ON COMMIT DELETE ROWS"
 )
 _STAGE_DDL_SQLITE = f"CREATE TEMPORARY TABLE IF NOT EXISTS oms_snapshot_stage ({_STAGE_COLUMNS})"
-_RESOLVE_STAGE = update(_SNAPSHOT_STAGE).values(
-    item_id=select(items.c.id)
-    .where(items.c.sku == _SNAPSHOT_STAGE.c.sku)
-    .correlate(_SNAPSHOT_STAGE)
-    .scalar_subquery(),
-    location_id=select(locations.c.id)
-    .where(locations.c.code == _SNAPSHOT_STAGE.c.code)
-    .correlate(_SNAPSHOT_STAGE)
-    .scalar_subquery(),
+_RESOLVE_STAGE = (
+    update(_SNAPSHOT_STAGE)
+    .values(item_id=items.c.id, location_id=locations.c.id)
+    .where(items.c.sku == _SNAPSHOT_STAGE.c.sku, locations.c.code == _SNAPSHOT_STAGE.c.code)
 )
+"""The ids of the staged positions, in one join (rows of unknown SKUs or locations keep none)."""
+
+
+_COUNTED = (
+    P.item_id,
+    P.location_id,
+    P.on_hand,
+    P.blocked,
+    P.snapshot_as_of,
+    P.snapshot_sequence,
+    P.last_movement_at,
+)
+"""What a count needs of the positions it sets."""
+_CREATED_COLUMNS = [
+    "item_id",
+    "location_id",
+    "on_hand",
+    "allocated",
+    "reserved",
+    "blocked",
+    "safety_stock",
+    "safety_stock_set",
+    "snapshot_as_of",
+    "snapshot_sequence",
+    "updated_at",
+]
 
 
 class _Key:
@@ -1934,101 +1958,29 @@ class SqlInventoryRepository:
         position_of_stage = and_(P.item_id == s.item_id, P.location_id == s.location_id)
         # Unknown SKUs or locations refuse the whole batch (the unit of work rolls back).
         connection.execute(_RESOLVE_STAGE)
-        unknown = connection.execute(
-            select(s.sku, s.code, s.item_id, s.location_id).where(
-                or_(s.item_id.is_(None), s.location_id.is_(None))
-            )
-        ).all()
+        unknown = connection.execute(select(s.sku, s.code).where(s.item_id.is_(None))).all()
         if unknown:
-            missing_skus = sorted({row.sku for row in unknown if row.item_id is None})
-            missing_codes = sorted({row.code for row in unknown if row.location_id is None})
+            skus = {row.sku for row in unknown}
+            codes = {row.code for row in unknown}
+            missing_skus = sorted(skus - set(self._existing(items.c.sku, skus)))
+            missing_codes = sorted(codes - set(self._existing(locations.c.code, codes)))
             parts = []
             if missing_skus:
                 parts.append(f"unknown SKU {', '.join(missing_skus[:10])}")
             if missing_codes:
                 parts.append(f"unknown location {', '.join(missing_codes[:10])}")
             raise UnknownStock("; ".join(parts), skus=missing_skus, locations=missing_codes)
-        # Positions seen for the first time, created in lock order.
-        defaults = self.safety_stock_defaults()
-        connection.execute(
-            insert_ignoring_conflicts(connection, inventory_positions).from_select(
-                [
-                    "item_id",
-                    "location_id",
-                    "on_hand",
-                    "allocated",
-                    "reserved",
-                    "blocked",
-                    "safety_stock",
-                    "safety_stock_set",
-                    "updated_at",
-                ],
-                select(
-                    s.item_id,
-                    s.location_id,
-                    literal(0),
-                    literal(0),
-                    literal(0),
-                    literal(0),
-                    case(
-                        {kind.value: quantity for kind, quantity in defaults.items()},
-                        value=locations.c.type,
-                        else_=0,
-                    ),
-                    false(),
-                    literal(at, type_=P.updated_at.type),
-                )
-                .select_from(_SNAPSHOT_STAGE.join(locations, locations.c.id == s.location_id))
-                .where(~select(P.item_id).where(position_of_stage).exists())
-                .order_by(s.item_id, s.location_id),
-            )
-        )
         if self._is_postgres:
-            # Lock the positions in (item, location) order, as every other writer does.
-            connection.execute(
-                select(P.item_id)
-                .join(_SNAPSHOT_STAGE, position_of_stage)
-                .order_by(P.item_id, P.location_id)
-                .with_for_update(of=inventory_positions)
-            ).all()
-        # Before and after, per position, in the staging table. A count is stale when it is
-        # older than (or as old as) the last one applied: sequences decide when both sides
-        # have one, source times otherwise (domain.inventory.snapshot_is_stale).
-        older_time = and_(P.snapshot_as_of.is_not(None), P.snapshot_as_of >= as_of)
-        stale = (
-            older_time
-            if sequence is None
-            else or_(
-                and_(P.snapshot_sequence.is_not(None), P.snapshot_sequence >= sequence),
-                and_(P.snapshot_sequence.is_(None), older_time),
-            )
-        )
-        moves = inventory_movements.c
-        later = (
-            select(func.coalesce(func.sum(moves.on_hand_change), 0))
-            .where(
-                moves.item_id == s.item_id,
-                moves.location_id == s.location_id,
-                moves.occurred_at > as_of,
-                moves.kind != "snapshot",
-            )
-            .correlate(_SNAPSHOT_STAGE)
-            .scalar_subquery()
-        )
-        counted = s.on_hand + case(
-            (and_(P.last_movement_at.is_not(None), P.last_movement_at > as_of), later), else_=0
-        )
-        connection.execute(
-            update(_SNAPSHOT_STAGE)
-            .where(position_of_stage)
-            .values(
-                stale=case((stale, 1), else_=0),
-                old_on_hand=P.on_hand,
-                old_blocked=P.blocked,
-                new_on_hand=case((counted < 0, 0), else_=counted),
-                new_blocked=func.coalesce(s.blocked, P.blocked),
-            )
-        )
+            # A temporary table has no statistics: without them (taken once the ids are in)
+            # the planner guesses how the batch joins the positions.
+            connection.exec_driver_sql("ANALYZE oms_snapshot_stage")
+        # Positions that exist are counted (locked, before and after), the others created
+        # with their count. On PostgreSQL a position another transaction created in between
+        # is not created twice: it is counted as an existing one on a second pass.
+        counted = self._count_existing(as_of=as_of, sequence=sequence)
+        created = self._create_counted(as_of=as_of, sequence=sequence, at=at)
+        if counted + created < len(wanted):
+            self._count_existing(as_of=as_of, sequence=sequence)
         fresh = s.stale == 0
         stale_rows = connection.execute(
             select(s.sku, s.code, P.snapshot_as_of, P.snapshot_sequence)
@@ -2049,9 +2001,28 @@ class SqlInventoryRepository:
                     "last_applied_sequence": row.snapshot_sequence,
                 }
             )
-        connection.execute(
+        # What each changed position reports: (item, location) for the order, then
+        # SNAPSHOT_EVENT_FIELDS, old on hand and the item's low-stock threshold. Allocated,
+        # reserved and safety stock are what they were: a count changes neither.
+        kept = P.allocated + P.reserved + P.safety_stock
+        atp_after = s.new_on_hand - s.new_blocked - kept
+        atp_before = s.old_on_hand - s.old_blocked - kept
+        report = (
+            s.item_id,
+            s.location_id,
+            s.sku,
+            s.code,
+            s.new_on_hand,
+            s.new_blocked,
+            case((atp_after > 0, atp_after), else_=0),
+            case((atp_before > 0, atp_before), else_=0),
+            s.old_on_hand,
+            items.c.low_stock_threshold,
+            s.old_blocked,
+        )
+        set_counts = (
             update(inventory_positions)
-            .where(position_of_stage, fresh)
+            .where(position_of_stage, s.created.is_(None), fresh)
             .values(
                 on_hand=s.new_on_hand,
                 blocked=s.new_blocked,
@@ -2060,6 +2031,35 @@ class SqlInventoryRepository:
                 updated_at=at,
             )
         )
+        reported = select(*report).select_from(
+            _SNAPSHOT_STAGE.join(inventory_positions, position_of_stage).join(
+                items, items.c.id == s.item_id
+            )
+        )
+        if self._is_postgres:
+            # The updated rows report themselves (RETURNING may name the joined tables); the
+            # created ones are read.
+            rows = list(
+                connection.execute(
+                    set_counts.where(items.c.id == s.item_id).returning(*report)
+                ).all()
+            )
+            if created:
+                rows.extend(connection.execute(reported.where(s.created == 1)).all())
+            changed = sorted(
+                (row for row in rows if row[4] != row[8] or row[5] != row[10]),
+                key=lambda row: (row[0], row[1]),
+            )
+        else:
+            connection.execute(set_counts)
+            changed = list(
+                connection.execute(
+                    reported.where(
+                        fresh, or_(s.new_on_hand != s.old_on_hand, s.new_blocked != s.old_blocked)
+                    ).order_by(s.item_id, s.location_id)
+                ).all()
+            )
+        moves = inventory_movements.c
         connection.execute(
             insert(inventory_movements).from_select(
                 [
@@ -2086,43 +2086,144 @@ class SqlInventoryRepository:
                 .order_by(s.item_id, s.location_id),
             )
         )
-        # Allocated, reserved and safety stock are what they were: a count changes neither.
-        kept = P.allocated + P.reserved + P.safety_stock
-        atp_after = s.new_on_hand - s.new_blocked - kept
-        atp_before = s.old_on_hand - s.old_blocked - kept
-        changed = connection.execute(
-            select(
-                s.sku,
-                s.code,
-                s.new_on_hand,
-                s.new_blocked,
-                case((atp_after > 0, atp_after), else_=0),
-                case((atp_before > 0, atp_before), else_=0),
-                s.old_on_hand,
-                items.c.low_stock_threshold,
-            )
-            .select_from(
-                _SNAPSHOT_STAGE.join(inventory_positions, position_of_stage).join(
-                    items, items.c.id == s.item_id
-                )
-            )
-            .where(fresh, or_(s.new_on_hand != s.old_on_hand, s.new_blocked != s.old_blocked))
-            .order_by(s.item_id, s.location_id)
-        ).all()
         outcome.applied = len(changed)
         outcome.unchanged = len(wanted) - len(stale_rows) - len(changed)
-        outcome.raised = {row[0] for row in changed if row[2] > row[6]}
+        outcome.raised = {row[2] for row in changed if row[4] > row[8]}
         if record_events and changed:
             self._record(
                 *snapshot_events(
-                    [list(row[:6]) for row in changed],
-                    [int(row[7]) for row in changed],
+                    [list(row[2:8]) for row in changed],
+                    [int(row[9]) for row in changed],
                     source=source,
                     as_of=as_of,
                     sequence=sequence,
                 )
             )
         return outcome
+
+    def _count_existing(self, *, as_of: datetime, sequence: int | None) -> int:
+        """Before and after, in the staging table, for the staged positions that exist and
+        were not counted yet; returns how many. A count is stale when it is older than (or as
+        old as) the last one applied: sequences decide when both sides have one, source times
+        otherwise (domain.inventory.snapshot_is_stale)."""
+        s = _SNAPSHOT_STAGE.c
+        waiting = s.stale.is_(None)
+        current: Any = inventory_positions
+        if self._is_postgres:
+            # Lock the positions in (item, location) order, as every other writer does, in
+            # the statement that reads them.
+            current = (
+                select(*_COUNTED)
+                .join(
+                    _SNAPSHOT_STAGE,
+                    and_(P.item_id == s.item_id, P.location_id == s.location_id, waiting),
+                )
+                .order_by(P.item_id, P.location_id)
+                .with_for_update(of=inventory_positions)
+                .subquery("current")
+            )
+        c = current.c
+        older_time = and_(c.snapshot_as_of.is_not(None), c.snapshot_as_of >= as_of)
+        stale = (
+            older_time
+            if sequence is None
+            else or_(
+                and_(c.snapshot_sequence.is_not(None), c.snapshot_sequence >= sequence),
+                and_(c.snapshot_sequence.is_(None), older_time),
+            )
+        )
+        moves = inventory_movements.c
+        later = (
+            select(func.coalesce(func.sum(moves.on_hand_change), 0))
+            .where(
+                moves.item_id == s.item_id,
+                moves.location_id == s.location_id,
+                moves.occurred_at > as_of,
+                moves.kind != "snapshot",
+            )
+            .correlate(_SNAPSHOT_STAGE)
+            .scalar_subquery()
+        )
+        counted = s.on_hand + case(
+            (and_(c.last_movement_at.is_not(None), c.last_movement_at > as_of), later), else_=0
+        )
+        return self._connection.execute(
+            update(_SNAPSHOT_STAGE)
+            .where(c.item_id == s.item_id, c.location_id == s.location_id, waiting)
+            .values(
+                stale=case((stale, 1), else_=0),
+                old_on_hand=c.on_hand,
+                old_blocked=c.blocked,
+                new_on_hand=case((counted < 0, 0), else_=counted),
+                new_blocked=func.coalesce(s.blocked, c.blocked),
+            )
+        ).rowcount
+
+    def _existing(self, column: Any, values: set[str]) -> list[str]:
+        """Which of these SKUs or location codes exist (``column`` says which)."""
+        found: list[str] = []
+        for chunk in _chunks(sorted(values), 1000):
+            found.extend(self._connection.scalars(select(column).where(column.in_(chunk))))
+        return found
+
+    def _create_counted(self, *, as_of: datetime, sequence: int | None, at: datetime) -> int:
+        """The staged positions that do not exist (not counted by :meth:`_count_existing`)
+        are created in lock order with their count and marked ``created``, with nothing
+        before: they are not written twice, and their foreign keys are checked once. Returns
+        how many."""
+        connection = self._connection
+        s = _SNAPSHOT_STAGE.c
+        defaults = self.safety_stock_defaults()
+        counted = {
+            "created": 1,
+            "stale": 0,
+            "old_on_hand": 0,
+            "old_blocked": 0,
+            "new_on_hand": s.on_hand,
+            "new_blocked": func.coalesce(s.blocked, 0),
+        }
+        rows = (
+            select(
+                s.item_id,
+                s.location_id,
+                s.on_hand,
+                literal(0),
+                literal(0),
+                func.coalesce(s.blocked, 0),
+                case(
+                    {kind.value: quantity for kind, quantity in defaults.items()},
+                    value=locations.c.type,
+                    else_=0,
+                ),
+                false(),
+                literal(as_of, type_=P.snapshot_as_of.type),
+                literal(sequence, type_=P.snapshot_sequence.type),
+                literal(at, type_=P.updated_at.type),
+            )
+            .select_from(_SNAPSHOT_STAGE.join(locations, locations.c.id == s.location_id))
+            .where(s.stale.is_(None))
+            .order_by(s.item_id, s.location_id)
+        )
+        create = insert_ignoring_conflicts(connection, inventory_positions)
+        if self._is_postgres:
+            # Only what this statement inserted is marked: a position another transaction
+            # created meanwhile stays to be counted as an existing one.
+            inserted = (
+                create.from_select(_CREATED_COLUMNS, rows)
+                .returning(P.item_id, P.location_id)
+                .cte("inserted")
+            )
+            return connection.execute(
+                update(_SNAPSHOT_STAGE)
+                .add_cte(inserted)
+                .where(s.item_id == inserted.c.item_id, s.location_id == inserted.c.location_id)
+                .values(counted)
+            ).rowcount
+        # SQLite: this transaction holds the write lock, nobody else creates positions.
+        connection.execute(create.from_select(_CREATED_COLUMNS, rows))
+        return connection.execute(
+            update(_SNAPSHOT_STAGE).where(s.stale.is_(None)).values(counted)
+        ).rowcount
 
     def _stage(self, rows: list[tuple[str, str, int, int | None]]) -> None:
         """Load (sku, location code, on hand, blocked) rows into the empty staging table."""
@@ -2136,9 +2237,6 @@ class SqlInventoryRepository:
             with dbapi.cursor() as cursor, cursor.copy(copy_in) as copy:  # type: ignore[attr-defined]
                 for row in rows:
                     copy.write_row(row)
-            # A temporary table has no statistics: without them the planner may scan every
-            # position instead of looking the staged ones up by key.
-            connection.exec_driver_sql("ANALYZE oms_snapshot_stage")
         else:
             connection.exec_driver_sql(_STAGE_DDL_SQLITE)
             cursor = dbapi.cursor()

@@ -675,7 +675,7 @@ class SqlOrderRepository:
             )
             .where(
                 order_line_quantities.c.state == QuantityState.BACKORDERED.value,
-                order_lines.c.sku.in_(list(skus)),
+                among(self._connection, order_lines.c.sku, list(skus)),
             )
             .group_by(order_lines.c.sku)
         ).all()
