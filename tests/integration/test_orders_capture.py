@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import uuid
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
@@ -221,6 +222,42 @@ def test_a_retried_capture_returns_the_existing_order(shop: Services) -> None:
     assert again.order.order_id == first.order.order_id
     assert other_channel.order.order_id != first.order.order_id
     assert atp(shop, "LAMP-01", "DC-EAST") == 2  # 5 - 2 - 1: the retry allocated nothing
+
+
+class _IdsThatCollideOnce:
+    """Hands out, once, an id whose low 50 bits (the order number) equal an earlier one's."""
+
+    def __init__(self, ids: Any) -> None:
+        self._ids = ids
+        self.collide_with: str | None = None
+
+    def new_id(self) -> str:
+        if self.collide_with is not None:
+            twin = uuid.UUID(self.collide_with).int ^ (1 << 100)  # a high bit: same number
+            self.collide_with = None
+            return str(uuid.UUID(int=twin))
+        return str(self._ids.new_id())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ids, name)
+
+
+@pytest.mark.postgres
+def test_an_order_number_already_taken_is_drawn_again(
+    shop: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put(shop, "LAMP-01", "DC-EAST", 5)
+    first = shop.orders.capture(an_order(line("LAMP-01", 1), reference="WEB-1"))
+    ids = _IdsThatCollideOnce(shop.orders._ids)
+    monkeypatch.setattr(shop.orders, "_ids", ids)
+    ids.collide_with = first.order.order_id
+
+    second = shop.orders.capture(an_order(line("LAMP-01", 2), reference="WEB-2"))
+
+    assert ids.collide_with is None  # the colliding id was tried
+    assert second.created and second.order.order_number != first.order.order_number
+    assert shop.orders.get(first.order.order_id).order_number == first.order.order_number
+    assert atp(shop, "LAMP-01", "DC-EAST") == 2  # the failed attempt allocated nothing
 
 
 def _capture_in_process(url: str, barrier: Any, results: Any) -> None:

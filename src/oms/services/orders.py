@@ -61,6 +61,7 @@ from oms.services.payments import PaymentOutcome, PaymentService, PaymentStatus
 from oms.services.ports import (
     Clock,
     DuplicateChannelReference,
+    DuplicateOrderNumber,
     Ids,
     TransactionKind,
     UnitOfWork,
@@ -415,7 +416,7 @@ class OrderService:
                 existing = self.find_by_channel_reference(channel, command.channel_reference)
                 if existing is not None:
                     return Captured(existing, created=False)
-            except InsufficientStock:
+            except (InsufficientStock, DuplicateOrderNumber):
                 if attempt == CAPTURE_ATTEMPTS:
                     raise
         raise RuntimeError("unreachable")  # pragma: no cover

@@ -673,6 +673,11 @@ class DuplicateChannelReference(Exception):
     """Another transaction stored an order with the same channel reference first."""
 
 
+class DuplicateOrderNumber(Exception):
+    """Another order already has the number made from the new order's id (50 random bits: rare,
+    but expected once in some tens of millions of orders); capture tries again with a new id."""
+
+
 @dataclass(frozen=True)
 class WaitingLine:
     """Backordered units of one order line, listed first come first served."""

@@ -49,7 +49,7 @@ from oms.domain.orders import (
     PaymentReference,
     QuantityState,
 )
-from oms.services.ports import DuplicateChannelReference, WaitingLine
+from oms.services.ports import DuplicateChannelReference, DuplicateOrderNumber, WaitingLine
 
 _BY_CHANNEL_REFERENCE = select(orders.c.order_id).where(
     orders.c.channel == bindparam("k_channel"),
@@ -168,14 +168,18 @@ class SqlOrderRepository:
     # -- writing -------------------------------------------------------------------------------
 
     def add(self, order: Order, *, at: datetime) -> None:
-        """Insert a new order; DuplicateChannelReference when its channel reference is taken."""
+        """Insert a new order; DuplicateChannelReference when its channel reference is taken,
+        DuplicateOrderNumber when its number is."""
         row = self._order_row(order, at=at)
         try:
             self._connection.execute(_INSERT["orders"], [row])
         except IntegrityError as error:
             # The transaction is spoilt on PostgreSQL: the caller rolls back and reads the winner.
-            if "channel" in str(error.orig).lower():
+            message = str(error.orig).lower()
+            if "channel" in message:
                 raise DuplicateChannelReference(order.channel_reference) from error
+            if "order_number" in message:
+                raise DuplicateOrderNumber(order.order_number) from error
             raise
         self._connection.execute(
             _INSERT["order_lines"], [self._line_row(order, line) for line in order.lines]
