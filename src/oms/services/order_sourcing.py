@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -725,6 +725,50 @@ class Replanned:
     """Every location that refused this line so far (never chosen again)."""
 
 
+def record_replanned(
+    uow: UnitOfWork,
+    order: Order,
+    line: OrderLine,
+    plan: SourcingPlan,
+    *,
+    from_location: str,
+    quantity: int,
+    trigger: str,
+    reason: str,
+    excluded: Iterable[str],
+) -> Replanned:
+    """Record that ``quantity`` units of ``line`` left ``from_location`` and where the re-plan put
+    them (``order.line_replanned``), and report the same."""
+    re_sourced: dict[str, int] = {}
+    for line_no, code, units in plan.allocations:
+        if line_no == line.line_no:
+            re_sourced[code] = re_sourced.get(code, 0) + units
+    backordered = sum(units for line_no, units, _ in plan.backorders if line_no == line.line_no)
+    uow.record(
+        OrderLineReplanned(
+            order_id=order.order_id,
+            line_no=line.line_no,
+            sku=line.sku,
+            from_location=from_location,
+            quantity=quantity,
+            trigger=trigger,
+            reason=reason,
+            re_sourced=re_sourced,
+            backordered=backordered,
+        )
+    )
+    return Replanned(
+        order_id=order.order_id,
+        line_no=line.line_no,
+        sku=line.sku,
+        from_location=from_location,
+        quantity=quantity,
+        re_sourced=re_sourced,
+        backordered=backordered,
+        excluded=sorted(excluded),
+    )
+
+
 @dataclass(frozen=True)
 class OutageOutcome:
     location_code: str
@@ -921,32 +965,16 @@ class OrderSourcingService:
         order.apply_sourcing(
             allocations=plan.allocations, backorders=plan.backorders, actor=actor, at=at
         )
-        re_sourced: dict[str, int] = {}
-        for _, code, units in plan.allocations:
-            re_sourced[code] = re_sourced.get(code, 0) + units
-        backordered = sum(units for _, units, _ in plan.backorders)
-        uow.record(
-            OrderLineReplanned(
-                order_id=order.order_id,
-                line_no=line_no,
-                sku=line.sku,
-                from_location=location_code,
-                quantity=quantity,
-                trigger=trigger,
-                reason=reason,
-                re_sourced=re_sourced,
-                backordered=backordered,
-            )
-        )
-        return Replanned(
-            order_id=order.order_id,
-            line_no=line_no,
-            sku=line.sku,
+        return record_replanned(
+            uow,
+            order,
+            line,
+            plan,
             from_location=location_code,
             quantity=quantity,
-            re_sourced=re_sourced,
-            backordered=backordered,
-            excluded=sorted(refused.get(line_no, frozenset())),
+            trigger=trigger,
+            reason=reason,
+            excluded=refused.get(line_no, frozenset()),
         )
 
     # -- outages -------------------------------------------------------------------------------
@@ -1237,37 +1265,20 @@ class OrderSourcingService:
             order.apply_sourcing(
                 allocations=plan.allocations, backorders=plan.backorders, actor=actor, at=at
             )
-            for line, units in moved:
-                re_sourced: dict[str, int] = {}
-                for line_no, code, quantity in plan.allocations:
-                    if line_no == line.line_no:
-                        re_sourced[code] = re_sourced.get(code, 0) + quantity
-                backordered = sum(q for line_no, q, _ in plan.backorders if line_no == line.line_no)
-                uow.record(
-                    OrderLineReplanned(
-                        order_id=order.order_id,
-                        line_no=line.line_no,
-                        sku=line.sku,
-                        from_location=location_code,
-                        quantity=units,
-                        trigger=trigger,
-                        reason=reason,
-                        re_sourced=re_sourced,
-                        backordered=backordered,
-                    )
+            replanned.extend(
+                record_replanned(
+                    uow,
+                    order,
+                    line,
+                    plan,
+                    from_location=location_code,
+                    quantity=units,
+                    trigger=trigger,
+                    reason=reason,
+                    excluded=refused.get(order.order_id, {}).get(line.line_no, ()),
                 )
-                replanned.append(
-                    Replanned(
-                        order_id=order.order_id,
-                        line_no=line.line_no,
-                        sku=line.sku,
-                        from_location=location_code,
-                        quantity=units,
-                        re_sourced=re_sourced,
-                        backordered=backordered,
-                        excluded=sorted(refused.get(order.order_id, {}).get(line.line_no, ())),
-                    )
-                )
+                for line, units in moved
+            )
         orders = [order for order, _ in affected]
         together.close()  # the net status changes of each order are evented now
         uow.orders.save_many(orders, at=at)
@@ -1445,37 +1456,20 @@ class OrderSourcingService:
                     actor=principal.actor,
                     at=at,
                 )
-                for line, units in moved_of[order.order_id]:
-                    re_sourced: dict[str, int] = {}
-                    for line_no, code, quantity in plan.allocations:
-                        if line_no == line.line_no:
-                            re_sourced[code] = re_sourced.get(code, 0) + quantity
-                    backordered = sum(q for n, q, _ in plan.backorders if n == line.line_no)
-                    uow.record(
-                        OrderLineReplanned(
-                            order_id=order.order_id,
-                            line_no=line.line_no,
-                            sku=line.sku,
-                            from_location="",
-                            quantity=units,
-                            trigger="supply_late",
-                            reason=reason,
-                            re_sourced=re_sourced,
-                            backordered=backordered,
-                        )
+                replanned.extend(
+                    record_replanned(
+                        uow,
+                        order,
+                        line,
+                        plan,
+                        from_location="",
+                        quantity=units,
+                        trigger="supply_late",
+                        reason=reason,
+                        excluded=refused.get(order.order_id, {}).get(line.line_no, ()),
                     )
-                    replanned.append(
-                        Replanned(
-                            order_id=order.order_id,
-                            line_no=line.line_no,
-                            sku=line.sku,
-                            from_location="",
-                            quantity=units,
-                            re_sourced=re_sourced,
-                            backordered=backordered,
-                            excluded=sorted(refused.get(order.order_id, {}).get(line.line_no, ())),
-                        )
-                    )
+                    for line, units in moved_of[order.order_id]
+                )
                 saved.append(order)
             together.close()
             if saved:

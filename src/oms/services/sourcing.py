@@ -425,9 +425,37 @@ def record_decision(
     uow: UnitOfWork, plan: SourcingPlan, *, trigger: str, at: datetime
 ) -> StoredDecision:
     """Store ``plan`` and its explanation in ``uow`` and record the event (no commit)."""
+    _check_trigger(trigger)
+    decision = _decision(plan, trigger=trigger, at=at)
+    decision_id = uow.sourcing_decisions.add(decision)
+    uow.record(_sourced(plan, decision_id, trigger=trigger))
+    return replace(decision, decision_id=decision_id)
+
+
+def record_decisions(
+    uow: UnitOfWork, plans: Sequence[SourcingPlan], *, trigger: str, at: datetime
+) -> list[int]:
+    """Store many plans at once (bulk re-planning), each with its event (no commit)."""
+    _check_trigger(trigger)
+    ids = uow.sourcing_decisions.add_many(
+        [_decision(plan, trigger=trigger, at=at) for plan in plans]
+    )
+    uow.record(
+        *(
+            _sourced(plan, decision_id, trigger=trigger)
+            for plan, decision_id in zip(plans, ids, strict=True)
+        )
+    )
+    return ids
+
+
+def _check_trigger(trigger: str) -> None:
     if trigger not in TRIGGERS:
         raise Invalid(f"unknown sourcing trigger '{trigger}'; one of {', '.join(sorted(TRIGGERS))}")
-    decision = StoredDecision(
+
+
+def _decision(plan: SourcingPlan, *, trigger: str, at: datetime) -> StoredDecision:
+    return StoredDecision(
         decision_id=0,
         order_id=plan.order_id,
         trigger=trigger,
@@ -437,57 +465,18 @@ def record_decision(
         plan=plan.to_document(),
         decided_at=at,
     )
-    decision_id = uow.sourcing_decisions.add(decision)
-    uow.record(
-        OrderSourced(
-            order_id=plan.order_id,
-            decision_id=decision_id,
-            trigger=trigger,
-            planner=plan.planner,
-            shipments=plan.shipment_count,
-            backordered_units=plan.backordered_units,
-            locations=sorted({s.location for s in plan.shipments}),
-        )
-    )
-    return replace(decision, decision_id=decision_id)
 
 
-def record_decisions(
-    uow: UnitOfWork, plans: Sequence[SourcingPlan], *, trigger: str, at: datetime
-) -> list[int]:
-    """Store many plans at once (bulk re-planning), each with its event (no commit)."""
-    if trigger not in TRIGGERS:
-        raise Invalid(f"unknown sourcing trigger '{trigger}'; one of {', '.join(sorted(TRIGGERS))}")
-    ids = uow.sourcing_decisions.add_many(
-        [
-            StoredDecision(
-                decision_id=0,
-                order_id=plan.order_id,
-                trigger=trigger,
-                planner=plan.planner,
-                cost=plan.cost,
-                backordered_units=plan.backordered_units,
-                plan=plan.to_document(),
-                decided_at=at,
-            )
-            for plan in plans
-        ]
+def _sourced(plan: SourcingPlan, decision_id: int, *, trigger: str) -> OrderSourced:
+    return OrderSourced(
+        order_id=plan.order_id,
+        decision_id=decision_id,
+        trigger=trigger,
+        planner=plan.planner,
+        shipments=plan.shipment_count,
+        backordered_units=plan.backordered_units,
+        locations=sorted({s.location for s in plan.shipments}),
     )
-    uow.record(
-        *(
-            OrderSourced(
-                order_id=plan.order_id,
-                decision_id=decision_id,
-                trigger=trigger,
-                planner=plan.planner,
-                shipments=plan.shipment_count,
-                backordered_units=plan.backordered_units,
-                locations=sorted({s.location for s in plan.shipments}),
-            )
-            for plan, decision_id in zip(plans, ids, strict=True)
-        )
-    )
-    return ids
 
 
 def _rules_from_document(
