@@ -130,36 +130,14 @@ class SqlSourcingDecisionRepository:
         self._connection = connection
 
     def add(self, decision: StoredDecision) -> int:
-        result = self._connection.execute(
-            _INSERT_DECISION,
-            {
-                "order_id": decision.order_id,
-                "trigger": decision.trigger,
-                "planner": decision.planner,
-                "cost": decision.cost,
-                "backordered_units": decision.backordered_units,
-                "plan": decision.plan,
-                "decided_at": decision.decided_at,
-            },
-        )
+        result = self._connection.execute(_INSERT_DECISION, _decision_row(decision))
         return int(result.scalar_one())
 
     def add_many(self, decisions: Sequence[StoredDecision]) -> list[int]:
         return insert_rows_returning_ids(
             self._connection,
             sourcing_decisions,
-            [
-                {
-                    "order_id": decision.order_id,
-                    "trigger": decision.trigger,
-                    "planner": decision.planner,
-                    "cost": decision.cost,
-                    "backordered_units": decision.backordered_units,
-                    "plan": decision.plan,
-                    "decided_at": decision.decided_at,
-                }
-                for decision in decisions
-            ],
+            [_decision_row(decision) for decision in decisions],
             id_column="decision_id",
         )
 
@@ -182,3 +160,15 @@ class SqlSourcingDecisionRepository:
             )
             for m in (row._mapping for row in rows)
         ]
+
+
+def _decision_row(decision: StoredDecision) -> dict[str, Any]:
+    return {
+        "order_id": decision.order_id,
+        "trigger": decision.trigger,
+        "planner": decision.planner,
+        "cost": decision.cost,
+        "backordered_units": decision.backordered_units,
+        "plan": decision.plan,
+        "decided_at": decision.decided_at,
+    }
