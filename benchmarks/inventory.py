@@ -2,11 +2,14 @@
 
     python benchmarks/inventory.py --size small            # a temporary SQLite file
     python benchmarks/inventory.py --size medium --database-url postgresql://.../bench_empty
+    python benchmarks/inventory.py --size medium --only-ingest       # snapshot ingest only
 
 It builds its own network (locations x items) in an empty database, then measures
 
 * snapshot ingest, positions/s: first count (creates the positions) and a recount (updates),
   each position through the same repository code as the API (journal rows and events included);
+  next to it a recount sent by several feeds at once (``--feeds``, OS processes, each the counts
+  of its own locations), as stores and warehouses send them;
 * network availability of a 5-line basket (ship, random destination), p50/p99 in-process and
   over HTTP against a real ``oms serve`` subprocess on 127.0.0.1;
 * reservations/s with 8 OS processes holding 1 unit at a time of one hot item at one location.
@@ -47,6 +50,10 @@ SIZES: dict[str, dict[str, int]] = {
 SQLITE_LARGE_LOCATIONS = 100
 """SIZE=large on SQLite: 100 of the 500 locations hold stock (2M positions, issue: >= 1M); every
 location is in the network, so availability still weighs 500 candidates."""
+PARALLEL_LOCATIONS = {"small": 50, "medium": 200, "large": 100}
+"""Locations recounted by the parallel feeds (at most the stocked ones): at SIZE=large 2M
+positions, not all 10M, to keep the run short."""
+FEEDS = 4
 RESERVATION_SECONDS = {"small": 3.0, "medium": 6.0, "large": 10.0}
 CLIENTS = 8
 CHUNK = 5_000
@@ -180,16 +187,21 @@ def ingest(
     rng: random.Random,
     as_of: datetime,
     only_locations: int | None = None,
+    location_numbers: list[int] | None = None,
 ) -> int:
-    """One full count of every position, one transaction per CHUNK positions; returns how many
-    positions were sent."""
+    """One full count of every position (or of the locations numbered ``location_numbers``),
+    one transaction per CHUNK positions; returns how many positions were sent."""
     from oms.services.ports import SnapshotLine
 
     sent = 0
     batch: list[Any] = []
-    for n in range(only_locations or locations):
+    skus = [f"SKU-{i:06d}" for i in range(items)]
+    numbers = (
+        location_numbers if location_numbers is not None else range(only_locations or locations)
+    )
+    for n in numbers:
         code = f"L{n:04d}"
-        batch.extend(SnapshotLine(f"SKU-{i:06d}", code, rng.randint(0, 40)) for i in range(items))
+        batch.extend(SnapshotLine(sku, code, rng.randint(0, 40)) for sku in skus)
         while len(batch) >= CHUNK:
             services.inventory.apply_snapshot(batch[:CHUNK], as_of=as_of, source="bench")
             sent += CHUNK
@@ -198,6 +210,77 @@ def ingest(
         services.inventory.apply_snapshot(batch, as_of=as_of, source="bench")
         sent += len(batch)
     return sent
+
+
+def feed_worker(
+    database_url: str,
+    items: int,
+    numbers: list[int],
+    as_of: datetime,
+    seed: int,
+    barrier: Any,
+    results: Any,
+) -> None:
+    from oms.bootstrap import build_services, freeze_startup_heap
+    from oms.config import Settings
+
+    services = build_services(Settings(database_url=database_url))
+    freeze_startup_heap()  # as oms serve and oms worker do once started
+    try:
+        barrier.wait(timeout=120)
+        started = time.perf_counter()
+        sent = ingest(
+            services,
+            locations=0,
+            items=items,
+            rng=random.Random(seed),
+            as_of=as_of,
+            location_numbers=numbers,
+        )
+        elapsed = time.perf_counter() - started
+    finally:
+        services.close()
+    results.put({"sent": sent, "seconds": elapsed})
+
+
+def measure_parallel_feeds(
+    database_url: str, *, feeds: int, locations: int, items: int, as_of: datetime
+) -> dict[str, Any]:
+    """A recount of ``locations`` locations sent by ``feeds`` OS processes at once (stores and
+    warehouses send their counts concurrently), each its own locations, one transaction per
+    CHUNK positions, as the single feed does."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(feeds)
+    results = context.Queue()
+    workers = [
+        context.Process(
+            target=feed_worker,
+            args=(
+                database_url,
+                items,
+                list(range(feed, locations, feeds)),
+                as_of,
+                SEED + feed,
+                barrier,
+                results,
+            ),
+        )
+        for feed in range(feeds)
+    ]
+    for worker in workers:
+        worker.start()
+    reports = [results.get(timeout=3600) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    sent = sum(r["sent"] for r in reports)
+    wall = max(r["seconds"] for r in reports)
+    return {
+        "feeds": feeds,
+        "positions": sent,
+        "seconds": round(wall, 3),
+        "recount_positions_per_s": round(sent / wall, 1),
+        "positions_per_transaction": CHUNK,
+    }
 
 
 @contextlib.contextmanager
@@ -368,10 +451,17 @@ def measure_http(
             server.wait()
 
 
-def run(size: str, database_url: str | None, *, http: bool = True) -> dict[str, Any]:
+def run(
+    size: str,
+    database_url: str | None,
+    *,
+    http: bool = True,
+    only_ingest: bool = False,
+    feeds: int = FEEDS,
+) -> dict[str, Any]:
     from oms.adapters.db import migrate
     from oms.adapters.db.engine import make_engine
-    from oms.bootstrap import build_services
+    from oms.bootstrap import build_services, freeze_startup_heap
     from oms.config import Settings
     from oms.domain.access import Role
     from oms.domain.promising import DeliveryMethod
@@ -404,6 +494,14 @@ def run(size: str, database_url: str | None, *, http: bool = True) -> dict[str, 
     started = time.perf_counter()
     build_network(services, locations=shape["locations"], items=shape["items"], rng=rng)
     figures["network_build_s"] = round(time.perf_counter() - started, 3)
+    # What oms serve, oms worker and the CLI do once started: the objects alive now (modules,
+    # SQLAlchemy's compiled statements) leave the garbage collector's generations.
+    freeze_startup_heap()
+    notes.append(
+        "gc.freeze() after start-up, as oms serve, oms worker and the CLI do "
+        "(bootstrap.freeze_startup_heap): full collections no longer walk the ~150k start-up "
+        "objects"
+    )
 
     as_of = services.clock.now() - timedelta(hours=2)
     started = time.perf_counter()
@@ -426,6 +524,20 @@ def run(size: str, database_url: str | None, *, http: bool = True) -> dict[str, 
         "recount_s": round(second, 3),
         "positions_per_transaction": CHUNK,
     }
+    if feeds > 1:
+        figures["snapshot_ingest_parallel_feeds"] = measure_parallel_feeds(
+            database_url,
+            feeds=feeds,
+            locations=min(stocked, PARALLEL_LOCATIONS[size]),
+            items=shape["items"],
+            as_of=as_of + timedelta(hours=1, minutes=15),
+        )
+        notes.append(
+            f"snapshot_ingest_parallel_feeds: a recount sent by {feeds} OS processes at once, "
+            "each the counts of its own locations, one transaction per "
+            f"{CHUNK} positions, next to the single feed above (stores and warehouses send "
+            "their counts concurrently); on SQLite the feeds take turns (one writer at a time)"
+        )
     # The profile comes from a separate, smaller recount: profiling slows what it watches.
     profiler = cProfile.Profile()
     with statement_times(engine) as spent:
@@ -441,6 +553,18 @@ def run(size: str, database_url: str | None, *, http: bool = True) -> dict[str, 
         profiler.disable()
     notes.append("recount profile (tottime): " + " | ".join(profile_top(profiler, 8)))
     notes.append("recount SQL time by statement: " + summarise_statements(spent))
+    if only_ingest:
+        notes.append("--only-ingest: availability and reservations were not measured")
+        services.close()
+        machine = machine_facts(database_url)
+        if temporary:
+            shutil.rmtree(temporary, ignore_errors=True)
+        return {
+            "figures": figures,
+            "targets": {"snapshot_ingest": {"positions_per_s": ">= 50000"}},
+            "notes": notes,
+            "machine": machine,
+        }
 
     if engine.dialect.name == "postgresql":
         # What autovacuum does after a bulk load on a normal server (it may be off, as on the
@@ -558,10 +682,27 @@ def main(argv: list[str] | None = None) -> int:
         help="An empty database (default: OMS_BENCH_DATABASE_URL, else a temporary SQLite file)",
     )
     parser.add_argument("--no-http", action="store_true", help="Skip the HTTP measurement")
+    parser.add_argument(
+        "--only-ingest",
+        action="store_true",
+        help="Measure snapshot ingest only (no availability, no reservations): for iterating",
+    )
+    parser.add_argument(
+        "--feeds",
+        type=int,
+        default=FEEDS,
+        help=f"Concurrent feeds of the parallel recount (default {FEEDS}; 0 or 1: skip it)",
+    )
     arguments = parser.parse_args(argv)
     started_at = datetime.now(UTC)
     started = time.perf_counter()
-    result = run(arguments.size, arguments.database_url, http=not arguments.no_http)
+    result = run(
+        arguments.size,
+        arguments.database_url,
+        http=not arguments.no_http,
+        only_ingest=arguments.only_ingest,
+        feeds=arguments.feeds,
+    )
     document = {
         "benchmark": "inventory",
         "size": arguments.size,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -213,6 +214,17 @@ def webhook_policy(settings: Settings) -> WebhookPolicy:
         batch_size=settings.webhook_batch_size,
         concurrency=settings.webhook_concurrency,
     )
+
+
+def freeze_startup_heap() -> None:
+    """Once a process has built its services (server, worker, CLI): collect, then move every
+    object alive (modules, classes, functions, SQLAlchemy's tables and compiled statements)
+    out of the garbage collector's reach (``gc.freeze``). A full collection otherwise walks
+    those ~150k objects each time, and bulk work (a snapshot chunk keeps ~30k objects alive
+    while it runs) triggers one every chunk or two: ~200 ms each, a third of a SQLite recount's
+    time. Objects made later are collected as usual."""
+    gc.collect()
+    gc.freeze()
 
 
 def build_services(

@@ -8,7 +8,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, text
 
 from oms.adapters.db import migrate
-from oms.adapters.db.engine import make_engine
+from oms.adapters.db.engine import SQLITE_WAL_CHECKPOINT_PAGES, make_engine
 from oms.adapters.db.tables import in_schema_of, metadata
 from oms.bootstrap import prepare_schema
 from oms.domain.errors import SchemaOutOfDate
@@ -42,6 +42,16 @@ def test_sqlite_upgrades_itself_on_start(tmp_path) -> None:  # type: ignore[no-u
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
+
+
+def test_sqlite_checkpoints_its_wal_less_often_than_by_default(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A bulk count's chunks re-dirty the same stock-index pages: checkpointing after every
+    # commit (the default 1,000 pages) wrote them to the database file again each time.
+    engine = make_engine(f"sqlite:///{tmp_path / 'oms.db'}")
+    with engine.connect() as connection:
+        pages = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+        assert pages == SQLITE_WAL_CHECKPOINT_PAGES > 1000
     engine.dispose()
 
 

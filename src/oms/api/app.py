@@ -28,7 +28,7 @@ from oms.api.routers import (
     sourcing,
     webhooks,
 )
-from oms.bootstrap import Services, build_services, prepare_schema
+from oms.bootstrap import Services, build_services, freeze_startup_heap, prepare_schema
 from oms.config import Settings
 
 DESCRIPTION = """
@@ -55,6 +55,7 @@ def create_app(services: Services | None = None, *, settings: Settings | None = 
             owned = build_services(settings)
             prepare_schema(owned.engine)
             app.state.services = owned
+            freeze_startup_heap()
         try:
             yield
         finally:

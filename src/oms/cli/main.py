@@ -15,7 +15,7 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from oms import __version__
-from oms.bootstrap import Services, build_services, prepare_schema
+from oms.bootstrap import Services, build_services, freeze_startup_heap, prepare_schema
 from oms.config import Settings
 from oms.domain.access import Role
 from oms.domain.errors import DomainError
@@ -79,6 +79,7 @@ def services_from_env(*, prepare: bool = True) -> Services:
         except BaseException:
             services.close()
             raise
+    freeze_startup_heap()
     return services
 
 
@@ -798,8 +799,10 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
             access_log=False,
         )
         return
+    application = create_app(services)
+    freeze_startup_heap()
     uvicorn.run(
-        create_app(services),
+        application,
         host=host or settings.host,
         port=port or settings.port,
         log_config=None,

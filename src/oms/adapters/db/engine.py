@@ -94,6 +94,14 @@ def _check_liveness_cheaply(engine: Engine, *, idle_seconds: float = IDLE_PING_S
 
 SQLITE_CACHE_KIB = 65_536
 """Page cache per SQLite connection, KiB."""
+SQLITE_WAL_CHECKPOINT_PAGES = 16_384
+"""WAL pages (4 KiB each, 64 MiB) after which a commit checkpoints them into the database file
+(SQLite's default: 1,000). A count arrives location by location, and one chunk of 5,000
+positions changes one entry on thousands of pages of the item-ordered stock index; the next
+chunk (the next location) changes the same pages. With the default every commit checkpointed
+its pages (written twice, the file synced); now a checkpoint writes each page once for many
+commits: a recount of 500k positions went from 25.7k to 29.2k positions/s, a first count from
+31k to 36k. Durability is the WAL's, unchanged; readers look pages up in a longer WAL index."""
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -123,6 +131,8 @@ def _sqlite_engine(url: str, *, busy_timeout_ms: int) -> Engine:
         # the default 2 MB holds a few thousand positions, so that bulk feeds re-read pages.
         cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        # Checkpoints less often than by default (see SQLITE_WAL_CHECKPOINT_PAGES).
+        cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_CHECKPOINT_PAGES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
