@@ -2,6 +2,13 @@
 
     python benchmarks/inventory.py --size small            # a temporary SQLite file
     python benchmarks/inventory.py --size medium --database-url postgresql://.../bench_empty
+    python benchmarks/inventory.py --locations 500 --items 2000 --skip http --database-url ...
+    python benchmarks/inventory.py --locations 500 --items 2000 --reuse --skip ingest ...
+
+``--locations/--items`` change the shape of a size (the basket's cost depends mostly on the
+positions per item, that is on the locations); ``--skip`` leaves parts out (``recount``,
+``http``, ``reservations``, ``sync-off``); ``--reuse`` measures a network an earlier run with
+the same shape left in the database instead of building one (PostgreSQL; ingest is skipped).
 
 It builds its own network (locations x items) in an empty database, then measures
 
@@ -368,39 +375,18 @@ def measure_http(
             server.wait()
 
 
-def run(size: str, database_url: str | None, *, http: bool = True) -> dict[str, Any]:
-    from oms.adapters.db import migrate
-    from oms.adapters.db.engine import make_engine
-    from oms.bootstrap import build_services
-    from oms.config import Settings
-    from oms.domain.access import Role
-    from oms.domain.promising import DeliveryMethod
-    from oms.services.inventory import BasketLine
-
-    shape = SIZES[size]
-    rng = random.Random(SEED)
-    temporary = None
-    if not database_url:
-        temporary = tempfile.mkdtemp(prefix="oms-bench-inventory-")
-        database_url = f"sqlite:///{temporary}/oms.db"
-    else:
-        reset_postgres(database_url)
-    engine = make_engine(database_url)
-    migrate.upgrade(engine)
-    services = build_services(Settings(database_url=database_url), engine=engine)
-    if services.inventory.list_locations(limit=1):
-        raise SystemExit("inventory benchmark: the database must be empty (it builds a network)")
-    stocked = shape["locations"]
-    if size == "large" and engine.dialect.name == "sqlite":
-        stocked = SQLITE_LARGE_LOCATIONS
-    figures: dict[str, Any] = {
-        "locations": shape["locations"],
-        "stocked_locations": stocked,
-        "items": shape["items"],
-        "positions": stocked * shape["items"],
-    }
+def load(
+    services: Any,
+    engine: Any,
+    *,
+    shape: dict[str, int],
+    stocked: int,
+    rng: random.Random,
+    skip: frozenset[str],
+    figures: dict[str, Any],
+) -> None:
+    """Builds the network and counts every position (twice unless ``recount`` is skipped)."""
     notes: list[str] = []
-
     started = time.perf_counter()
     build_network(services, locations=shape["locations"], items=shape["items"], rng=rng)
     figures["network_build_s"] = round(time.perf_counter() - started, 3)
@@ -409,23 +395,31 @@ def run(size: str, database_url: str | None, *, http: bool = True) -> dict[str, 
     started = time.perf_counter()
     sent = ingest(services, locations=stocked, items=shape["items"], rng=rng, as_of=as_of)
     first = time.perf_counter() - started
-    started = time.perf_counter()
-    ingest(
-        services,
-        locations=stocked,
-        items=shape["items"],
-        rng=rng,
-        as_of=as_of + timedelta(hours=1),
-    )
-    second = time.perf_counter() - started
     figures["snapshot_ingest"] = {
-        "positions_per_s": round(2 * sent / (first + second), 1),
         "first_count_positions_per_s": round(sent / first, 1),
-        "recount_positions_per_s": round(sent / second, 1),
         "first_count_s": round(first, 3),
-        "recount_s": round(second, 3),
         "positions_per_transaction": CHUNK,
     }
+    if "recount" in skip:
+        notes.append("--skip recount: the first count only")
+    else:
+        started = time.perf_counter()
+        ingest(
+            services,
+            locations=stocked,
+            items=shape["items"],
+            rng=rng,
+            as_of=as_of + timedelta(hours=1),
+        )
+        second = time.perf_counter() - started
+        figures["snapshot_ingest"] = {
+            "positions_per_s": round(2 * sent / (first + second), 1),
+            "first_count_positions_per_s": round(sent / first, 1),
+            "recount_positions_per_s": round(sent / second, 1),
+            "first_count_s": round(first, 3),
+            "recount_s": round(second, 3),
+            "positions_per_transaction": CHUNK,
+        }
     # The profile comes from a separate, smaller recount: profiling slows what it watches.
     profiler = cProfile.Profile()
     with statement_times(engine) as spent:
@@ -454,6 +448,72 @@ def run(size: str, database_url: str | None, *, http: bool = True) -> dict[str, 
             "stock columns: an index-only scan of a few pages per item, not one heap page per "
             "location, as positions arrive location by location)"
         )
+    figures["load_notes"] = notes
+
+
+PARTS = ("recount", "http", "reservations", "sync-off")
+
+
+def run(
+    size: str,
+    database_url: str | None,
+    *,
+    locations: int | None = None,
+    items: int | None = None,
+    skip: frozenset[str] = frozenset(),
+    reuse: bool = False,
+) -> dict[str, Any]:
+    from oms.adapters.db import migrate
+    from oms.adapters.db.engine import make_engine
+    from oms.bootstrap import build_services
+    from oms.config import Settings
+    from oms.domain.access import Role
+    from oms.domain.promising import DeliveryMethod
+    from oms.services.inventory import BasketLine
+
+    shape = dict(SIZES[size])
+    if locations:
+        shape["locations"] = locations
+    if items:
+        shape["items"] = items
+    rng = random.Random(SEED)
+    temporary = None
+    if not database_url:
+        if reuse:
+            raise SystemExit("inventory benchmark: --reuse needs --database-url")
+        temporary = tempfile.mkdtemp(prefix="oms-bench-inventory-")
+        database_url = f"sqlite:///{temporary}/oms.db"
+    elif not reuse:
+        reset_postgres(database_url)
+    engine = make_engine(database_url)
+    migrate.upgrade(engine)
+    services = build_services(Settings(database_url=database_url), engine=engine)
+    if reuse:
+        found = len(services.inventory.list_locations(limit=shape["locations"] + 1))
+        if found != shape["locations"]:
+            raise SystemExit(
+                f"inventory benchmark: --reuse found {found} locations, not {shape['locations']}"
+            )
+    elif services.inventory.list_locations(limit=1):
+        raise SystemExit("inventory benchmark: the database must be empty (it builds a network)")
+    stocked = shape["locations"]
+    if size == "large" and engine.dialect.name == "sqlite":
+        stocked = SQLITE_LARGE_LOCATIONS
+    figures: dict[str, Any] = {
+        "locations": shape["locations"],
+        "stocked_locations": stocked,
+        "items": shape["items"],
+        "positions": stocked * shape["items"],
+    }
+    notes: list[str] = []
+    if reuse:
+        notes.append("--reuse: the network of an earlier run, neither built nor ingested again")
+    else:
+        load(services, engine, shape=shape, stocked=stocked, rng=rng, skip=skip, figures=figures)
+        notes.extend(figures.pop("load_notes"))
+
+    # Baskets and destinations from a generator of their own: the same with --reuse.
+    rng = random.Random(SEED + 1)
     skus = [f"SKU-{n:06d}" for n in range(shape["items"])]
     baskets = [
         [{"sku": sku, "quantity": rng.randint(1, 3)} for sku in rng.sample(skus, 5)]
@@ -487,12 +547,45 @@ def run(size: str, database_url: str | None, *, http: bool = True) -> dict[str, 
     profiler.disable()
     notes.append("basket availability profile (tottime): " + " | ".join(profile_top(profiler, 8)))
 
-    if http:
+    if "http" not in skip:
         key = services.access.create_key(name="bench", role=Role.INTEGRATION).secret
         figures["basket_availability_http"] = measure_http(
             database_url, key, baskets, shape["http_calls"]
         )
 
+    if "reservations" not in skip:
+        measure_holds(
+            services, engine, database_url, size=size, skip=skip, figures=figures, notes=notes
+        )
+    services.close()
+    machine = machine_facts(database_url)
+    if temporary:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return {
+        "figures": figures,
+        "targets": TARGETS,
+        "notes": notes,
+        "machine": machine,
+    }
+
+
+TARGETS = {
+    "basket_availability_in_process": {"p99_ms": "<= 5"},
+    "snapshot_ingest": {"positions_per_s": ">= 50000"},
+    "reservations_hot_item": {"per_s": ">= 1000"},
+}
+
+
+def measure_holds(
+    services: Any,
+    engine: Any,
+    database_url: str,
+    *,
+    size: str,
+    skip: frozenset[str],
+    figures: dict[str, Any],
+    notes: list[str],
+) -> None:
     figures["reservations_hot_item"] = measure_reservations(
         services, database_url, RESERVATION_SECONDS[size]
     )
@@ -502,7 +595,7 @@ def run(size: str, database_url: str | None, *, http: bool = True) -> dict[str, 
         "UPDATE ... RETURNING, outbox, commit; PostgreSQL: the row lock from the UPDATE to the "
         "commit); client_cpu_ms_per_reservation is the Python side of one hold"
     )
-    if engine.dialect.name == "postgresql":
+    if engine.dialect.name == "postgresql" and "sync-off" not in skip:
         figures["reservations_hot_item_synchronous_commit_off_benchmark_only"] = (
             measure_reservations(services, database_url, RESERVATION_SECONDS[size], sync_off=True)
         )
@@ -511,20 +604,6 @@ def run(size: str, database_url: str | None, *, http: bool = True) -> dict[str, 
             "row's lock, after its outbox insert; the *_synchronous_commit_off_benchmark_only "
             "figure (benchmark sessions only, never a default) shows how much is commit latency"
         )
-    services.close()
-    machine = machine_facts(database_url)
-    if temporary:
-        shutil.rmtree(temporary, ignore_errors=True)
-    return {
-        "figures": figures,
-        "targets": {
-            "basket_availability_in_process": {"p99_ms": "<= 5"},
-            "snapshot_ingest": {"positions_per_s": ">= 50000"},
-            "reservations_hot_item": {"per_s": ">= 1000"},
-        },
-        "notes": notes,
-        "machine": machine,
-    }
 
 
 def print_table(document: dict[str, Any]) -> None:
@@ -558,10 +637,28 @@ def main(argv: list[str] | None = None) -> int:
         help="An empty database (default: OMS_BENCH_DATABASE_URL, else a temporary SQLite file)",
     )
     parser.add_argument("--no-http", action="store_true", help="Skip the HTTP measurement")
+    parser.add_argument("--locations", type=int, help="Locations in the network (default: size)")
+    parser.add_argument("--items", type=int, help="Items in the network (default: size)")
+    parser.add_argument(
+        "--skip", action="append", choices=PARTS, default=[], help="Leave a part out (repeatable)"
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="Measure the network an earlier run of the same shape left (no build, no ingest)",
+    )
     arguments = parser.parse_args(argv)
+    skip = frozenset(arguments.skip) | ({"http"} if arguments.no_http else frozenset())
     started_at = datetime.now(UTC)
     started = time.perf_counter()
-    result = run(arguments.size, arguments.database_url, http=not arguments.no_http)
+    result = run(
+        arguments.size,
+        arguments.database_url,
+        locations=arguments.locations,
+        items=arguments.items,
+        skip=skip,
+        reuse=arguments.reuse,
+    )
     document = {
         "benchmark": "inventory",
         "size": arguments.size,
