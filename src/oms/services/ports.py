@@ -39,6 +39,7 @@ from oms.domain.processes import (
     TaskState,
     TimerState,
 )
+from oms.domain.promising import IntArray
 from oms.domain.returns import Return
 from oms.domain.webhooks import DeliveryStatus
 
@@ -567,6 +568,18 @@ class InventoryRepository(Protocol):
         channel: str | None = None,
     ) -> dict[str, dict[str, int]]:
         """sku -> {location code: ATP (channel buffer applied)}, only positive ATP listed."""
+        ...
+
+    def atp_slots(
+        self,
+        skus: Sequence[str],
+        *,
+        at: datetime,
+        codes: Sequence[str],
+        channel: str | None = None,
+    ) -> dict[str, IntArray]:
+        """The figures of :meth:`atp` as arrays: sku -> ATP at ``codes[i]`` in slot ``i`` (0
+        where nothing is available), for an availability read that weighs every location."""
         ...
 
     def positions(
