@@ -3,12 +3,13 @@
     python benchmarks/inventory.py --size small            # a temporary SQLite file
     python benchmarks/inventory.py --size medium --database-url postgresql://.../bench_empty
     python benchmarks/inventory.py --locations 500 --items 2000 --skip http --database-url ...
-    python benchmarks/inventory.py --locations 500 --items 2000 --reuse --skip ingest ...
+    python benchmarks/inventory.py --locations 500 --items 2000 --reuse --skip http ...
 
 ``--locations/--items`` change the shape of a size (the basket's cost depends mostly on the
 positions per item, that is on the locations); ``--skip`` leaves parts out (``recount``,
-``http``, ``reservations``, ``sync-off``); ``--reuse`` measures a network an earlier run with
-the same shape left in the database instead of building one (PostgreSQL; ingest is skipped).
+``http``, ``reservations``, ``sync-off``, ``checkpoint``: the CHECKPOINT before the holds on
+PostgreSQL); ``--reuse`` measures the network an earlier run of the same shape left in the
+database instead of building one (no build, no ingest).
 
 It builds its own network (locations x items) in an empty database, then measures
 
@@ -318,6 +319,15 @@ def measure_reservations(
     }
 
 
+def wal_counters(engine: Any) -> dict[str, float]:
+    """What the server has written to its WAL so far (PostgreSQL 14+: pg_stat_wal)."""
+    with engine.connect() as connection:
+        row = connection.exec_driver_sql(
+            "SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal"
+        ).one()
+    return {"wal_records": float(row[0]), "wal_fpi": float(row[1]), "wal_bytes": float(row[2])}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -451,7 +461,7 @@ def load(
     figures["load_notes"] = notes
 
 
-PARTS = ("recount", "http", "reservations", "sync-off")
+PARTS = ("recount", "http", "reservations", "sync-off", "checkpoint")
 
 
 def run(
@@ -586,9 +596,27 @@ def measure_holds(
     figures: dict[str, Any],
     notes: list[str],
 ) -> None:
+    postgres = engine.dialect.name == "postgresql"
+    if postgres and "checkpoint" not in skip:
+        # The load leaves gigabytes of WAL behind it: without this the server runs the
+        # checkpoint it owes during the measurement (and every first change of a page after a
+        # checkpoint logs the whole page), which is the load's cost, not the holds'.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("CHECKPOINT")
+        notes.append(
+            "PostgreSQL: CHECKPOINT before the holds are measured (the load's checkpoint would "
+            "otherwise fall in the measurement); wal_* figures are pg_stat_wal per hold"
+        )
+    wal = wal_counters(engine) if postgres else None
     figures["reservations_hot_item"] = measure_reservations(
         services, database_url, RESERVATION_SECONDS[size]
     )
+    if wal is not None:
+        holds = max(1, figures["reservations_hot_item"]["reservations"])
+        after = wal_counters(engine)
+        figures["reservations_hot_item"].update(
+            {f"{name}_per_hold": round((after[name] - wal[name]) / holds, 2) for name in wal}
+        )
     notes.append(
         "reservations: 8 processes on one position serialize on its lock (SQLite: the database "
         "write lock, taken at BEGIN IMMEDIATE, for the whole hold: keys, hold rows, conditional "
