@@ -858,7 +858,10 @@ class InventoryService:
                 nearest <= radius_km if radius_km is not None else np.ones(slots, dtype=np.bool_)
             )
         with self._uow(read_only=True) as uow:
-            known = uow.items.get_many(skus)
+            stock = uow.inventory.basket_stock(
+                skus, at=now, codes=candidates.codes, channel=channel
+            )
+            known, atp = stock.items, stock.atp
             missing = sorted(set(skus) - set(known))
             if missing:
                 raise ItemNotFound(f"no item {', '.join(missing)}", skus=missing)
@@ -869,7 +872,6 @@ class InventoryService:
                 for slot, code in zip(capped, codes, strict=True):
                     if used[code] >= (candidates.locations[slot].daily_capacity or 0):
                         usable[slot] = False
-            atp = uow.inventory.atp_slots(skus, at=now, codes=candidates.codes, channel=channel)
         promises: dict[int, Promise] = {}
 
         def source(slot: int, units: int) -> LineSource:

@@ -106,7 +106,7 @@ from oms.domain.locations import (
     parse_opening_hours,
 )
 from oms.domain.promising import IntArray
-from oms.services.ports import DeltaLine, FeedOutcome, SnapshotLine
+from oms.services.ports import BasketStock, DeltaLine, FeedOutcome, SnapshotLine
 
 Record = Callable[..., None]
 T = TypeVar("T")
@@ -626,16 +626,20 @@ _ATP_PACKED = {
 }
 """The same figures, one row per SKU: ``code<RS>atp`` of its positions joined by ``<US>``."""
 _ATP_SQL_RAW = "(p.on_hand - p.allocated - p.reserved - p.blocked - p.safety_stock)"
-_ATP_SLOTS_POSTGRES = f"""
-SELECT i.sku, i.id, bool_or(p.reserved > 0),
-  string_agg(int8send(p.location_id) || int4send({_ATP_SQL_RAW}), ''::bytea)
-FROM inventory_positions AS p JOIN items AS i ON i.id = p.item_id
-WHERE i.sku = ANY(%(skus)s) AND ({_ATP_SQL_RAW} > 0 OR p.reserved > 0)
-GROUP BY i.id, i.sku
+_BASKET_STOCK_POSTGRES = f"""
+SELECT {", ".join(f"i.{column.name}" for column in items.c)}, s.holding, s.packed
+FROM items AS i
+LEFT JOIN LATERAL (
+  SELECT bool_or(p.reserved > 0) AS holding,
+    string_agg(int8send(p.location_id) || int4send({_ATP_SQL_RAW}), ''::bytea) AS packed
+  FROM inventory_positions AS p
+  WHERE p.item_id = i.id AND ({_ATP_SQL_RAW} > 0 OR p.reserved > 0)
+) AS s ON true
+WHERE i.sku = ANY(%(skus)s)
 """  # noqa: S608 (built from constants; every value is a bound parameter)
-""":meth:`SqlInventoryRepository.atp_slots` on PostgreSQL: one row per SKU, its positions as
-binary (location id, ATP) pairs that numpy reads as they come, without a join to the locations
-(their ids map to slots in Python) and without a Python object per position."""
+""":meth:`SqlInventoryRepository.basket_stock` on PostgreSQL, one round trip: each item's row
+with its positions as binary (location id, ATP) pairs that numpy reads as they come, without a
+join to the locations (their ids map to slots in Python) nor a Python object per position."""
 _SLOT_PAIR = np.dtype([("location_id", ">i8"), ("atp", ">i4")])
 
 
@@ -1540,39 +1544,50 @@ class SqlInventoryRepository:
                 result[sku] = found
         return result
 
-    def atp_slots(
+    def basket_stock(
         self,
         skus: Sequence[str],
         *,
         at: datetime,
         codes: Sequence[str],
         channel: str | None = None,
-    ) -> dict[str, IntArray]:
+    ) -> BasketStock:
         buffer = self.channel_buffer(channel)
         if not (self._is_postgres and self._read_only):
             found = self.atp(skus, at=at, channel=channel)
-            return {
-                sku: np.fromiter(
-                    (found[sku].get(code, 0) for code in codes), dtype=np.int64, count=len(codes)
-                )
-                for sku in skus
-            }
+            return BasketStock(
+                items=SqlItemRepository(self._connection).get_many(skus),
+                atp={
+                    sku: np.fromiter(
+                        (found[sku].get(code, 0) for code in codes),
+                        dtype=np.int64,
+                        count=len(codes),
+                    )
+                    for sku in skus
+                },
+            )
         lookup = _location_slots(self._connection.engine).lookup(self._connection, tuple(codes))
         cursor = self._connection.connection.cursor()
         try:
-            cursor.execute(_ATP_SLOTS_POSTGRES, {"skus": list(skus)})
+            cursor.execute(_BASKET_STOCK_POSTGRES, {"skus": list(skus)})
+            names = [column[0] for column in cursor.description or ()]
             rows = cursor.fetchall()
         finally:
             cursor.close()
+        known: dict[str, Item] = {}
         result = {sku: np.zeros(len(codes), dtype=np.int64) for sku in skus}
         held: dict[int, str] = {}
-        for sku, item_id, holding, packed in rows:
-            pairs = np.frombuffer(packed, dtype=_SLOT_PAIR)
+        for row in rows:
+            record = dict(zip(names, row, strict=True))
+            item = known[record["sku"]] = item_of(record)
+            if record["packed"] is None:
+                continue  # no position with stock or holds
+            pairs = np.frombuffer(record["packed"], dtype=_SLOT_PAIR)
             slots = _slots_of(lookup, pairs["location_id"].astype(np.int64))
             listed = slots >= 0
-            result[sku][slots[listed]] = pairs["atp"][listed]
-            if holding:
-                held[int(item_id)] = sku
+            result[item.sku][slots[listed]] = pairs["atp"][listed]
+            if record["holding"]:
+                held[int(record["id"])] = item.sku
         if held:
             # Holds past their expiry count as available until the worker frees them.
             for (item_id, location_id), freed in self._expired_holds(list(held), at=at).items():
@@ -1585,7 +1600,7 @@ class SqlInventoryRepository:
             if buffer.percent or buffer.units:
                 buffered = figures * (100 - buffer.percent) // 100 - buffer.units
                 figures[:] = np.where(figures > 0, np.maximum(buffered, 0), 0)
-        return result
+        return BasketStock(items=known, atp=result)
 
     def _expired_holds_by_code(
         self, item_ids: Sequence[int], *, at: datetime
