@@ -2,7 +2,16 @@
 
     python benchmarks/inventory.py --size small            # a temporary SQLite file
     python benchmarks/inventory.py --size medium --database-url postgresql://.../bench_empty
+    python benchmarks/inventory.py --locations 500 --items 2000 --skip http --database-url ...
+    python benchmarks/inventory.py --locations 500 --items 2000 --reuse --skip http ...
     python benchmarks/inventory.py --size medium --only-ingest       # snapshot ingest only
+
+``--locations/--items`` change the shape of a size (the basket's cost depends mostly on the
+positions per item, that is on the locations); ``--skip`` leaves parts out (``recount``,
+``feeds``, ``availability``, ``http``, ``reservations``, ``sync-off``, ``checkpoint``: the
+CHECKPOINT before the holds on PostgreSQL; ``--only-ingest`` skips all but the counts);
+``--reuse`` measures the network an earlier run of the same shape left in the database instead
+of building one (no build, no ingest).
 
 It builds its own network (locations x items) in an empty database, then measures
 
@@ -394,6 +403,15 @@ def measure_reservations(
     }
 
 
+def wal_counters(engine: Any) -> dict[str, float]:
+    """What the server has written to its WAL so far (PostgreSQL 14+: pg_stat_wal)."""
+    with engine.connect() as connection:
+        row = connection.exec_driver_sql(
+            "SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal"
+        ).one()
+    return {"wal_records": float(row[0]), "wal_fpi": float(row[1]), "wal_bytes": float(row[2])}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -451,46 +469,24 @@ def measure_http(
             server.wait()
 
 
-def run(
-    size: str,
-    database_url: str | None,
+def load(
+    services: Any,
+    engine: Any,
     *,
-    http: bool = True,
-    only_ingest: bool = False,
-    feeds: int = FEEDS,
-) -> dict[str, Any]:
-    from oms.adapters.db import migrate
-    from oms.adapters.db.engine import make_engine
-    from oms.bootstrap import build_services, freeze_startup_heap
-    from oms.config import Settings
-    from oms.domain.access import Role
-    from oms.domain.promising import DeliveryMethod
-    from oms.services.inventory import BasketLine
+    shape: dict[str, int],
+    stocked: int,
+    rng: random.Random,
+    skip: frozenset[str],
+    figures: dict[str, Any],
+    database_url: str,
+    size: str,
+    feeds: int,
+) -> None:
+    """Builds the network and counts every position (twice unless ``recount`` is skipped), then
+    recounts part of it with several feeds at once (unless ``feeds`` is skipped)."""
+    from oms.bootstrap import freeze_startup_heap
 
-    shape = SIZES[size]
-    rng = random.Random(SEED)
-    temporary = None
-    if not database_url:
-        temporary = tempfile.mkdtemp(prefix="oms-bench-inventory-")
-        database_url = f"sqlite:///{temporary}/oms.db"
-    else:
-        reset_postgres(database_url)
-    engine = make_engine(database_url)
-    migrate.upgrade(engine)
-    services = build_services(Settings(database_url=database_url), engine=engine)
-    if services.inventory.list_locations(limit=1):
-        raise SystemExit("inventory benchmark: the database must be empty (it builds a network)")
-    stocked = shape["locations"]
-    if size == "large" and engine.dialect.name == "sqlite":
-        stocked = SQLITE_LARGE_LOCATIONS
-    figures: dict[str, Any] = {
-        "locations": shape["locations"],
-        "stocked_locations": stocked,
-        "items": shape["items"],
-        "positions": stocked * shape["items"],
-    }
     notes: list[str] = []
-
     started = time.perf_counter()
     build_network(services, locations=shape["locations"], items=shape["items"], rng=rng)
     figures["network_build_s"] = round(time.perf_counter() - started, 3)
@@ -507,24 +503,32 @@ def run(
     started = time.perf_counter()
     sent = ingest(services, locations=stocked, items=shape["items"], rng=rng, as_of=as_of)
     first = time.perf_counter() - started
-    started = time.perf_counter()
-    ingest(
-        services,
-        locations=stocked,
-        items=shape["items"],
-        rng=rng,
-        as_of=as_of + timedelta(hours=1),
-    )
-    second = time.perf_counter() - started
     figures["snapshot_ingest"] = {
-        "positions_per_s": round(2 * sent / (first + second), 1),
         "first_count_positions_per_s": round(sent / first, 1),
-        "recount_positions_per_s": round(sent / second, 1),
         "first_count_s": round(first, 3),
-        "recount_s": round(second, 3),
         "positions_per_transaction": CHUNK,
     }
-    if feeds > 1:
+    if "recount" in skip:
+        notes.append("--skip recount: the first count only")
+    else:
+        started = time.perf_counter()
+        ingest(
+            services,
+            locations=stocked,
+            items=shape["items"],
+            rng=rng,
+            as_of=as_of + timedelta(hours=1),
+        )
+        second = time.perf_counter() - started
+        figures["snapshot_ingest"] = {
+            "positions_per_s": round(2 * sent / (first + second), 1),
+            "first_count_positions_per_s": round(sent / first, 1),
+            "recount_positions_per_s": round(sent / second, 1),
+            "first_count_s": round(first, 3),
+            "recount_s": round(second, 3),
+            "positions_per_transaction": CHUNK,
+        }
+    if feeds > 1 and "feeds" not in skip:
         figures["snapshot_ingest_parallel_feeds"] = measure_parallel_feeds(
             database_url,
             feeds=feeds,
@@ -553,18 +557,6 @@ def run(
         profiler.disable()
     notes.append("recount profile (tottime): " + " | ".join(profile_top(profiler, 8)))
     notes.append("recount SQL time by statement: " + summarise_statements(spent))
-    if only_ingest:
-        notes.append("--only-ingest: availability and reservations were not measured")
-        services.close()
-        machine = machine_facts(database_url)
-        if temporary:
-            shutil.rmtree(temporary, ignore_errors=True)
-        return {
-            "figures": figures,
-            "targets": {"snapshot_ingest": {"positions_per_s": ">= 50000"}},
-            "notes": notes,
-            "machine": machine,
-        }
 
     if engine.dialect.name == "postgresql":
         # What autovacuum does after a bulk load on a normal server (it may be off, as on the
@@ -578,55 +570,193 @@ def run(
             "stock columns: an index-only scan of a few pages per item, not one heap page per "
             "location, as positions arrive location by location)"
         )
+    figures["load_notes"] = notes
+
+
+PARTS = ("recount", "feeds", "availability", "http", "reservations", "sync-off", "checkpoint")
+ONLY_INGEST = frozenset({"availability", "http", "reservations"})
+
+
+def run(
+    size: str,
+    database_url: str | None,
+    *,
+    locations: int | None = None,
+    items: int | None = None,
+    skip: frozenset[str] = frozenset(),
+    reuse: bool = False,
+    feeds: int = FEEDS,
+) -> dict[str, Any]:
+    from oms.adapters.db import migrate
+    from oms.adapters.db.engine import make_engine
+    from oms.bootstrap import build_services
+    from oms.config import Settings
+    from oms.domain.access import Role
+    from oms.domain.promising import DeliveryMethod
+    from oms.services.inventory import BasketLine
+
+    shape = dict(SIZES[size])
+    if locations:
+        shape["locations"] = locations
+    if items:
+        shape["items"] = items
+    rng = random.Random(SEED)
+    temporary = None
+    if not database_url:
+        if reuse:
+            raise SystemExit("inventory benchmark: --reuse needs --database-url")
+        temporary = tempfile.mkdtemp(prefix="oms-bench-inventory-")
+        database_url = f"sqlite:///{temporary}/oms.db"
+    elif not reuse:
+        reset_postgres(database_url)
+    engine = make_engine(database_url)
+    migrate.upgrade(engine)
+    services = build_services(Settings(database_url=database_url), engine=engine)
+    if reuse:
+        found = len(services.inventory.list_locations(limit=shape["locations"] + 1))
+        if found != shape["locations"]:
+            raise SystemExit(
+                f"inventory benchmark: --reuse found {found} locations, not {shape['locations']}"
+            )
+    elif services.inventory.list_locations(limit=1):
+        raise SystemExit("inventory benchmark: the database must be empty (it builds a network)")
+    stocked = shape["locations"]
+    if size == "large" and engine.dialect.name == "sqlite":
+        stocked = SQLITE_LARGE_LOCATIONS
+    figures: dict[str, Any] = {
+        "locations": shape["locations"],
+        "stocked_locations": stocked,
+        "items": shape["items"],
+        "positions": stocked * shape["items"],
+    }
+    notes: list[str] = []
+    if reuse:
+        notes.append("--reuse: the network of an earlier run, neither built nor ingested again")
+        from oms.bootstrap import freeze_startup_heap
+
+        freeze_startup_heap()  # as load() does after building the network
+    else:
+        load(
+            services,
+            engine,
+            shape=shape,
+            stocked=stocked,
+            rng=rng,
+            skip=skip,
+            figures=figures,
+            database_url=database_url,
+            size=size,
+            feeds=feeds,
+        )
+        notes.extend(figures.pop("load_notes"))
+
+    # Baskets and destinations from a generator of their own: the same with --reuse.
+    rng = random.Random(SEED + 1)
     skus = [f"SKU-{n:06d}" for n in range(shape["items"])]
     baskets = [
         [{"sku": sku, "quantity": rng.randint(1, 3)} for sku in rng.sample(skus, 5)]
         for _ in range(200)
     ]
-    services.inventory.network()  # warm the location cache, as a running server has it
-    samples = []
-    fulfillable = 0
+    if "availability" in skip:
+        notes.append("--skip availability: no basket availability measured")
+    else:
+        services.inventory.network()  # warm the location cache, as a running server has it
+        samples = []
+        fulfillable = 0
 
-    def one_basket(n: int) -> Any:
-        basket = baskets[n % len(baskets)]
-        destination = (rng.uniform(26.0, 48.0), rng.uniform(-122.0, -71.0))
-        lines = [BasketLine(line["sku"], line["quantity"]) for line in basket]
-        return services.inventory.basket_availability(
-            lines, method=DeliveryMethod.SHIP, destination=destination
+        def one_basket(n: int) -> Any:
+            basket = baskets[n % len(baskets)]
+            destination = (rng.uniform(26.0, 48.0), rng.uniform(-122.0, -71.0))
+            lines = [BasketLine(line["sku"], line["quantity"]) for line in basket]
+            return services.inventory.basket_availability(
+                lines, method=DeliveryMethod.SHIP, destination=destination
+            )
+
+        for n in range(shape["basket_calls"] + 20):
+            started = time.perf_counter()
+            result = one_basket(n)
+            elapsed = time.perf_counter() - started
+            if n >= 20:
+                samples.append(elapsed)
+                fulfillable += result.fulfillable
+        figures["basket_availability_in_process"] = {**percentiles(samples), "lines": 5}
+        figures["basket_availability_fulfillable_share"] = round(fulfillable / len(samples), 3)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for n in range(100):
+            one_basket(n)
+        profiler.disable()
+        notes.append(
+            "basket availability profile (tottime): " + " | ".join(profile_top(profiler, 8))
         )
 
-    for n in range(shape["basket_calls"] + 20):
-        started = time.perf_counter()
-        result = one_basket(n)
-        elapsed = time.perf_counter() - started
-        if n >= 20:
-            samples.append(elapsed)
-            fulfillable += result.fulfillable
-    figures["basket_availability_in_process"] = {**percentiles(samples), "lines": 5}
-    figures["basket_availability_fulfillable_share"] = round(fulfillable / len(samples), 3)
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for n in range(100):
-        one_basket(n)
-    profiler.disable()
-    notes.append("basket availability profile (tottime): " + " | ".join(profile_top(profiler, 8)))
-
-    if http:
+    if "http" not in skip:
         key = services.access.create_key(name="bench", role=Role.INTEGRATION).secret
         figures["basket_availability_http"] = measure_http(
             database_url, key, baskets, shape["http_calls"]
         )
 
+    if "reservations" not in skip:
+        measure_holds(
+            services, engine, database_url, size=size, skip=skip, figures=figures, notes=notes
+        )
+    services.close()
+    machine = machine_facts(database_url)
+    if temporary:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return {
+        "figures": figures,
+        "targets": TARGETS,
+        "notes": notes,
+        "machine": machine,
+    }
+
+
+TARGETS = {
+    "basket_availability_in_process": {"p99_ms": "<= 5"},
+    "snapshot_ingest": {"positions_per_s": ">= 50000"},
+    "reservations_hot_item": {"per_s": ">= 1000"},
+}
+
+
+def measure_holds(
+    services: Any,
+    engine: Any,
+    database_url: str,
+    *,
+    size: str,
+    skip: frozenset[str],
+    figures: dict[str, Any],
+    notes: list[str],
+) -> None:
+    postgres = engine.dialect.name == "postgresql"
+    if postgres and "checkpoint" not in skip:
+        # The load leaves gigabytes of WAL behind it: without this the server runs the
+        # checkpoint it owes during the measurement (and every first change of a page after a
+        # checkpoint logs the whole page), which is the load's cost, not the holds'.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("CHECKPOINT")
+        notes.append(
+            "PostgreSQL: CHECKPOINT before the holds are measured (the load's checkpoint would "
+            "otherwise fall in the measurement); wal_* figures are pg_stat_wal per hold"
+        )
+    wal = wal_counters(engine) if postgres else None
     figures["reservations_hot_item"] = measure_reservations(
         services, database_url, RESERVATION_SECONDS[size]
     )
+    if wal is not None:
+        holds = max(1, figures["reservations_hot_item"]["reservations"])
+        after = wal_counters(engine)
+        figures["reservations_hot_item"].update(
+            {f"{name}_per_hold": round((after[name] - wal[name]) / holds, 2) for name in wal}
+        )
     notes.append(
         "reservations: 8 processes on one position serialize on its lock (SQLite: the database "
         "write lock, taken at BEGIN IMMEDIATE, for the whole hold: keys, hold rows, conditional "
         "UPDATE ... RETURNING, outbox, commit; PostgreSQL: the row lock from the UPDATE to the "
         "commit); client_cpu_ms_per_reservation is the Python side of one hold"
     )
-    if engine.dialect.name == "postgresql":
+    if engine.dialect.name == "postgresql" and "sync-off" not in skip:
         figures["reservations_hot_item_synchronous_commit_off_benchmark_only"] = (
             measure_reservations(services, database_url, RESERVATION_SECONDS[size], sync_off=True)
         )
@@ -635,20 +765,6 @@ def run(
             "row's lock, after its outbox insert; the *_synchronous_commit_off_benchmark_only "
             "figure (benchmark sessions only, never a default) shows how much is commit latency"
         )
-    services.close()
-    machine = machine_facts(database_url)
-    if temporary:
-        shutil.rmtree(temporary, ignore_errors=True)
-    return {
-        "figures": figures,
-        "targets": {
-            "basket_availability_in_process": {"p99_ms": "<= 5"},
-            "snapshot_ingest": {"positions_per_s": ">= 50000"},
-            "reservations_hot_item": {"per_s": ">= 1000"},
-        },
-        "notes": notes,
-        "machine": machine,
-    }
 
 
 def print_table(document: dict[str, Any]) -> None:
@@ -682,6 +798,16 @@ def main(argv: list[str] | None = None) -> int:
         help="An empty database (default: OMS_BENCH_DATABASE_URL, else a temporary SQLite file)",
     )
     parser.add_argument("--no-http", action="store_true", help="Skip the HTTP measurement")
+    parser.add_argument("--locations", type=int, help="Locations in the network (default: size)")
+    parser.add_argument("--items", type=int, help="Items in the network (default: size)")
+    parser.add_argument(
+        "--skip", action="append", choices=PARTS, default=[], help="Leave a part out (repeatable)"
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="Measure the network an earlier run of the same shape left (no build, no ingest)",
+    )
     parser.add_argument(
         "--only-ingest",
         action="store_true",
@@ -694,13 +820,18 @@ def main(argv: list[str] | None = None) -> int:
         help=f"Concurrent feeds of the parallel recount (default {FEEDS}; 0 or 1: skip it)",
     )
     arguments = parser.parse_args(argv)
+    skip = frozenset(arguments.skip) | ({"http"} if arguments.no_http else frozenset())
+    if arguments.only_ingest:
+        skip |= ONLY_INGEST
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     result = run(
         arguments.size,
         arguments.database_url,
-        http=not arguments.no_http,
-        only_ingest=arguments.only_ingest,
+        locations=arguments.locations,
+        items=arguments.items,
+        skip=skip,
+        reuse=arguments.reuse,
         feeds=arguments.feeds,
     )
     document = {

@@ -246,13 +246,18 @@ def geo_points(coordinates: Iterable[tuple[float, float]]) -> GeoPoints:
     return np.stack([phi, np.cos(phi), np.radians(longitudes)])
 
 
-def distances_km(latitude: float, longitude: float, points: GeoPoints) -> list[float]:
+def distance_array_km(latitude: float, longitude: float, points: GeoPoints) -> GeoPoints:
     """:func:`haversine_km` from one point to many prepared ones, computed for all at once:
     availability measures the distance to every candidate location on every call."""
     phi1 = math.radians(latitude)
     half_sines = np.sin((points[0] - phi1) / 2) ** 2 + math.cos(phi1) * points[1] * (
         np.sin((points[2] - math.radians(longitude)) / 2) ** 2
     )
-    distances = 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(1.0, np.sqrt(half_sines)))
-    listed: list[float] = distances.tolist()
+    distances: GeoPoints = 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(1.0, np.sqrt(half_sines)))
+    return distances
+
+
+def distances_km(latitude: float, longitude: float, points: GeoPoints) -> list[float]:
+    """:func:`distance_array_km` as a list of floats."""
+    listed: list[float] = distance_array_km(latitude, longitude, points).tolist()
     return listed

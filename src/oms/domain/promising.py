@@ -2,16 +2,28 @@
 
 The transit model is a port: :class:`DistanceTransitModel` is a simple distance-based stand-in
 that a carrier-rate or zone-table model can replace (anything with ``transit_days``).
+
+:class:`Candidates` and its functions rank the locations that can serve a basket's lines over
+arrays, one slot per candidate location: a basket over 500 locations weighs thousands of
+positions, which a loop in Python over dictionaries makes cost milliseconds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from oms.domain.locations import WEEKDAYS, Location
+import numpy as np
+import numpy.typing as npt
+
+from oms.domain.locations import WEEKDAYS, Location, LocationType
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 class DeliveryMethod(StrEnum):
@@ -111,3 +123,80 @@ def earliest_promise(
         deliver_on=ready.date() + timedelta(days=days),
         distance_km=distance_km,
     )
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The locations that may serve a delivery method, in a fixed order: slot ``i`` of every
+    array about them (units, distances, masks) is ``locations[i]``."""
+
+    locations: tuple[Location, ...]
+    codes: tuple[str, ...] = field(init=False)
+    slots: dict[str, int] = field(init=False)
+    code_rank: IntArray = field(init=False)
+    """Rank of each slot's code in code order: the last tie-break, as when sorting by code."""
+    is_store: BoolArray = field(init=False)
+    """Stores and dark stores (an item may be barred from shipping from them)."""
+    capped: tuple[int, ...] = field(init=False)
+    """Slots of the locations with a daily capacity."""
+
+    def __post_init__(self) -> None:
+        codes = tuple(location.code for location in self.locations)
+        rank = np.empty(len(codes), dtype=np.int64)
+        rank[sorted(range(len(codes)), key=codes.__getitem__)] = np.arange(len(codes))
+        stores = (LocationType.STORE, LocationType.DARK_STORE)
+        object.__setattr__(self, "codes", codes)
+        object.__setattr__(self, "slots", {code: n for n, code in enumerate(codes)})
+        object.__setattr__(self, "code_rank", rank)
+        object.__setattr__(
+            self,
+            "capped",
+            tuple(
+                n
+                for n, location in enumerate(self.locations)
+                if location.daily_capacity is not None
+            ),
+        )
+        object.__setattr__(
+            self,
+            "is_store",
+            np.array([location.type in stores for location in self.locations], dtype=np.bool_),
+        )
+
+
+def rank_sources(
+    units: IntArray,
+    *,
+    usable: BoolArray,
+    distances: FloatArray,
+    code_rank: IntArray,
+    quantity: int,
+    limit: int,
+) -> tuple[int, IntArray]:
+    """A line's network ATP over the ``usable`` slots holding stock, and its best ``limit``
+    sources (slots), best first: those that can serve the whole quantity, then the nearest,
+    then the most units, then by code."""
+    slots = np.flatnonzero(usable & (units > 0))
+    held = units[slots]
+    available = int(held.sum())
+    order = np.lexsort((code_rank[slots], -held, distances[slots], held < quantity))
+    return available, slots[order[: max(0, limit)]]
+
+
+def whole_basket_slots(
+    units: Sequence[IntArray],
+    quantities: Sequence[int],
+    *,
+    usable: BoolArray,
+    distances: FloatArray,
+    code_rank: IntArray,
+    limit: int,
+) -> IntArray:
+    """The ``usable`` slots that hold every line's quantity on their own, nearest first (then
+    by code), at most ``limit``."""
+    whole = usable.copy()
+    for line_units, quantity in zip(units, quantities, strict=True):
+        whole &= (line_units >= quantity) & (line_units > 0)
+    slots = np.flatnonzero(whole)
+    order = np.lexsort((code_rank[slots], distances[slots]))
+    return slots[order[: max(0, limit)]]

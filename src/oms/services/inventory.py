@@ -32,7 +32,6 @@ before it runs, an expired hold never counts in ATP (reads subtract it using the
 
 from __future__ import annotations
 
-import heapq
 import logging
 import time as monotonic
 from collections import defaultdict
@@ -41,6 +40,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from oms.domain.errors import Invalid
 from oms.domain.inventory import (
@@ -62,16 +63,20 @@ from oms.domain.locations import (
     LocationNotFound,
     LocationStatus,
     LocationType,
+    distance_array_km,
     distances_km,
     geo_points,
     haversine_km,
 )
 from oms.domain.promising import (
+    Candidates,
     DeliveryMethod,
     DistanceTransitModel,
     Promise,
     TransitModel,
     earliest_promise,
+    rank_sources,
+    whole_basket_slots,
 )
 from oms.services.ports import (
     Clock,
@@ -202,7 +207,7 @@ class InventoryService:
         self._locations: list[Location] | None = None
         self._locations_loaded = 0.0
         self._candidates_of: list[Location] | None = None
-        self._candidate_cache: dict[DeliveryMethod, tuple[list[Location], GeoPoints]] = {}
+        self._candidate_cache: dict[DeliveryMethod, tuple[Candidates, GeoPoints]] = {}
         self._stock_listeners: list[StockListener] = []
         self._status_listeners: list[Callable[[str, str, str], object]] = []
         self._supply_listeners: list[StockListener] = []
@@ -789,7 +794,7 @@ class InventoryService:
 
     # -- availability ---------------------------------------------------------------------------
 
-    def _candidates(self, method: DeliveryMethod) -> tuple[list[Location], GeoPoints]:
+    def _candidates(self, method: DeliveryMethod) -> tuple[Candidates, GeoPoints]:
         """The locations that may serve ``method`` (status, capabilities, type), with their
         points prepared for distances: derived once per load of the network, not per call."""
         network = self.network()
@@ -798,8 +803,11 @@ class InventoryService:
             self._candidate_cache = {}
         cached = self._candidate_cache.get(method)
         if cached is None:
-            chosen = [location for location in network if _may_serve(location, method)]
-            cached = (chosen, geo_points((loc.latitude, loc.longitude) for loc in chosen))
+            chosen = tuple(location for location in network if _may_serve(location, method))
+            cached = (
+                Candidates(chosen),
+                geo_points((loc.latitude, loc.longitude) for loc in chosen),
+            )
             self._candidate_cache[method] = cached
         return cached
 
@@ -810,13 +818,13 @@ class InventoryService:
         destination: tuple[float, float] | None,
         radius_km: float | None,
     ) -> dict[str, tuple[Location, float | None]]:
-        chosen, points = self._candidates(method)
+        candidates, points = self._candidates(method)
         if destination is None:
-            return {location.code: (location, None) for location in chosen}
+            return {location.code: (location, None) for location in candidates.locations}
         distances = distances_km(destination[0], destination[1], points)
         return {
             location.code: (location, distance)
-            for location, distance in zip(chosen, distances, strict=True)
+            for location, distance in zip(candidates.locations, distances, strict=True)
             if radius_km is None or distance <= radius_km
         }
 
@@ -837,55 +845,71 @@ class InventoryService:
             raise Invalid(f"{method.value} needs a destination (the customer's position)")
         now = self._clock.now()
         skus = sorted({line.sku for line in lines})
-        eligible = self._eligible(method, destination=destination, radius_km=radius_km)
+        # One slot per candidate location in every array: distances, what may serve, units.
+        candidates, points = self._candidates(method)
+        slots = len(candidates.codes)
+        if destination is None:
+            distances = None
+            nearest = np.zeros(slots, dtype=np.float64)
+            usable = np.ones(slots, dtype=np.bool_)
+        else:
+            distances = nearest = distance_array_km(destination[0], destination[1], points)
+            usable = (
+                nearest <= radius_km if radius_km is not None else np.ones(slots, dtype=np.bool_)
+            )
         with self._uow(read_only=True) as uow:
-            known = uow.items.get_many(skus)
+            stock = uow.inventory.basket_stock(
+                skus, at=now, codes=candidates.codes, channel=channel
+            )
+            known, atp = stock.items, stock.atp
             missing = sorted(set(skus) - set(known))
             if missing:
                 raise ItemNotFound(f"no item {', '.join(missing)}", skus=missing)
-            capped = [loc for loc, _ in eligible.values() if loc.daily_capacity is not None]
+            capped = [slot for slot in candidates.capped if usable[slot]]
             if capped:
-                used = uow.locations.capacity_used([loc.code for loc in capped], on=now.date())
-                for location in capped:
-                    if used[location.code] >= (location.daily_capacity or 0):
-                        eligible.pop(location.code)
-            atp = uow.inventory.atp(skus, at=now, location_codes=None, channel=channel)
-        promises: dict[str, Promise] = {}
+                codes = [candidates.codes[slot] for slot in capped]
+                used = uow.locations.capacity_used(codes, on=now.date())
+                for slot, code in zip(capped, codes, strict=True):
+                    if used[code] >= (candidates.locations[slot].daily_capacity or 0):
+                        usable[slot] = False
+        promises: dict[int, Promise] = {}
 
-        def promise(code: str) -> Promise:
-            if code not in promises:
-                location, distance = eligible[code]
-                promises[code] = earliest_promise(
-                    location, now=now, method=method, transit=self._transit, distance_km=distance
+        def source(slot: int, units: int) -> LineSource:
+            if slot not in promises:
+                promises[slot] = earliest_promise(
+                    candidates.locations[slot],
+                    now=now,
+                    method=method,
+                    transit=self._transit,
+                    distance_km=None if distances is None else float(distances[slot]),
                 )
-            return promises[code]
+            return LineSource(
+                location_code=candidates.codes[slot],
+                atp=units,
+                distance_km=None if distances is None else float(distances[slot]),
+                promise=promises[slot],
+            )
 
         results: list[LineAvailability] = []
-        stores = (LocationType.STORE, LocationType.DARK_STORE)
         for line in lines:
             item = known[line.sku]
             reason = _item_refuses(item, method)
-            no_stores = method is DeliveryMethod.SHIP and not item.ship_from_store_allowed
-            options = []
             available = 0
+            sources: list[LineSource] = []
             if not reason:
-                # (cannot serve it all, distance, -units, code): the best sources first.
-                for code, units in atp[line.sku].items():
-                    found = eligible.get(code)
-                    if found is None or (no_stores and found[0].type in stores):
-                        continue
-                    available += units
-                    options.append((units < line.quantity, found[1] or 0.0, -units, code))
-            ranked = [(code, -units) for _, _, units, code in heapq.nsmallest(max_sources, options)]
-            sources = [
-                LineSource(
-                    location_code=code,
-                    atp=units,
-                    distance_km=eligible[code][1],
-                    promise=promise(code),
+                serving = usable
+                if method is DeliveryMethod.SHIP and not item.ship_from_store_allowed:
+                    serving = usable & ~candidates.is_store
+                units = atp[line.sku]
+                available, best = rank_sources(
+                    units,
+                    usable=serving,
+                    distances=nearest,
+                    code_rank=candidates.code_rank,
+                    quantity=line.quantity,
+                    limit=max_sources,
                 )
-                for code, units in ranked
-            ]
+                sources = [source(slot, int(units[slot])) for slot in best.tolist()]
             results.append(
                 LineAvailability(
                     sku=line.sku,
@@ -896,17 +920,14 @@ class InventoryService:
                     reason=reason or (None if available >= line.quantity else "not enough stock"),
                 )
             )
-        whole = None
-        for line in lines:
-            serving = {
-                code
-                for code, units in atp[line.sku].items()
-                if units >= line.quantity and code in eligible
-            }
-            whole = serving if whole is None else whole & serving
-        singles = sorted(whole or (), key=lambda code: (eligible[code][1] or 0.0, code))[
-            :max_sources
-        ]
+        singles = whole_basket_slots(
+            [atp[line.sku] for line in lines],
+            [line.quantity for line in lines],
+            usable=usable,
+            distances=nearest,
+            code_rank=candidates.code_rank,
+            limit=max_sources,
+        )
         fulfillable = all(line.fulfillable for line in results)
         # Per line: the earliest date one location can bring it all (or, split, the latest of
         # the sources listed); the basket: the latest of its lines.
@@ -920,7 +941,7 @@ class InventoryService:
             method=method,
             lines=results,
             fulfillable=fulfillable,
-            single_locations=singles,
+            single_locations=[candidates.codes[slot] for slot in singles.tolist()],
             earliest_promise=max(dates) if dates else None,
         )
 

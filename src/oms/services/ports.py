@@ -39,6 +39,7 @@ from oms.domain.processes import (
     TaskState,
     TimerState,
 )
+from oms.domain.promising import IntArray
 from oms.domain.returns import Return
 from oms.domain.webhooks import DeliveryStatus
 
@@ -463,6 +464,14 @@ class LocationRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class BasketStock:
+    items: dict[str, Item]
+    """The basket's items by SKU (an unknown SKU is missing)."""
+    atp: dict[str, IntArray]
+    """ATP per SKU asked for, one slot per location code asked for."""
+
+
 class ItemRepository(Protocol):
     def add(self, item: Item, *, at: datetime) -> None:
         """Raises ItemExists."""
@@ -567,6 +576,19 @@ class InventoryRepository(Protocol):
         channel: str | None = None,
     ) -> dict[str, dict[str, int]]:
         """sku -> {location code: ATP (channel buffer applied)}, only positive ATP listed."""
+        ...
+
+    def basket_stock(
+        self,
+        skus: Sequence[str],
+        *,
+        at: datetime,
+        codes: Sequence[str],
+        channel: str | None = None,
+    ) -> BasketStock:
+        """The items of a basket (those that exist) and the figures of :meth:`atp` as arrays:
+        sku -> ATP at ``codes[i]`` in slot ``i`` (0 where nothing is available), in one round
+        trip where the database allows: an availability read that weighs every location."""
         ...
 
     def positions(

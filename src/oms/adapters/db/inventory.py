@@ -16,6 +16,8 @@ How stock stays honest on SQLite and PostgreSQL alike:
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -23,11 +25,13 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import numpy as np
 from sqlalchemy import (
     BigInteger,
     Column,
     ColumnElement,
     Connection,
+    Engine,
     Insert,
     Integer,
     MetaData,
@@ -101,7 +105,8 @@ from oms.domain.locations import (
     parse_clock_time,
     parse_opening_hours,
 )
-from oms.services.ports import DeltaLine, FeedOutcome, SnapshotLine
+from oms.domain.promising import IntArray
+from oms.services.ports import BasketStock, DeltaLine, FeedOutcome, SnapshotLine
 
 Record = Callable[..., None]
 T = TypeVar("T")
@@ -620,6 +625,81 @@ _ATP_PACKED = {
     True: _ATP_PACKED_QUERY.where(locations.c.code.in_(bindparam("k_codes", expanding=True))),
 }
 """The same figures, one row per SKU: ``code<RS>atp`` of its positions joined by ``<US>``."""
+_ATP_SQL_RAW = "(p.on_hand - p.allocated - p.reserved - p.blocked - p.safety_stock)"
+_BASKET_STOCK_POSTGRES = f"""
+SELECT {", ".join(f"i.{column.name}" for column in items.c)}, s.holding, s.packed
+FROM items AS i
+LEFT JOIN LATERAL (
+  SELECT bool_or(p.reserved > 0) AS holding,
+    string_agg(int8send(p.location_id) || int4send({_ATP_SQL_RAW}), ''::bytea) AS packed
+  FROM inventory_positions AS p
+  WHERE p.item_id = i.id AND ({_ATP_SQL_RAW} > 0 OR p.reserved > 0)
+) AS s ON true
+WHERE i.sku = ANY(%(skus)s)
+"""  # noqa: S608 (built from constants; every value is a bound parameter)
+""":meth:`SqlInventoryRepository.basket_stock` on PostgreSQL, one round trip: each item's row
+with its positions as binary (location id, ATP) pairs that numpy reads as they come, without a
+join to the locations (their ids map to slots in Python) nor a Python object per position."""
+_SLOT_PAIR = np.dtype([("location_id", ">i8"), ("atp", ">i4")])
+
+
+class _LocationSlots:
+    """Location ids -> slots of a list of location codes, for one engine. A location's code
+    never changes and its row is never deleted, so an id read once keeps its code: only a code
+    not seen yet makes it read the ids again."""
+
+    _MAX_LISTS = 32
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: dict[str, int] = {}
+        self._lookups: dict[tuple[str, ...], IntArray] = {}
+
+    def lookup(self, connection: Connection, codes: tuple[str, ...]) -> IntArray:
+        """An array indexed by location id: the slot of that location in ``codes``, or -1."""
+        found = self._lookups.get(codes)
+        if found is not None:
+            return found
+        ids = self._ids
+        if any(code not in ids for code in codes):
+            read = connection.execute(select(locations.c.code, locations.c.id))
+            ids = {str(code): int(location_id) for code, location_id in read}
+        lookup = np.full(max(ids.values(), default=0) + 1, -1, dtype=np.int64)
+        complete = True
+        for slot, code in enumerate(codes):
+            location_id = ids.get(code)
+            if location_id is None:
+                complete = False  # unknown here: not remembered, it may be created later
+            else:
+                lookup[location_id] = slot
+        with self._lock:
+            self._ids = ids
+            if complete:
+                if len(self._lookups) >= self._MAX_LISTS:
+                    self._lookups.clear()
+                self._lookups[codes] = lookup
+        return lookup
+
+
+_SLOTS: weakref.WeakKeyDictionary[Engine, _LocationSlots] = weakref.WeakKeyDictionary()
+_SLOTS_LOCK = threading.Lock()
+
+
+def _location_slots(engine: Engine) -> _LocationSlots:
+    with _SLOTS_LOCK:
+        found = _SLOTS.get(engine)
+        if found is None:
+            found = _SLOTS[engine] = _LocationSlots()
+        return found
+
+
+def _slots_of(lookup: IntArray, location_ids: IntArray) -> IntArray:
+    """The slots of ``location_ids`` (-1: not in the list, a location newer than the lookup
+    included)."""
+    inside = location_ids < len(lookup)
+    return np.where(inside, lookup[np.where(inside, location_ids, 0)], -1)
+
+
 """Available to promise per position (all locations, or the codes given), empty ones left out."""
 _CHANNEL_BUFFER = select(channel_buffers.c.percent, channel_buffers.c.units).where(
     channel_buffers.c.channel == bindparam("k_channel")
@@ -1463,6 +1543,64 @@ class SqlInventoryRepository:
                 # Without holds the database kept positive figures only.
                 result[sku] = found
         return result
+
+    def basket_stock(
+        self,
+        skus: Sequence[str],
+        *,
+        at: datetime,
+        codes: Sequence[str],
+        channel: str | None = None,
+    ) -> BasketStock:
+        buffer = self.channel_buffer(channel)
+        if not (self._is_postgres and self._read_only):
+            found = self.atp(skus, at=at, channel=channel)
+            return BasketStock(
+                items=SqlItemRepository(self._connection).get_many(skus),
+                atp={
+                    sku: np.fromiter(
+                        (found[sku].get(code, 0) for code in codes),
+                        dtype=np.int64,
+                        count=len(codes),
+                    )
+                    for sku in skus
+                },
+            )
+        lookup = _location_slots(self._connection.engine).lookup(self._connection, tuple(codes))
+        cursor = self._connection.connection.cursor()
+        try:
+            cursor.execute(_BASKET_STOCK_POSTGRES, {"skus": list(skus)})
+            names = [column[0] for column in cursor.description or ()]
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        known: dict[str, Item] = {}
+        result = {sku: np.zeros(len(codes), dtype=np.int64) for sku in skus}
+        held: dict[int, str] = {}
+        for row in rows:
+            record = dict(zip(names, row, strict=True))
+            item = known[record["sku"]] = item_of(record)
+            if record["packed"] is None:
+                continue  # no position with stock or holds
+            pairs = np.frombuffer(record["packed"], dtype=_SLOT_PAIR)
+            slots = _slots_of(lookup, pairs["location_id"].astype(np.int64))
+            listed = slots >= 0
+            result[item.sku][slots[listed]] = pairs["atp"][listed]
+            if record["holding"]:
+                held[int(record["id"])] = item.sku
+        if held:
+            # Holds past their expiry count as available until the worker frees them.
+            for (item_id, location_id), freed in self._expired_holds(list(held), at=at).items():
+                slot = int(_slots_of(lookup, np.array([location_id], dtype=np.int64))[0])
+                if slot >= 0:
+                    result[held[item_id]][slot] += freed
+        for figures in result.values():
+            # Negative figures come only with held positions: nothing available there.
+            np.maximum(figures, 0, out=figures)
+            if buffer.percent or buffer.units:
+                buffered = figures * (100 - buffer.percent) // 100 - buffer.units
+                figures[:] = np.where(figures > 0, np.maximum(buffered, 0), 0)
+        return BasketStock(items=known, atp=result)
 
     def _expired_holds_by_code(
         self, item_ids: Sequence[int], *, at: datetime

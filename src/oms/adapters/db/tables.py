@@ -598,8 +598,11 @@ reservation_lines = Table(
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("reservation_id", ForeignKey("reservations.id"), nullable=False),
-    Column("item_id", ForeignKey("items.id"), nullable=False),
-    Column("location_id", ForeignKey("locations.id"), nullable=False),
+    # No foreign keys to items and locations: a line is written only for a position whose row
+    # the same transaction updates (the position references both; none of the three is ever
+    # deleted). On PostgreSQL the two checks ran inside a hot item's row lock (migration 0020).
+    Column("item_id", BigId, nullable=False),
+    Column("location_id", BigId, nullable=False),
     Column("quantity", Integer, nullable=False),
     Column("status", String(16), nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
