@@ -155,7 +155,10 @@ class PaymentService:
                     created_at=self._clock.now(),
                 )
                 unit.payments.add_order(stored)
-            ledger = self._ledger(unit, stored)
+                # just added: it has no tenders yet (no need to read them)
+                ledger = PaymentLedger(order_ref, stored.currency, policy=stored.policy)
+            else:
+                ledger = self._ledger(unit, stored)
             if amount.currency != ledger.currency:
                 raise InvalidMoney(
                     f"order '{order_ref}' is paid in {ledger.currency}, not {amount.currency}"
