@@ -288,3 +288,19 @@ def test_concurrent_captures_on_one_order_never_exceed_the_authorisation(
     assert results == ["approved", "refused", "refused"]
     assert services.payments.summary("ORD-C").captured == eur(60)
     assert len(services.payment_gateway.records(kind="capture")) == 1
+
+
+@pytest.mark.postgres
+def test_tenders_read_back_with_their_limits_in_the_order_currency(services: Services) -> None:
+    """A new payment order starts without tenders; read back later, each tender's limit is in
+    the order's currency (read along with the tenders)."""
+    gift = Tender("gift", TenderKind.GIFT_CARD, "gc_25", eur(25))
+    outcome = services.payments.authorise("W-7001", [gift, card()], eur(60))
+    assert outcome.status is PaymentStatus.APPROVED
+    with services.uow(read_only=True) as uow:
+        assert uow.payments.tenders("W-7001") == [gift, card()]
+        assert uow.payments.tenders("W-NONE") == []
+    more = services.payments.authorise("W-7001", [card("tok_visa", "card2")], eur(5))
+    assert more.status is PaymentStatus.APPROVED
+    with services.uow(read_only=True) as uow:
+        assert [t.tender_id for t in uow.payments.tenders("W-7001")] == ["gift", "card", "card2"]
