@@ -1043,13 +1043,14 @@ class FulfillmentService:
         self, uow: UnitOfWork, order: Order, f: Fulfillment, ref: str, *, hold: bool = True
     ) -> str | None:
         """Capture the amount of what left the building, when the order has a payment."""
-        # Payments are kept under the order number (see OrderService._authorise).
-        if uow.payments.get_order(order.order_number) is None:
-            return None
         amount = self._charge(uow, order, f)
         if amount is None:
             return None
-        outcome = self._payments.capture(order.order_number, amount, ref, uow=uow)
+        # Payments are kept under the order number (see OrderService._authorise); an order
+        # without any (paid otherwise) has nothing to capture.
+        outcome = self._payments.capture_if_paid(order.order_number, amount, ref, uow=uow)
+        if outcome is None:
+            return None
         captured = self._captured.get(id(uow))
         if captured is not None and outcome.approved:  # approved: all of the amount
             captured[f.id] = ref
