@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -223,3 +224,49 @@ def test_lifting_a_hold_leaves_an_order_without_a_waiting_process_alone(
     services.orders.release_hold(order_id, "payment", reason="paid")
     assert services.fulfillments.for_order(order_id) == []
     assert services.orders.get(order_id).by_state().get(Q.ALLOCATED) == 1
+
+
+@pytest.mark.postgres
+def test_the_process_capture_after_a_shipment_answers_as_a_second_capture_would(
+    shop: Services,
+) -> None:
+    """The ship step captured the shipment in full: the process's capture, in the same step,
+    knows that nothing is missing without reading the payments again, and answers what a
+    second capture answers (approved); outside the step the payments are asked again."""
+    put(shop, "LAMP-01", "DC-EAST", 5)
+    captured = shop.orders.capture(
+        an_order(
+            line("LAMP-01", 1, "20.00"),
+            reference="S-9",
+            payments=[PaymentReference("card", "tok_visa")],
+        )
+    )
+    [fulfillment] = shop.fulfillments.for_order(captured.order.order_id)
+    shop.fulfillments.confirm_pick(fulfillment.id, 1, 1)
+    shop.fulfillments.pack(fulfillment.id, [_package({1: 1})])
+    seen: list[tuple[str | None, str | None]] = []
+    step = shop.fulfillments.on_step
+    assert step is not None
+
+    def watching(uow: Any, name: str, order_id: str, payload: Any) -> None:
+        seen.append((name, shop.fulfillments.captured_in_step(uow, fulfillment.id)))
+        step(uow, name, order_id, payload)
+
+    shop.fulfillments.on_step = watching
+    try:
+        shipped = shop.fulfillments.ship(
+            fulfillment.id, carrier="UPS", service="ground", tracking={"P1": "1Z9"}
+        )
+    finally:
+        shop.fulfillments.on_step = step
+    assert seen == [("shipped", "approved")]
+    [instance] = shop.processes.instances_for(captured.order.order_id)
+    assert shop.processes.instance(instance.id).variables["capture"] == {"status": "approved"}
+    assert event_types(shop, "payment.captured") == ["payment.captured"]
+    with shop.uow() as uow:  # another unit of work: asked again, the same answer
+        assert shop.fulfillments.captured_in_step(uow, fulfillment.id) is None
+        order = uow.orders.get(captured.order.order_id, for_update=True)
+        assert order is not None
+        assert shop.fulfillments.capture_in(uow, order, shipped) == "approved"
+        uow.commit()
+    assert event_types(shop, "payment.captured") == ["payment.captured"]

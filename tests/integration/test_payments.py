@@ -14,6 +14,7 @@ from oms.adapters.gateways.payments_sandbox import SandboxGateway
 from oms.bootstrap import Services
 from oms.domain.payments import (
     Money,
+    PaymentNotFound,
     RefundExceedsCaptured,
     Tender,
     TenderKind,
@@ -288,3 +289,36 @@ def test_concurrent_captures_on_one_order_never_exceed_the_authorisation(
     assert results == ["approved", "refused", "refused"]
     assert services.payments.summary("ORD-C").captured == eur(60)
     assert len(services.payment_gateway.records(kind="capture")) == 1
+
+
+@pytest.mark.postgres
+def test_tenders_read_back_with_their_limits_in_the_order_currency(services: Services) -> None:
+    """A new payment order starts without tenders; read back later, each tender's limit is in
+    the order's currency (read along with the tenders)."""
+    gift = Tender("gift", TenderKind.GIFT_CARD, "gc_25", eur(25))
+    outcome = services.payments.authorise("W-7001", [gift, card()], eur(60))
+    assert outcome.status is PaymentStatus.APPROVED
+    with services.uow(read_only=True) as uow:
+        assert uow.payments.tenders("W-7001") == [gift, card()]
+        assert uow.payments.tenders("W-NONE") == []
+    more = services.payments.authorise("W-7001", [card("tok_visa", "card2")], eur(5))
+    assert more.status is PaymentStatus.APPROVED
+    with services.uow(read_only=True) as uow:
+        assert [t.tender_id for t in uow.payments.tenders("W-7001")] == ["gift", "card", "card2"]
+
+
+@pytest.mark.postgres
+def test_capture_if_paid_does_nothing_without_payments_and_captures_as_capture_with(
+    services: Services,
+) -> None:
+    assert services.payments.capture_if_paid("W-NOPAY", eur(10), "SHP-0") is None
+    with pytest.raises(PaymentNotFound):
+        services.payments.capture("W-NOPAY", eur(10), "SHP-0")
+    services.payments.authorise("W-7002", [card()], eur(30))
+
+    first = services.payments.capture_if_paid("W-7002", eur(10), "SHP-1")
+    assert first is not None and first.approved and first.processed == eur(10)
+    again = services.payments.capture("W-7002", eur(10), "SHP-1")  # nothing missing
+    assert again.approved and again.processed == eur(0)
+    assert services.payments.summary("W-7002").authorised_open == eur(20)
+    assert outbox_types(services).count("payment.captured") == 1

@@ -859,3 +859,82 @@ def test_two_associates_completing_the_same_task_at_once_complete_it_once(
     view = services.processes.instance(instance_id)
     assert [h.kind for h in view.history].count("task_completed") == 1
     assert view.instance.waiting_messages == ["checked_in"]
+
+
+@pytest.mark.postgres
+def test_timers_left_behind_by_a_completed_task_are_closed_fired_or_cancelled_as_due(
+    services: Services, clock: ControlledClock
+) -> None:
+    """Once nothing waits on a timer any more, its pending rows are closed in one statement:
+    one due by now counts as fired along with the other work (at now), the others cancelled."""
+    services.processes.deploy(bpmn("pickup_reminder.bpmn"))
+    instance_id = start_pickup(services)
+    clock.advance(timedelta(days=2, minutes=1))  # Remind is due; no worker has run it
+    task = services.processes.tasks(SYSTEM)[0]
+    services.processes.complete(task.id, SYSTEM, {"pickup_code": "1"})
+    services.processes.correlate("checked_in", "ORD-1", {"bay": 1})
+
+    view = services.processes.instance(instance_id)
+    assert view.instance.status is InstanceStatus.COMPLETED
+    closed = {t.element_id: (t.state, t.fired_at) for t in view.timers}
+    assert closed == {
+        "Remind": (TimerState.FIRED, clock.now()),
+        "Expire": (TimerState.CANCELLED, None),
+    }
+    timer_history = [(h.kind, h.element_id) for h in view.history if h.kind.startswith("timer_")][
+        -2:
+    ]
+    assert timer_history == [("timer_fired", "Remind"), ("timer_cancelled", "Expire")]
+    clock.advance(timedelta(days=10))
+    assert services.processes.run_due_timers().fired == 0
+
+
+WAIT_FOR_PING = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core"
+    id="Definitions_ping" targetNamespace="http://oms.example/processes">
+  <bpmn:message id="Message_ping" name="ping" />
+  <bpmn:process id="wait_for_ping" name="Wait for a ping" isExecutable="true">
+    <bpmn:startEvent id="Begin"><bpmn:outgoing>F1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:intermediateCatchEvent id="WaitPing" name="Ping">
+      <bpmn:incoming>F1</bpmn:incoming>
+      <bpmn:outgoing>F2</bpmn:outgoing>
+      <bpmn:messageEventDefinition id="WaitPing_message" messageRef="Message_ping">
+        <bpmn:extensionElements>
+          <spiffworkflow:messageVariable>ping</spiffworkflow:messageVariable>
+        </bpmn:extensionElements>
+      </bpmn:messageEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:endEvent id="Done"><bpmn:incoming>F2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="F1" sourceRef="Begin" targetRef="WaitPing" />
+    <bpmn:sequenceFlow id="F2" sourceRef="WaitPing" targetRef="Done" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+@pytest.mark.postgres
+def test_a_message_kept_for_a_new_key_in_the_same_unit_of_work_reaches_its_instance(
+    services: Services,
+) -> None:
+    """A key made in this unit of work (a new order's id) can only have messages this unit of
+    work kept: those are still delivered at the start; for another new key nothing is looked
+    up, and the instance waits."""
+    services.processes.deploy(WAIT_FOR_PING)
+    with services.uow() as uow:
+        assert not uow.processes.kept_here("ORD-NEW")
+        services.processes.correlate_in(uow, "ping", "ORD-NEW", {"n": 3}, buffer=True, instances=[])
+        assert uow.processes.kept_here("ORD-NEW")
+        assert not uow.processes.kept_here("ORD-OTHER")
+        kept = services.processes.start_in(
+            uow, "wait_for_ping", correlation_key="ORD-NEW", new_correlation_key=True
+        )
+        fresh = services.processes.start_in(
+            uow, "wait_for_ping", correlation_key="ORD-OTHER", new_correlation_key=True
+        )
+        uow.commit()
+    view = services.processes.instance(kept.id)
+    assert view.instance.status is InstanceStatus.COMPLETED
+    assert view.variables["ping"] == {"n": 3}
+    other = services.processes.instance(fresh.id).instance
+    assert (other.status, other.waiting_messages) == (InstanceStatus.RUNNING, ["ping"])

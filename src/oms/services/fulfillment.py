@@ -61,7 +61,7 @@ from oms.domain.orders import QuantityState as Q
 from oms.domain.payments import Money
 from oms.services.invoices import InvoiceService
 from oms.services.orders import OrderService, PaymentRefusedAtCollection
-from oms.services.payments import PaymentOutcome, PaymentService
+from oms.services.payments import PaymentOutcome, PaymentService, PaymentStatus
 from oms.services.ports import Clock, DeltaLine, Ids, LineRefusal, UnitOfWork, UnitOfWorkFactory
 
 T = TypeVar("T")
@@ -119,6 +119,11 @@ class FulfillmentService:
         self._shipping_first: dict[int, dict[str, bool]] = {}
         """Per step in progress (by unit of work): whether a fulfillment carries the shipping
         charge, asked up to four times per shipment (capture, invoice, the process's capture)."""
+        self._captured: dict[int, dict[str, str]] = {}
+        """Per step in progress (by unit of work): the fulfillments whose handover the step has
+        captured in full, with the reference it was captured under. The process's capture of the
+        same handover in the same step (``capture_in``) then knows that nothing is missing
+        without reading the order's payments again; a nested step forgets it (as above)."""
 
     # -- release ------------------------------------------------------------------------------
 
@@ -263,6 +268,7 @@ class FulfillmentService:
         # learnt may change with it, so the memo starts afresh at both ends of each step
         outermost = id(uow) not in self._shipping_first
         self._shipping_first.setdefault(id(uow), {}).clear()
+        self._captured.setdefault(id(uow), {}).clear()
         try:
             try:
                 result = work(uow, fulfillment, order, at)
@@ -281,8 +287,10 @@ class FulfillmentService:
         finally:
             if outermost:
                 self._shipping_first.pop(id(uow), None)
+                self._captured.pop(id(uow), None)
             else:
                 self._shipping_first[id(uow)].clear()
+                self._captured[id(uow)].clear()
         return result
 
     @staticmethod
@@ -1019,19 +1027,33 @@ class FulfillmentService:
             ref = collection_ref(f)
         else:
             return None
+        if self._captured.get(id(uow), {}).get(f.id) == ref:
+            return str(PaymentStatus.APPROVED)  # what capturing it again answers
         return self._capture(uow, order, f, ref, hold=hold)
+
+    def captured_in_step(self, uow: UnitOfWork, fulfillment_id: str) -> str | None:
+        """The status ``capture_in`` answers for this fulfillment when the step running in
+        ``uow`` has just captured its handover in full (``approved``: nothing is missing);
+        None when it has not (then call ``capture_in``)."""
+        if fulfillment_id in self._captured.get(id(uow), {}):
+            return str(PaymentStatus.APPROVED)
+        return None
 
     def _capture(
         self, uow: UnitOfWork, order: Order, f: Fulfillment, ref: str, *, hold: bool = True
     ) -> str | None:
         """Capture the amount of what left the building, when the order has a payment."""
-        # Payments are kept under the order number (see OrderService._authorise).
-        if uow.payments.get_order(order.order_number) is None:
-            return None
         amount = self._charge(uow, order, f)
         if amount is None:
             return None
-        outcome = self._payments.capture(order.order_number, amount, ref, uow=uow)
+        # Payments are kept under the order number (see OrderService._authorise); an order
+        # without any (paid otherwise) has nothing to capture.
+        outcome = self._payments.capture_if_paid(order.order_number, amount, ref, uow=uow)
+        if outcome is None:
+            return None
+        captured = self._captured.get(id(uow))
+        if captured is not None and outcome.approved:  # approved: all of the amount
+            captured[f.id] = ref
         if (
             hold
             and outcome.needs_hold

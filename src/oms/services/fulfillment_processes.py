@@ -132,6 +132,7 @@ class FulfillmentProcesses:
                 method,
                 definition=definition,
                 correlation_key=order.order_id,
+                new_correlation_key=True,  # the order is new: nothing was kept for its id
                 variables={
                     "order_id": order.order_id,
                     "order_number": order.order_number,
@@ -242,16 +243,25 @@ class FulfillmentProcesses:
         ]
         return candidates[-1] if candidates else None
 
-    def _fulfillment(self, call: ActivityCall) -> Fulfillment:
-        fulfillment_id = str(
+    @staticmethod
+    def _fulfillment_id(call: ActivityCall) -> str:
+        return str(
             call.parameters.get("fulfillment_id") or call.variables.get("fulfillment_id") or ""
         )
+
+    def _fulfillment(self, call: ActivityCall) -> Fulfillment:
+        fulfillment_id = self._fulfillment_id(call)
         found = call.uow.fulfillments.get(fulfillment_id) if fulfillment_id else None
         if found is None:
             raise FulfillmentNotFound(f"no fulfillment '{fulfillment_id}' for this process")
         return found
 
     def _capture_payment(self, call: ActivityCall) -> dict[str, Any]:
+        # the usual case: the step that woke the process (shipped, collected) has just captured
+        # this handover in full, in this unit of work; capturing again would find nothing missing
+        known = self.fulfillments.captured_in_step(call.uow, self._fulfillment_id(call))
+        if known is not None:
+            return {"status": known}
         fulfillment = self._fulfillment(call)
         order = self._order(call.uow, fulfillment.order_id)
         status = self.fulfillments.capture_in(call.uow, order, fulfillment)

@@ -155,7 +155,10 @@ class PaymentService:
                     created_at=self._clock.now(),
                 )
                 unit.payments.add_order(stored)
-            ledger = self._ledger(unit, stored)
+                # just added: it has no tenders yet (no need to read them)
+                ledger = PaymentLedger(order_ref, stored.currency, policy=stored.policy)
+            else:
+                ledger = self._ledger(unit, stored)
             if amount.currency != ledger.currency:
                 raise InvalidMoney(
                     f"order '{order_ref}' is paid in {ledger.currency}, not {amount.currency}"
@@ -226,10 +229,34 @@ class PaymentService:
         """Capture the shipped ``amount`` for one shipment, tenders in capture order, renewing
         expired authorisations first. Capturing the same shipment again captures only what is
         missing (nothing, normally)."""
+        outcome = self._capture(order_ref, amount, shipment_ref, uow=uow, if_paid=False)
+        if outcome is None:  # pragma: no cover - without payments _load refuses first
+            raise PaymentNotFound(f"order '{order_ref}' has no payments")
+        return outcome
+
+    def capture_if_paid(
+        self, order_ref: str, amount: Money, shipment_ref: str, *, uow: UnitOfWork | None = None
+    ) -> PaymentOutcome | None:
+        """:meth:`capture` for an order that may have no payments (paid otherwise): None, and
+        nothing done, when it has none. One read of the payment order, not a look first."""
+        return self._capture(order_ref, amount, shipment_ref, uow=uow, if_paid=True)
+
+    def _capture(
+        self,
+        order_ref: str,
+        amount: Money,
+        shipment_ref: str,
+        *,
+        uow: UnitOfWork | None,
+        if_paid: bool,
+    ) -> PaymentOutcome | None:
         _require_ref(order_ref, "order_ref")
         _require_ref(shipment_ref, "shipment_ref")
         with self._unit(uow) as unit:
-            _stored, ledger, transactions = self._load(unit, order_ref)
+            loaded = self._load_if_any(unit, order_ref) if if_paid else self._load(unit, order_ref)
+            if loaded is None:
+                return None
+            _stored, ledger, transactions = loaded
             earlier = [
                 t
                 for t in transactions
@@ -600,9 +627,17 @@ class PaymentService:
     def _load(
         self, uow: UnitOfWork, order_ref: str, *, lock: bool = True
     ) -> tuple[StoredPaymentOrder, PaymentLedger, list[PaymentTransaction]]:
+        loaded = self._load_if_any(uow, order_ref, lock=lock)
+        if loaded is None:
+            raise PaymentNotFound(f"order '{order_ref}' has no payments")
+        return loaded
+
+    def _load_if_any(
+        self, uow: UnitOfWork, order_ref: str, *, lock: bool = True
+    ) -> tuple[StoredPaymentOrder, PaymentLedger, list[PaymentTransaction]] | None:
         stored = uow.payments.get_order(order_ref, for_update=lock)
         if stored is None:
-            raise PaymentNotFound(f"order '{order_ref}' has no payments")
+            return None
         ledger = self._ledger(uow, stored)
         transactions = uow.payments.transactions(order_ref)
         for t in transactions:

@@ -246,6 +246,14 @@ class ProcessRepository(Protocol):
         """Conditional update: True only for the caller that moved it from ``expected``."""
         ...
 
+    def close_pending_timers(
+        self, instance_id: str, *, now: datetime, cancelling: bool
+    ) -> list[ProcessTimer]:
+        """Move every pending timer of the instance to fired (due by ``now``, unless
+        ``cancelling``; ``fired_at`` is ``now``) or cancelled, in one statement; the timers
+        moved, as they are now, earliest due first."""
+        ...
+
     def claim_due_timers(
         self, *, now: datetime, limit: int, skip: Sequence[str] = ()
     ) -> list[ProcessTimer]:
@@ -254,6 +262,10 @@ class ProcessRepository(Protocol):
         ...
 
     def buffer_message(self, message: BufferedMessage) -> None: ...
+
+    def kept_here(self, correlation_key: str) -> bool:
+        """Whether this unit of work has kept a message for this key (``buffer_message``)."""
+        ...
 
     def buffered_messages(
         self, correlation_key: str, message_names: Sequence[str]

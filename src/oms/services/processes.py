@@ -157,9 +157,14 @@ class ProcessService:
         correlation_key: str,
         variables: Mapping[str, Any] | None = None,
         definition: ProcessDefinition | None = None,
+        new_correlation_key: bool = False,
     ) -> ProcessInstance:
         """Start the newest version of ``key`` (``definition``: the caller has looked it up with
-        :meth:`latest_in`) and run it until it waits, in ``uow``."""
+        :meth:`latest_in`) and run it until it waits, in ``uow``.
+
+        ``new_correlation_key``: the key was made in ``uow`` (the id of the order it captures),
+        so no other transaction can have kept a message for it: the kept messages are looked up
+        only when this unit of work kept one for the key."""
         if not correlation_key.strip():
             raise Invalid("a process instance needs a correlation key (e.g. the order id)")
         if definition is None or definition.key != key:
@@ -200,7 +205,9 @@ class ProcessService:
             element_id=None,
             detail={"process_key": definition.key, "version": definition.version},
         )
-        self._persist(uow, instance, workflow, context, history=[started])
+        self._persist(
+            uow, instance, workflow, context, history=[started], new_key=new_correlation_key
+        )
         return instance
 
     def latest_in(self, uow: UnitOfWork, key: str) -> ProcessDefinition | None:
@@ -694,12 +701,13 @@ class ProcessService:
         *,
         history: list[HistoryEntry],
         cancelling: bool = False,
+        new_key: bool = False,
     ) -> None:
         """Write the instance's new state, its task list and timers, in ``uow``."""
         now = self._clock.now()
         engine = self._engine
         entries = list(history)
-        if not cancelling:
+        if not cancelling and (not new_key or uow.processes.kept_here(instance.correlation_key)):
             self._deliver_buffered(uow, instance, workflow, entries)
         is_new = instance.revision == 0
         expected_revision = instance.revision
@@ -880,10 +888,29 @@ class ProcessService:
         cancelling: bool,
     ) -> None:
         now = self._clock.now()
+        still_waiting = list(self._engine.waiting_timers(workflow))
+        if known_rows and not still_waiting:
+            # none waits any more (the usual case once the instance moves on): every pending
+            # row goes, fired or cancelled, in one statement rather than a read and a write each
+            for timer in uow.processes.close_pending_timers(
+                instance.id, now=now, cancelling=cancelling
+            ):
+                entries.append(
+                    HistoryEntry(
+                        instance_id=instance.id,
+                        at=now,
+                        kind="timer_fired"
+                        if timer.state is TimerState.FIRED
+                        else "timer_cancelled",
+                        element_id=timer.element_id,
+                        detail={"timer_id": timer.id},
+                    )
+                )
+            return
         rows = uow.processes.timers_of(instance.id) if known_rows else []
         known = {t.spiff_task_id: t for t in rows}
         waiting = set()
-        for waiting_timer in self._engine.waiting_timers(workflow):
+        for waiting_timer in still_waiting:
             waiting.add(waiting_timer.spiff_task_id)
             if waiting_timer.spiff_task_id in known:
                 continue

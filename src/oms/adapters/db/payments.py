@@ -70,11 +70,10 @@ class SqlPaymentRepository:
         )
 
     def tenders(self, order_ref: str) -> list[Tender]:
-        currency = self._connection.execute(
-            select(payment_orders.c.currency).where(payment_orders.c.order_ref == order_ref)
-        ).scalar_one_or_none()
+        # the order's currency (of the limits) comes along: one statement, not two
         rows = self._connection.execute(
-            select(payment_tenders)
+            select(payment_tenders, payment_orders.c.currency)
+            .join(payment_orders, payment_orders.c.order_ref == payment_tenders.c.order_ref)
             .where(payment_tenders.c.order_ref == order_ref)
             .order_by(payment_tenders.c.position)
         )
@@ -82,8 +81,8 @@ class SqlPaymentRepository:
         for row in rows:
             m = row._mapping
             limit = None
-            if m["limit_amount"] is not None and currency is not None:
-                limit = Money(m["limit_amount"], currency)
+            if m["limit_amount"] is not None and m["currency"] is not None:
+                limit = Money(m["limit_amount"], m["currency"])
             result.append(Tender(m["tender_id"], TenderKind(m["kind"]), m["token"], limit))
         return result
 

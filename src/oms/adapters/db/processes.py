@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, case, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from oms.adapters.db.reference import DEFINITIONS, ReferenceView
@@ -51,6 +51,8 @@ class SqlProcessRepository:
     def __init__(self, connection: Connection, *, reference: ReferenceView | None = None) -> None:
         self._connection = connection
         self._reference = reference
+        self._kept_for: set[str] = set()
+        """The correlation keys this unit of work has kept (buffered) a message for."""
 
     @property
     def _postgres(self) -> bool:
@@ -277,6 +279,27 @@ class SqlProcessRepository:
         )
         return result.rowcount == 1
 
+    def close_pending_timers(
+        self, instance_id: str, *, now: datetime, cancelling: bool
+    ) -> list[ProcessTimer]:
+        values: dict[str, Any] = {"state": TimerState.CANCELLED.value}
+        if not cancelling:
+            due = process_timers.c.due_at <= now
+            values["state"] = case((due, TimerState.FIRED.value), else_=TimerState.CANCELLED.value)
+            at = literal(now, process_timers.c.fired_at.type)  # stored as the column stores
+            values["fired_at"] = case((due, at), else_=process_timers.c.fired_at)
+        result = self._connection.execute(
+            update(process_timers)
+            .where(
+                process_timers.c.instance_id == instance_id,
+                process_timers.c.state == TimerState.PENDING.value,
+            )
+            .values(**values)
+            .returning(*process_timers.c)
+        )
+        closed = [_timer(row._mapping) for row in result]
+        return sorted(closed, key=lambda timer: (timer.due_at, timer.id))
+
     def claim_due_timers(
         self, *, now: datetime, limit: int, skip: Sequence[str] = ()
     ) -> list[ProcessTimer]:
@@ -300,6 +323,7 @@ class SqlProcessRepository:
     # -- buffered messages -----------------------------------------------------------------
 
     def buffer_message(self, message: BufferedMessage) -> None:
+        self._kept_for.add(message.correlation_key)
         self._connection.execute(
             insert(process_messages).values(
                 id=message.id,
@@ -309,6 +333,9 @@ class SqlProcessRepository:
                 received_at=message.received_at,
             )
         )
+
+    def kept_here(self, correlation_key: str) -> bool:
+        return correlation_key in self._kept_for
 
     def buffered_messages(
         self, correlation_key: str, message_names: Sequence[str]
