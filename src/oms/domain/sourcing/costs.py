@@ -230,9 +230,7 @@ def group_costs(
     decision_unit = (
         unit if opportunity is None else [u + o for u, o in zip(unit, opportunity, strict=True)]
     )
-    return GroupCosts(
-        fixed, unit, last_unit, threshold, extra, kept, decision_unit, opportunity
-    )
+    return GroupCosts(fixed, unit, last_unit, threshold, extra, kept, decision_unit, opportunity)
 
 
 def _relative(
