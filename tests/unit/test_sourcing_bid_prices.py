@@ -172,6 +172,8 @@ def test_a_line_waits_for_scarce_stock_only_when_the_profile_says_so() -> None:
     assert waits.allocations == ()
     assert waits.backorders == {"1": 1}
     assert waits.backorder_penalty == Decimal("40.00")
+    assert "counting the stock opportunity cost" in waits.explanation[0].summary
+    assert "stock opportunity" not in served.explanation[0].summary
     cheaper = Network([location("NEAR", 100, {"LAMP": 1})])
     cheaper.set_bid_prices({"LAMP": {"NEAR": 33.0}})  # 5.90 + 33 = 38.90 < 40: it ships
     plan = plan_order(order(line()), cheaper, weighing(opportunity_may_backorder=True))

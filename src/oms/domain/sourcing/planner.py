@@ -531,8 +531,32 @@ def _explain_line(
         excluded=excluded,
         chosen=tuple(chosen),
         backordered=backordered,
-        summary=_summary(line, chosen, backordered, int(candidate_index.size), counts),
+        summary=_summary(
+            line,
+            chosen,
+            backordered,
+            int(candidate_index.size),
+            counts,
+            waited=_waited_for_stock(group, i, chosen, backordered),
+        ),
     )
+
+
+def _waited_for_stock(
+    group: Group, i: int, chosen: list[tuple[str, int]], backordered: int
+) -> bool:
+    """Whether units were backordered although a candidate still had them: the profile lets
+    the stock opportunity cost make the line wait."""
+    if not backordered or group.costs.opportunity is None:
+        return False
+    if not group.profile.opportunity_may_backorder:
+        return False
+    ctx = group.contexts[i]
+    taken = {code: units for code, units in chosen}
+    left = ctx.atp.copy()
+    for code, units in taken.items():
+        left[ctx.network.index[code]] -= units
+    return bool((left[group.masks[i]] > 0).any())
 
 
 def _summary(
@@ -541,17 +565,24 @@ def _summary(
     backordered: int,
     candidate_count: int,
     counts: Mapping[str, int],
+    *,
+    waited: bool = False,
 ) -> str:
     parts = []
     if chosen:
         sources = ", ".join(f"{q} from {code}" for code, q in chosen)
         parts.append(f"{line.sku}: {sources} (chosen among {candidate_count} candidate(s))")
     if backordered:
-        why = (
-            "no location passed the filters"
-            if candidate_count == 0
-            else "the candidates had no more stock or capacity under the split policy"
-        )
+        if candidate_count == 0:
+            why = "no location passed the filters"
+        elif waited:
+            why = (
+                "its cheapest source, counting the stock opportunity cost (what that stock is "
+                "worth to orders expected before replenishment), cost more than the backorder "
+                "penalty"
+            )
+        else:
+            why = "the candidates had no more stock or capacity under the split policy"
         parts.append(f"{backordered} backordered: {why}")
     if counts:
         top = sorted(counts.items(), key=lambda item: -item[1])[:3]
