@@ -126,7 +126,7 @@ def weighs_opportunity(profiles: ProfileSet) -> bool:
 
 class BidPriceCache:
     """The stored bid-price table, parsed once per stored version (one small query a decision
-    to see whether the job stored a newer one)."""
+    to see whether the job stored a newer one). One per engine: a cache is for one database."""
 
     def __init__(self) -> None:
         self._cached: tuple[int, dict[str, dict[str, float]], dict[str, float]] | None = None
@@ -152,10 +152,6 @@ class BidPriceCache:
             }
             cached = self._cached = (stored.table_id, stock, capacity)
         network.set_bid_prices(cached[1], cached[2])
-
-
-BID_PRICES = BidPriceCache()
-"""One per process: every decision (capture, re-plans, waves) reads the same stored table."""
 
 
 def _cut_off_hour(location: Location, at: datetime) -> float:
@@ -423,6 +419,7 @@ class EngineSourcing:
     def __init__(self, *, fallback: LineSourcing = source_lines) -> None:
         self._fallback = fallback
         self._profiles = ProfileSetCache()
+        self._bid_prices = BidPriceCache()
 
     def __call__(
         self,
@@ -515,7 +512,7 @@ class EngineSourcing:
                 judged.sort(key=lambda pair: pair[1].delivery.method not in FROM_PICKUP_STORE)
             request = sourcing_order(order, judged, at=at, refused=refused)
             network = Network(snap)
-            BID_PRICES.apply(uow, network, profiles)
+            self._bid_prices.apply(uow, network, profiles)
             plan = plan_order(request, network, profiles)
             record_decision(uow, plan, trigger=trigger, at=at)
             allocations.extend(
@@ -648,6 +645,7 @@ def plan_in_bulk(
     profiles = profile_set(uow)
     buffers: dict[str, ChannelBuffer] = {}
     networks: dict[tuple[int, int], Network] = {}
+    bid_price_table = BidPriceCache()  # read once for this bulk plan
     for order, _ in judged_requests:
         channel = order.channel.value
         if channel not in buffers:
@@ -660,7 +658,7 @@ def plan_in_bulk(
                 for code, by_sku in raw.items()
             }
             networks[key] = Network(_candidates(holding, atp, remaining, at=at))
-            BID_PRICES.apply(uow, networks[key], profiles)
+            bid_price_table.apply(uow, networks[key], profiles)
     working = {(sku, code): units for code, by_sku in raw.items() for sku, units in by_sku.items()}
     requests_of = [
         sourcing_order(order, judged, at=at, refused=refused.get(order.order_id, {}))
