@@ -135,6 +135,12 @@ def batch_wave(services: Services) -> object:
     return services.order_sourcing.run_wave().orders
 
 
+@periodic_job("sourcing.bid_prices", every_seconds=60 * 60)
+def refresh_bid_prices(services: Services) -> object:
+    """The opportunity cost of stock from the recent orders, for profiles that weigh it."""
+    return services.order_sourcing.refresh_bid_prices().status
+
+
 @periodic_job("sourcing.capacity_exhausted", every_seconds=5 * 60)
 def capacity_exhausted(services: Services) -> object:
     """Locations over today's capacity move their newest unreleased allocations elsewhere."""

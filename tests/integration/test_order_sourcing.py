@@ -356,6 +356,52 @@ def test_a_store_going_dark_hands_back_released_collections_and_keeps_shipping(
     assert now.lines[1].at_locations(Q.RELEASED) == [("S1", 3)]
 
 
+# --- stock opportunity (bid prices) -----------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_bid_prices_from_recent_orders_steer_the_next_capture(shop: Services) -> None:
+    put(shop, "LAMP-01", "DC-EAST", 3)
+    put(shop, "LAMP-01", "DC-WEST", 50)
+    for n in range(2):  # recent demand near New York: both from DC-EAST, one unit left there
+        shop.orders.capture(an_order(line("LAMP-01", 1), reference=f"BID-{n}"))
+    assert shop.order_sourcing.refresh_bid_prices(orders=2).status == "off"  # nobody weighs it
+
+    shop.sourcing.set_profile(
+        {"name": "default", "weights": {"stock_opportunity": "1.5"}}, changed_by="test"
+    )
+    registry = JobRegistry()
+    registry.add(next(job for job in JOBS if job.name == "sourcing.bid_prices"))
+    ticks = iter([0.0])
+    asyncio.run(Worker(shop, jobs=registry, monotonic=lambda: next(ticks))._run_due_jobs())
+    outcome = shop.order_sourcing.refresh_bid_prices(orders=2)
+    assert (outcome.status, outcome.history_orders, outcome.priced_skus) == ("optimal", 2, 1)
+    with shop.uow(read_only=True) as uow:
+        stored = uow.sourcing_bid_prices.latest()
+        assert stored is not None
+        assert uow.sourcing_bid_prices.latest_id() == stored.table_id  # older ones deleted
+    # two units expected, one left east: the second comes from the west, so the east unit is
+    # worth what the west costs more (the programme's dual)
+    prices = stored.document["stock"]["LAMP-01"]
+    assert set(prices) == {"DC-EAST"}
+
+    order = shop.orders.capture(an_order(line("LAMP-01", 1), reference="BID-NEXT")).order
+    # weighed 1.5, the east unit costs more than the west one: the west ships
+    assert order.lines[0].at_locations(Q.ALLOCATED) == [("DC-WEST", 1)]
+    [decision] = shop.order_sourcing.explain(order.order_id).decisions
+    [explained] = decision.plan["explanation"]
+    candidates = {c["location"]: c["terms"] for c in explained["candidates"]}
+    east, west = candidates["DC-EAST"], candidates["DC-WEST"]
+    paid = {
+        code: sum(Decimal(v) for k, v in terms.items() if k != "stock_opportunity")
+        for code, terms in candidates.items()
+    }
+    assert prices["DC-EAST"] == pytest.approx(float(paid["DC-WEST"] - paid["DC-EAST"]), abs=0.01)
+    assert Decimal(east["stock_opportunity"]) == Decimal(f"{1.5 * prices['DC-EAST']:.2f}")
+    assert Decimal(west["stock_opportunity"]) == Decimal("0.00")
+    assert decision.plan["opportunity_cost"] == "0.00"
+
+
 # --- what if --------------------------------------------------------------------------------
 
 

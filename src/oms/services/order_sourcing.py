@@ -49,6 +49,7 @@ from oms.domain.orders import (
     QuantityState,
 )
 from oms.domain.sourcing.batch import plan_wave
+from oms.domain.sourcing.bid_prices import bid_prices, demand_lanes
 from oms.domain.sourcing.events import OrderLineReplanned
 from oms.domain.sourcing.model import (
     CandidateLocation,
@@ -116,6 +117,41 @@ class ProfileSetCache:
         profiles = profile_set(uow)
         self._cached = (signature, profiles)
         return profiles
+
+
+def weighs_opportunity(profiles: ProfileSet) -> bool:
+    """Whether a profile in force weighs the stock opportunity term (bid prices)."""
+    return any(p.weight("stock_opportunity") != 0 for p in profiles.profiles.values())
+
+
+class BidPriceCache:
+    """The stored bid-price table, parsed once per stored version (one small query a decision
+    to see whether the job stored a newer one). One per engine: a cache is for one database."""
+
+    def __init__(self) -> None:
+        self._cached: tuple[int, dict[str, dict[str, float]], dict[str, float]] | None = None
+
+    def apply(self, uow: UnitOfWork, network: Network, profiles: ProfileSet) -> None:
+        """Put the stored table into ``network`` when a profile in force weighs it."""
+        if not weighs_opportunity(profiles):
+            return
+        latest = uow.sourcing_bid_prices.latest_id()
+        if latest is None:
+            return
+        cached = self._cached
+        if cached is None or cached[0] != latest:
+            stored = uow.sourcing_bid_prices.latest()
+            if stored is None:
+                return
+            stock = {
+                sku: {code: float(price) for code, price in by_code.items()}
+                for sku, by_code in stored.document.get("stock", {}).items()
+            }
+            capacity = {
+                code: float(price) for code, price in stored.document.get("capacity", {}).items()
+            }
+            cached = self._cached = (stored.table_id, stock, capacity)
+        network.set_bid_prices(cached[1], cached[2])
 
 
 def _cut_off_hour(location: Location, at: datetime) -> float:
@@ -383,6 +419,7 @@ class EngineSourcing:
     def __init__(self, *, fallback: LineSourcing = source_lines) -> None:
         self._fallback = fallback
         self._profiles = ProfileSetCache()
+        self._bid_prices = BidPriceCache()
 
     def __call__(
         self,
@@ -474,7 +511,9 @@ class EngineSourcing:
                 # lines only their pickup store can serve choose before lines many can serve
                 judged.sort(key=lambda pair: pair[1].delivery.method not in FROM_PICKUP_STORE)
             request = sourcing_order(order, judged, at=at, refused=refused)
-            plan = plan_order(request, Network(snap), profiles)
+            network = Network(snap)
+            self._bid_prices.apply(uow, network, profiles)
+            plan = plan_order(request, network, profiles)
             record_decision(uow, plan, trigger=trigger, at=at)
             allocations.extend(
                 (int(allocation.line_id), allocation.location, allocation.quantity)
@@ -606,6 +645,7 @@ def plan_in_bulk(
     profiles = profile_set(uow)
     buffers: dict[str, ChannelBuffer] = {}
     networks: dict[tuple[int, int], Network] = {}
+    bid_price_table = BidPriceCache()  # read once for this bulk plan
     for order, _ in judged_requests:
         channel = order.channel.value
         if channel not in buffers:
@@ -618,6 +658,7 @@ def plan_in_bulk(
                 for code, by_sku in raw.items()
             }
             networks[key] = Network(_candidates(holding, atp, remaining, at=at))
+            bid_price_table.apply(uow, networks[key], profiles)
     working = {(sku, code): units for code, by_sku in raw.items() for sku, units in by_sku.items()}
     requests_of = [
         sourcing_order(order, judged, at=at, refused=refused.get(order.order_id, {}))
@@ -788,6 +829,20 @@ class WaveOutcome:
     backordered_units: int
     planner: str
     """batch (the MILP's plan), greedy (it found nothing better) or empty."""
+
+
+BID_PRICE_HISTORY_ORDERS = 5000
+"""Recent orders the bid-price job takes as the demand expected until replenishment."""
+
+
+@dataclass(frozen=True)
+class BidPriceOutcome:
+    history_orders: int
+    lanes: int
+    priced_skus: int
+    priced_locations: int
+    status: str
+    """optimal, empty (no demand or no stock), off (no profile weighs it), time_limit, failed."""
 
 
 @dataclass(frozen=True)
@@ -1358,6 +1413,56 @@ class OrderSourcingService:
             planner="batch" if "batch" in planners else "greedy",
         )
 
+    def refresh_bid_prices(
+        self, *, orders: int = BID_PRICE_HISTORY_ORDERS, scale: float = 1.0
+    ) -> BidPriceOutcome:
+        """Compute the stock opportunity cost (bid prices, ``oms.domain.sourcing.bid_prices``)
+        from the retailer's recent orders and store it for every decision to read: the demand
+        expected until replenishment is what the last ``orders`` stored orders asked, times
+        ``scale``, over the stock and today's capacity left now. Only when a profile in force
+        weighs ``stock_opportunity`` (otherwise nothing is computed nor stored). The worker
+        runs it every hour."""
+        if orders <= 0 or not scale > 0:
+            raise Invalid(
+                "the number of orders and the scale must be positive",
+                errors=[{"pointer": "#/orders", "detail": "must be positive"}],
+            )
+        with self._uow() as uow:
+            at = self._clock.now()
+            profiles = profile_set(uow)
+            if not weighs_opportunity(profiles):
+                return BidPriceOutcome(0, 0, 0, 0, "off")
+            locations = uow.locations.list()
+            history, _ = _recent_requests(uow, orders, locations, at=at)
+            skus = sorted({line.sku for request in history for line in request.lines})
+            network = Network(snapshot(uow, locations, skus, channel=None, at=at))
+            prices = bid_prices(network, demand_lanes(history, network, profiles), scale=scale)
+            if prices.status not in ("optimal", "empty"):
+                return BidPriceOutcome(len(history), prices.lanes, 0, 0, prices.status)
+            uow.sourcing_bid_prices.replace(
+                {
+                    "stock": prices.stock,
+                    "capacity": prices.capacity,
+                    "history_orders": len(history),
+                    "scale": scale,
+                    "lanes": prices.lanes,
+                    "expected_units": prices.expected_units,
+                    "backordered_units": prices.backordered_units,
+                },
+                at=at,
+            )
+            uow.commit()
+        return BidPriceOutcome(
+            history_orders=len(history),
+            lanes=prices.lanes,
+            priced_skus=len(prices.stock),
+            priced_locations=len(
+                {code for by_code in prices.stock.values() for code in by_code}
+                | set(prices.capacity)
+            ),
+            status=prices.status,
+        )
+
     def supply_delayed(self, skus: Sequence[str]) -> None:
         """Inventory's supply hook: supply of these SKUs comes later or not at all."""
         self.replan_waiting(skus, reason="expected supply is late or cancelled")
@@ -1506,38 +1611,7 @@ class OrderSourcingService:
         with self._uow(read_only=True) as uow:
             at = self._clock.now()
             locations = uow.locations.list()
-            requests: list[SourcingOrder] = []
-            held: dict[tuple[str, str], int] = {}
-            # units the simulated orders hold now go back to the stock they are planned on
-            for order_id in uow.order_refusals.last_order_ids(count):
-                order = uow.orders.get(order_id)
-                if order is None:
-                    continue
-                items = uow.items.get_many(sorted({line.sku for line in order.lines}))
-                judged = []
-                for line in order.lines:
-                    for state in (QuantityState.ALLOCATED, QuantityState.RELEASED):
-                        for code, units in line.at_locations(state):
-                            held[(line.sku, code)] = held.get((line.sku, code), 0) + units
-                    live = line.quantity - line.quantity_in(QuantityState.CANCELLED)
-                    if live <= 0:
-                        continue
-                    destination = None
-                    if line.delivery.method not in AT_STORE:
-                        destination = geocode(line, locations)
-                        if destination is None:
-                            continue
-                    judged.append(
-                        (sourcing_line(line, live, items.get(line.sku), destination), line)
-                    )
-                if judged:
-                    requests.append(
-                        replace(
-                            sourcing_order(order, judged, at=at, refused={}),
-                            placed_at=order.created_at,
-                        )
-                    )
-            requests.reverse()  # in the order they came
+            requests, held = _recent_requests(uow, count, locations, at=at)
             if not requests:
                 raise Invalid("no stored order can be simulated (none with a known destination)")
             skus = sorted({line.sku for request in requests for line in request.lines})
@@ -1546,6 +1620,45 @@ class OrderSourcingService:
                 for c in snapshot(uow, locations, skus, channel=None, at=at)
             ]
         return self._sourcing.simulate(requests, snap, profile=profile, rules=rules, outage=outage)
+
+
+def _recent_requests(
+    uow: UnitOfWork, count: int, locations: Sequence[Location], *, at: datetime
+) -> tuple[list[SourcingOrder], dict[tuple[str, str], int]]:
+    """The last ``count`` stored orders as requests (their live quantities, oldest first,
+    each placed when it was created; lines without a known destination left out) and the
+    units they hold now (allocated, released) per (SKU, location)."""
+    requests: list[SourcingOrder] = []
+    held: dict[tuple[str, str], int] = {}
+    # units the simulated orders hold now go back to the stock they are planned on
+    for order_id in uow.order_refusals.last_order_ids(count):
+        order = uow.orders.get(order_id)
+        if order is None:
+            continue
+        items = uow.items.get_many(sorted({line.sku for line in order.lines}))
+        judged = []
+        for line in order.lines:
+            for state in (QuantityState.ALLOCATED, QuantityState.RELEASED):
+                for code, units in line.at_locations(state):
+                    held[(line.sku, code)] = held.get((line.sku, code), 0) + units
+            live = line.quantity - line.quantity_in(QuantityState.CANCELLED)
+            if live <= 0:
+                continue
+            destination = None
+            if line.delivery.method not in AT_STORE:
+                destination = geocode(line, locations)
+                if destination is None:
+                    continue
+            judged.append((sourcing_line(line, live, items.get(line.sku), destination), line))
+        if judged:
+            requests.append(
+                replace(
+                    sourcing_order(order, judged, at=at, refused={}),
+                    placed_at=order.created_at,
+                )
+            )
+    requests.reverse()  # in the order they came
+    return requests, held
 
 
 def _load(uow: UnitOfWork, order_id: str, *, for_update: bool = True) -> Order:

@@ -897,6 +897,26 @@ class SourcingProfileRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class StoredBidPrices:
+    table_id: int
+    computed_at: datetime
+    document: dict[str, Any]
+    """``{"stock": {sku: {location code: price}}, "capacity": {code: price}, ...facts}``."""
+
+
+class SourcingBidPriceRepository(Protocol):
+    def latest_id(self) -> int | None:
+        """The id of the newest table (what a cache of the parsed table is keyed by)."""
+        ...
+
+    def latest(self) -> StoredBidPrices | None: ...
+
+    def replace(self, document: dict[str, Any], *, at: datetime) -> int:
+        """Store a new table and delete the older ones; its id."""
+        ...
+
+
 class FulfillmentRepository(Protocol):
     """One row per fulfillment (order x location), saved with an optimistic version check."""
 
@@ -973,6 +993,9 @@ class UnitOfWork(Protocol):
 
     @property
     def sourcing_decisions(self) -> SourcingDecisionRepository: ...
+
+    @property
+    def sourcing_bid_prices(self) -> SourcingBidPriceRepository: ...
 
     @property
     def fulfillments(self) -> FulfillmentRepository: ...

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from oms.adapters.db.bulk import insert_rows_returning_ids
 from oms.adapters.db.reference import PROFILES, ReferenceCache, ReferenceView
-from oms.adapters.db.tables import sourcing_decisions, sourcing_profiles, sourcing_rule_sets
-from oms.services.ports import StoredDecision, StoredProfile, StoredRuleSet
+from oms.adapters.db.tables import (
+    sourcing_bid_prices,
+    sourcing_decisions,
+    sourcing_profiles,
+    sourcing_rule_sets,
+)
+from oms.services.ports import StoredBidPrices, StoredDecision, StoredProfile, StoredRuleSet
 
 
 class SqlSourcingProfileRepository:
@@ -172,3 +178,36 @@ def _decision_row(decision: StoredDecision) -> dict[str, Any]:
         "plan": decision.plan,
         "decided_at": decision.decided_at,
     }
+
+
+class SqlSourcingBidPriceRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def latest_id(self) -> int | None:
+        found = self._connection.execute(
+            select(func.max(sourcing_bid_prices.c.table_id))
+        ).scalar_one_or_none()
+        return None if found is None else int(found)
+
+    def latest(self) -> StoredBidPrices | None:
+        row = self._connection.execute(
+            select(sourcing_bid_prices).order_by(sourcing_bid_prices.c.table_id.desc()).limit(1)
+        ).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return StoredBidPrices(m["table_id"], m["computed_at"], dict(m["document"]))
+
+    def replace(self, document: dict[str, Any], *, at: datetime) -> int:
+        table_id = int(
+            self._connection.execute(
+                insert(sourcing_bid_prices)
+                .values(computed_at=at, document=document)
+                .returning(sourcing_bid_prices.c.table_id)
+            ).scalar_one()
+        )
+        self._connection.execute(
+            delete(sourcing_bid_prices).where(sourcing_bid_prices.c.table_id < table_id)
+        )
+        return table_id

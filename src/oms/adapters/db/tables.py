@@ -801,6 +801,16 @@ sourcing_decisions = Table(
     Index("ix_sourcing_decisions_order_id_decision_id", "order_id", "decision_id"),
 )
 """Every sourcing decision with its explanation (capture, re-plan, outage), newest last."""
+
+sourcing_bid_prices = Table(
+    "sourcing_bid_prices",
+    metadata,
+    Column("table_id", BigId, primary_key=True, autoincrement=True),
+    Column("computed_at", UtcDateTime, nullable=False),
+    Column("document", JsonDocument, nullable=False),
+)
+"""Bid-price tables (the opportunity cost of stock, derived from recent orders and stock by the
+``sourcing.bid_prices`` job), newest last; older ones are deleted when a new one is stored."""
 # --- fulfillment ------------------------------------------------------------------------------
 
 fulfillments = Table(

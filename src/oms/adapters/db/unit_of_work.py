@@ -30,7 +30,11 @@ from oms.adapters.db.repositories import (
     SqlIdempotencyRepository,
     SqlOutboxRepository,
 )
-from oms.adapters.db.sourcing import SqlSourcingDecisionRepository, SqlSourcingProfileRepository
+from oms.adapters.db.sourcing import (
+    SqlSourcingBidPriceRepository,
+    SqlSourcingDecisionRepository,
+    SqlSourcingProfileRepository,
+)
 from oms.domain.events import DomainEvent
 from oms.services.ports import Clock, Ids, OutboxEvent
 
@@ -228,6 +232,10 @@ class SqlUnitOfWork:
     @cached_property
     def sourcing_decisions(self) -> SqlSourcingDecisionRepository:
         return SqlSourcingDecisionRepository(self.connection)
+
+    @cached_property
+    def sourcing_bid_prices(self) -> SqlSourcingBidPriceRepository:
+        return SqlSourcingBidPriceRepository(self.connection)
 
     @cached_property
     def fulfillments(self) -> SqlFulfillmentRepository:

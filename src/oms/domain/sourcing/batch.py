@@ -107,7 +107,9 @@ def _group_columns(
     )
     served = avail.sum(axis=0)
     costs = group.costs
-    alone = costs.fixed[index] + sum(costs.unit[i][index] * avail[i] for i in range(len(q)))
+    alone = costs.fixed[index] + sum(
+        costs.decision_unit[i][index] * avail[i] for i in range(len(q))
+    )
     # cost per unit served, so that a location with little stock does not look cheap
     per_unit = np.where(served > 0, alone / np.maximum(served, 1.0), math.inf)
     order = np.argsort(per_unit, kind="stable")
@@ -174,7 +176,7 @@ def plan_wave(
         greedy_plans.append(
             commit(order, groups, choices, greedy_network, planner="greedy", explain=explain)
         )
-    greedy_objective = sum((plan.objective for plan in greedy_plans), Decimal(0))
+    greedy_objective = sum((plan.decision_objective for plan in greedy_plans), Decimal(0))
 
     model = _Model()
     all_groups: list[list[Group]] = []
@@ -202,7 +204,9 @@ def plan_wave(
                 group_vars[location] = {}
                 for i, most in pairs:
                     ctx = group.contexts[i]
-                    x = model.variable(float(costs.unit[i][location]), most, integer=integer_units)
+                    x = model.variable(
+                        float(costs.decision_unit[i][location]), most, integer=integer_units
+                    )
                     group_vars[location][i] = x
                     line_x.setdefault(i, []).append(x)
                     model.row([(x, 1.0), (y, -most)], -math.inf, 0.0)
@@ -289,7 +293,7 @@ def plan_wave(
                         order, all_groups[o], wave_choices, trial, planner="batch", explain=explain
                     )
                 )
-            batch_objective = sum((plan.objective for plan in batch_plans), Decimal(0))
+            batch_objective = sum((plan.decision_objective for plan in batch_plans), Decimal(0))
             if batch_objective < greedy_objective:
                 network.adopt(trial)
             else:

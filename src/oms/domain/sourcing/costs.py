@@ -13,14 +13,14 @@ greedy planner, the batch MILP and the benchmark all price plans with these same
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
 from oms.domain.sourcing.filters import LineContext
-from oms.domain.sourcing.model import COLLECTED_AT_LOCATION, FloatArray
+from oms.domain.sourcing.model import COLLECTED_AT_LOCATION, BoolArray, FloatArray
 from oms.domain.sourcing.profiles import ShippingZone
 
 
@@ -130,6 +130,15 @@ def stock_balance(group: GroupContext) -> TermCost:
     return TermCost(last_unit=protected.astype(np.float64) * float(profile.last_unit_penalty))
 
 
+def stock_opportunity(group: GroupContext) -> TermCost:
+    """What a unit taken now is worth to the orders expected before the stock is replenished:
+    the location's bid price for the SKU (dual value of the stock in the forecast
+    transportation programme, :mod:`oms.domain.sourcing.bid_prices`). Not paid to anyone: it
+    steers the choice (and may make a backorder cheaper than a shipment), the plan's cost
+    leaves it out."""
+    return TermCost(unit=[ctx.network.bid_price(ctx.line.sku) for ctx in group.lines])
+
+
 COST_TERMS: Mapping[str, CostTerm] = {
     "shipping": shipping,
     "handling": handling,
@@ -137,7 +146,12 @@ COST_TERMS: Mapping[str, CostTerm] = {
     "lateness": lateness,
     "store_priority": store_priority,
     "stock_balance": stock_balance,
+    "stock_opportunity": stock_opportunity,
 }
+
+OPPORTUNITY_TERMS = frozenset({"stock_opportunity"})
+"""Terms that weigh a choice without being a cost anyone pays: in ``GroupCosts.decision_unit``
+and the explanation's candidates, not in ``GroupCosts.unit`` nor in a plan's cost."""
 
 
 @dataclass(slots=True)
@@ -151,9 +165,18 @@ class GroupCosts:
     """Units per line that can be taken before touching the protected last units."""
     extra_shipment: float
     terms: dict[str, TermCost] = field(default_factory=dict)
+    decision_unit: list[FloatArray] = field(default_factory=list)
+    """``unit`` plus the opportunity terms: what the planners minimise (``unit`` itself when
+    the profile weighs no opportunity)."""
+    opportunity: list[FloatArray] | None = None
+    """The opportunity terms per unit of each line (None: none)."""
 
 
-def group_costs(group: GroupContext, *, explain: bool) -> GroupCosts:
+def group_costs(
+    group: GroupContext, *, explain: bool, masks: Sequence[BoolArray] | None = None
+) -> GroupCosts:
+    """``masks``: each line's candidate locations (the opportunity term is relative to the
+    least of them unless the profile lets it backorder)."""
     first = group.first
     size = first.network.size
     profile = first.profile
@@ -162,9 +185,12 @@ def group_costs(group: GroupContext, *, explain: bool) -> GroupCosts:
     last_unit = np.zeros(size, dtype=np.float64)
     extra = 0.0
     kept: dict[str, TermCost] = {}
+    opportunity: list[FloatArray] | None = None
     for name, term in COST_TERMS.items():
         weight = profile.weight(name)
         if weight == 0.0:
+            continue
+        if name in OPPORTUNITY_TERMS and not first.network.has_bid_prices:
             continue
         cost = term(group)
         if weight != 1.0:
@@ -174,6 +200,16 @@ def group_costs(group: GroupContext, *, explain: bool) -> GroupCosts:
                 last_unit=None if cost.last_unit is None else cost.last_unit * weight,
                 extra_shipment=cost.extra_shipment * weight,
             )
+        if name in OPPORTUNITY_TERMS:
+            if cost.unit is not None:
+                opportunity = (
+                    cost.unit
+                    if opportunity is None
+                    else [u + c for u, c in zip(opportunity, cost.unit, strict=True)]
+                )
+            if explain:
+                kept[name] = cost
+            continue
         if cost.fixed is not None:
             fixed = fixed + cost.fixed
         if cost.unit is not None:
@@ -185,7 +221,32 @@ def group_costs(group: GroupContext, *, explain: bool) -> GroupCosts:
             kept[name] = cost
     protected_units = float(profile.protected_units)
     threshold = [np.maximum(ctx.atp - protected_units, 0.0) for ctx in group.lines]
-    return GroupCosts(fixed, unit, last_unit, threshold, extra, kept)
+    if opportunity is not None and not profile.opportunity_may_backorder:
+        opportunity = _relative(group, opportunity, masks)
+        if explain:
+            kept.update(
+                {name: TermCost(unit=opportunity) for name in kept if name in OPPORTUNITY_TERMS}
+            )
+    decision_unit = (
+        unit if opportunity is None else [u + o for u, o in zip(unit, opportunity, strict=True)]
+    )
+    return GroupCosts(fixed, unit, last_unit, threshold, extra, kept, decision_unit, opportunity)
+
+
+def _relative(
+    group: GroupContext, opportunity: list[FloatArray], masks: Sequence[BoolArray] | None
+) -> list[FloatArray]:
+    """The opportunity per unit above the least a candidate with stock of the line has: it
+    still tells the sources apart, and it no longer makes every source cost more than a
+    backorder (the line waits only for what it would pay)."""
+    result = []
+    for i, (ctx, extra) in enumerate(zip(group.lines, opportunity, strict=True)):
+        usable = ctx.atp > 0
+        if masks is not None:
+            usable = usable & masks[i]
+        floor = float(extra[usable].min()) if usable.any() else 0.0
+        result.append(np.maximum(extra - floor, 0.0) if floor > 0 else extra)
+    return result
 
 
 def term_breakdown(

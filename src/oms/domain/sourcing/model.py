@@ -246,6 +246,46 @@ class Network:
         self._zeros: FloatArray = np.zeros(n, dtype=np.float64)
         self._zeros.setflags(write=False)
         self._type_masks: dict[frozenset[LocationType], BoolArray] = {}
+        self._bid_prices: dict[str, FloatArray] = {}
+        self._bid_price_default: FloatArray = self._zeros
+
+    # -- the opportunity cost of stock ---------------------------------------------------------
+
+    def set_bid_prices(
+        self,
+        stock: Mapping[str, Mapping[str, float]],
+        capacity: Mapping[str, float] | None = None,
+    ) -> None:
+        """The opportunity cost of one unit: per SKU and location code (``stock``) plus per
+        location whatever SKU (``capacity``: a unit of today's remaining capacity), see
+        :mod:`oms.domain.sourcing.bid_prices`. Replaces the previous table; unknown codes are
+        ignored; copies made before keep theirs."""
+        per_location = np.zeros(self.size, dtype=np.float64)
+        for code, price in (capacity or {}).items():
+            index = self.index.get(code)
+            if index is not None and price > 0:
+                per_location[index] = float(price)
+        table: dict[str, FloatArray] = {}
+        for sku, by_code in stock.items():
+            values = per_location.copy()
+            for code, price in by_code.items():
+                index = self.index.get(code)
+                if index is not None and price > 0:
+                    values[index] += float(price)
+            if values.any():
+                values.setflags(write=False)
+                table[sku] = values
+        per_location.setflags(write=False)
+        self._bid_prices = table
+        self._bid_price_default = per_location if per_location.any() else self._zeros
+
+    def bid_price(self, sku: str) -> FloatArray:
+        """What one unit of ``sku`` is worth to later orders, per location (0: not scarce)."""
+        return self._bid_prices.get(sku, self._bid_price_default)
+
+    @property
+    def has_bid_prices(self) -> bool:
+        return bool(self._bid_prices) or self._bid_price_default is not self._zeros
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -88,6 +88,10 @@ class SourcingPlan:
     terms: Mapping[str, Decimal]
     explanation: tuple[LineExplanation, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    opportunity_cost: Decimal = ZERO_CENTS
+    """The stock opportunity cost of the allocated units (bid prices times units, weighted by
+    the profile): what the plan takes from orders expected later. Weighed by the planners,
+    not paid: neither in ``cost`` nor in ``objective``."""
 
     @property
     def shipment_count(self) -> int:
@@ -100,6 +104,11 @@ class SourcingPlan:
     @property
     def objective(self) -> Decimal:
         return self.cost + self.backorder_penalty
+
+    @property
+    def decision_objective(self) -> Decimal:
+        """What the planners minimise: the objective plus the stock opportunity cost."""
+        return self.objective + self.opportunity_cost
 
     def allocated(self, line_id: str) -> dict[str, int]:
         result: dict[str, int] = {}
@@ -116,6 +125,7 @@ class SourcingPlan:
             "planner": self.planner,
             "cost": str(self.cost),
             "backorder_penalty": str(self.backorder_penalty),
+            "opportunity_cost": str(self.opportunity_cost),
             "terms": {name: str(value) for name, value in self.terms.items()},
             "allocations": [
                 {

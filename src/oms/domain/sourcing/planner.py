@@ -17,6 +17,7 @@ from decimal import Decimal
 import numpy as np
 
 from oms.domain.sourcing.costs import (
+    OPPORTUNITY_TERMS,
     GroupContext,
     GroupCosts,
     group_costs,
@@ -160,7 +161,7 @@ def prepare(
             masks.append(mask)
             exclusions.append(excluded)
         ship_alone = "ship_alone" in key
-        costs = group_costs(GroupContext(contexts, ship_alone), explain=explain)
+        costs = group_costs(GroupContext(contexts, ship_alone), explain=explain, masks=masks)
         groups.append(
             Group(
                 profile=profile,
@@ -194,7 +195,7 @@ class _Columns:
         self.capacity = network.capacity[cols]
         costs = group.costs
         self.fixed = costs.fixed[cols]
-        self.unit = np.array([u[cols] for u in costs.unit])
+        self.unit = np.array([u[cols] for u in costs.decision_unit])
         self.last_unit = costs.last_unit[cols]
         self.threshold = np.array([t[cols] for t in costs.threshold])
         self.extra = costs.extra_shipment
@@ -361,6 +362,7 @@ def commit(
     terms_total: dict[str, float] = {}
     total = 0.0
     backorder_total = 0.0
+    opportunity_total = 0.0
     explanation: list[LineExplanation] = []
     for group, choice in zip(groups, choices, strict=True):
         served = [0] * len(group.contexts)
@@ -395,6 +397,10 @@ def commit(
             value = float(costs.fixed[location]) + costs.extra_shipment * extra_shipments
             value += sum(float(costs.unit[i][location]) * q for i, q in sent.items())
             value += sum(float(costs.last_unit[location]) * lu for lu in last_units.values())
+            if costs.opportunity is not None:
+                opportunity_total += sum(
+                    float(costs.opportunity[i][location]) * q for i, q in sent.items()
+                )
             breakdown = (
                 _breakdown_now(costs, location, sent, last_units, extra_shipments)
                 if explain
@@ -433,6 +439,7 @@ def commit(
         terms={name: money(value) for name, value in terms_total.items()},
         explanation=tuple(explanation),
         notes=tuple(notes),
+        opportunity_cost=money(opportunity_total),
     )
 
 
@@ -445,6 +452,8 @@ def _breakdown_now(
 ) -> dict[str, float]:
     result: dict[str, float] = {}
     for name, cost in costs.terms.items():
+        if name in OPPORTUNITY_TERMS:
+            continue  # not paid: the plan's opportunity_cost, not a shipment's cost
         value = 0.0
         if cost.fixed is not None:
             value += float(cost.fixed[location])
@@ -479,7 +488,7 @@ def _explain_line(
     q = float(line.quantity)
     alone = (
         costs.fixed[candidate_index]
-        + costs.unit[i][candidate_index] * q
+        + costs.decision_unit[i][candidate_index] * q
         + costs.last_unit[candidate_index]
         * np.maximum(q - costs.threshold[i][candidate_index], 0.0)
     )
@@ -522,8 +531,32 @@ def _explain_line(
         excluded=excluded,
         chosen=tuple(chosen),
         backordered=backordered,
-        summary=_summary(line, chosen, backordered, int(candidate_index.size), counts),
+        summary=_summary(
+            line,
+            chosen,
+            backordered,
+            int(candidate_index.size),
+            counts,
+            waited=_waited_for_stock(group, i, chosen, backordered),
+        ),
     )
+
+
+def _waited_for_stock(
+    group: Group, i: int, chosen: list[tuple[str, int]], backordered: int
+) -> bool:
+    """Whether units were backordered although a candidate still had them: the profile lets
+    the stock opportunity cost make the line wait."""
+    if not backordered or group.costs.opportunity is None:
+        return False
+    if not group.profile.opportunity_may_backorder:
+        return False
+    ctx = group.contexts[i]
+    taken = {code: units for code, units in chosen}
+    left = ctx.atp.copy()
+    for code, units in taken.items():
+        left[ctx.network.index[code]] -= units
+    return bool((left[group.masks[i]] > 0).any())
 
 
 def _summary(
@@ -532,17 +565,24 @@ def _summary(
     backordered: int,
     candidate_count: int,
     counts: Mapping[str, int],
+    *,
+    waited: bool = False,
 ) -> str:
     parts = []
     if chosen:
         sources = ", ".join(f"{q} from {code}" for code, q in chosen)
         parts.append(f"{line.sku}: {sources} (chosen among {candidate_count} candidate(s))")
     if backordered:
-        why = (
-            "no location passed the filters"
-            if candidate_count == 0
-            else "the candidates had no more stock or capacity under the split policy"
-        )
+        if candidate_count == 0:
+            why = "no location passed the filters"
+        elif waited:
+            why = (
+                "its cheapest source, counting the stock opportunity cost (what that stock is "
+                "worth to orders expected before replenishment), cost more than the backorder "
+                "penalty"
+            )
+        else:
+            why = "the candidates had no more stock or capacity under the split policy"
         parts.append(f"{backordered} backordered: {why}")
     if counts:
         top = sorted(counts.items(), key=lambda item: -item[1])[:3]

@@ -48,7 +48,13 @@ COST_TERM_NAMES = (
     "lateness",
     "store_priority",
     "stock_balance",
+    "stock_opportunity",
 )
+
+OPT_IN_TERMS = frozenset({"stock_opportunity"})
+"""Terms a profile switches on by giving them a weight (missing: 0, not 1): the stock
+opportunity cost trades a shipment now against the backorder of a later order, which is the
+retailer's call, not the engine's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +94,8 @@ class Profile:
     """Candidates that would arrive more than this many days after the promise date are out."""
     # -- objective ------------------------------------------------------------------------
     weights: Mapping[str, Decimal] = field(default_factory=dict)
-    """Multiplier per cost term (missing: 1). 0 switches a term off."""
+    """Multiplier per cost term (missing: 1, except ``stock_opportunity``: 0). 0 switches a
+    term off."""
     zones: tuple[ShippingZone, ...] = DEFAULT_ZONES
     split_penalty: Decimal = Decimal("3.00")
     """Cost of each shipment beyond the first for one destination."""
@@ -103,6 +110,10 @@ class Profile:
     """Per unit, taken off the cost at a preferred location."""
     backorder_penalty: Decimal = Decimal("40.00")
     """Per unit that cannot be served: how much a backorder hurts, to weigh against costs."""
+    opportunity_may_backorder: bool = False
+    """True: a line waits (is backordered) when its cheapest source, counting the
+    ``stock_opportunity`` term, costs more than ``backorder_penalty``. False: that term only
+    chooses among sources; a line whose paid cost is under the penalty is served."""
     # -- split and planning ---------------------------------------------------------------
     split_policy: SplitPolicy = SplitPolicy.ALLOW
     max_shipments: int = 3
@@ -110,7 +121,8 @@ class Profile:
     batch_time_limit_seconds: float = 5.0
 
     def weight(self, term: str) -> float:
-        return float(self.weights.get(term, Decimal(1)))
+        default = Decimal(0) if term in OPT_IN_TERMS else Decimal(1)
+        return float(self.weights.get(term, default))
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +348,7 @@ _PROFILE_FIELDS = (
     "last_unit_penalty",
     "preferred_discount",
     "backorder_penalty",
+    "opportunity_may_backorder",
     "split_policy",
     "max_shipments",
     "mode",
@@ -400,6 +413,9 @@ def profile_from_document(document: Mapping[str, Any], *, pointer: str = "#") ->
         last_unit_penalty=reader.decimal("last_unit_penalty", defaults.last_unit_penalty),
         preferred_discount=reader.decimal("preferred_discount", defaults.preferred_discount),
         backorder_penalty=reader.decimal("backorder_penalty", defaults.backorder_penalty),
+        opportunity_may_backorder=reader.boolean(
+            "opportunity_may_backorder", defaults.opportunity_may_backorder
+        ),
         split_policy=reader.enum("split_policy", SplitPolicy, defaults.split_policy),
         max_shipments=reader.integer(
             "max_shipments", defaults.max_shipments, minimum=1, maximum=50
@@ -481,6 +497,7 @@ def profile_to_document(profile: Profile) -> dict[str, Any]:
         "last_unit_penalty": str(profile.last_unit_penalty),
         "preferred_discount": str(profile.preferred_discount),
         "backorder_penalty": str(profile.backorder_penalty),
+        "opportunity_may_backorder": profile.opportunity_may_backorder,
         "split_policy": profile.split_policy.value,
         "max_shipments": profile.max_shipments,
         "mode": profile.mode.value,
