@@ -1,7 +1,7 @@
 """sourcing: bid-price tables (the opportunity cost of scarce stock)
 
 Revision ID: 0021
-Revises: 0017
+Revises: 0020
 Create Date: 2026-11-30 05:20:00
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import oms.adapters.db.types
 
 revision: str = "0021"
-down_revision: str | Sequence[str] | None = "0017"
+down_revision: str | Sequence[str] | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
