@@ -57,6 +57,7 @@ from oms.domain.sourcing.plan import SourcingPlan
 from oms.domain.sourcing.planner import Choice, commit, plan_order, prepare
 from oms.domain.sourcing.profiles import Profile, ProfileSet
 from oms.domain.sourcing.replan import replan_outage
+from oms.services.order_sourcing import BID_PRICE_HISTORY_ORDERS
 
 RESULTS = Path(__file__).parent / "results" / "sourcing.json"
 DAY = date(2026, 3, 2)
@@ -367,6 +368,14 @@ def summarise(plans: Sequence[SourcingPlan], seconds: float) -> dict[str, Any]:
 
 BID_PRICE_REFRESH_MINUTES = 120
 """How often the engine's bid prices are computed again (the worker job's period)."""
+HISTORY_ORDERS = BID_PRICE_HISTORY_ORDERS
+"""The history the bid prices come from, as the server's job takes it: the last 5,000 orders,
+in whole days (at least one), each day weighed 1/days (a mean day: at 1,000 orders a day, five
+days; at 10,000, one)."""
+
+
+def history_days(orders_per_day: int) -> int:
+    return max(1, -(-HISTORY_ORDERS // orders_per_day))
 
 
 class BidPriceRefresher:
@@ -375,8 +384,9 @@ class BidPriceRefresher:
     (the lanes: the previous day's orders, priced once) for the part of the day still to come,
     over the stock and capacity left; the planners read the table."""
 
-    def __init__(self, lanes: Sequence[DemandLane]) -> None:
+    def __init__(self, lanes: Sequence[DemandLane], *, days: int) -> None:
         self.lanes = list(lanes)
+        self.scale = 1.0 / days
         self.next_minute = -1
         self.refreshes = 0
         self.seconds = 0.0
@@ -387,7 +397,7 @@ class BidPriceRefresher:
             return
         started = time.perf_counter()
         ahead = [lane for lane in self.lanes if lane.minute_of_day >= minute_of_day]
-        prices = bid_prices(network, ahead)
+        prices = bid_prices(network, ahead, scale=self.scale)
         network.set_bid_prices(prices.stock, prices.capacity)
         self.next_minute = (minute_of_day // BID_PRICE_REFRESH_MINUTES + 1) * (
             BID_PRICE_REFRESH_MINUTES
@@ -414,6 +424,7 @@ def run_scenario(
     orders: list[SourcingOrder],
     history: list[SourcingOrder],
     *,
+    days: int,
     lp_seconds: float,
     milp_seconds: float,
 ) -> dict[str, Any]:
@@ -424,8 +435,9 @@ def run_scenario(
     result["engine_note"] = (
         "real-time and waves use a profile that weighs the stock opportunity term (bid prices, "
         f"weight {ENGINE_OPPORTUNITY_WEIGHT}, opportunity_may_backorder: a line may wait; "
-        "src/oms/domain/sourcing/bid_prices.py): computed from the previous day's orders (another "
-        "draw of the same demand model: the retailer's own history, never this day's orders), "
+        f"src/oms/domain/sourcing/bid_prices.py): computed from the previous {days} day(s) of "
+        "orders, a mean day (other draws of the same demand model: the retailer's own history, "
+        "never this day's orders), "
         f"again every {BID_PRICE_REFRESH_MINUTES} minutes for the rest of the day over the stock "
         "and capacity left, as the server's bid-price job does; the time it takes is in "
         "bid_price_seconds (part of each policy's seconds)"
@@ -434,6 +446,7 @@ def run_scenario(
     lanes = demand_lanes(history, base, engine_profiles)
     result["demand_lanes"] = {
         "history_orders": len(history),
+        "history_days": days,
         "lanes": len(lanes),
         "seconds": round(time.perf_counter() - started, 3),
     }
@@ -444,7 +457,7 @@ def run_scenario(
     result["baseline"] = summarise(plans, time.perf_counter() - started)
 
     network = base.copy()
-    refresher = BidPriceRefresher(lanes)
+    refresher = BidPriceRefresher(lanes, days=days)
     started = time.perf_counter()
     plans = []
     for o in orders:
@@ -461,7 +474,7 @@ def run_scenario(
         waves.setdefault((o.placed_at.hour * 60 + o.placed_at.minute) // 15, []).append(o)
     plans = []
     chosen = {"batch": 0, "greedy": 0}
-    refresher = BidPriceRefresher(lanes)
+    refresher = BidPriceRefresher(lanes, days=days)
     for key in sorted(waves):
         refresher.before(minute_of(waves[key][0]), network)
         wave = plan_wave(
@@ -751,14 +764,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             demand_units=size["orders"] * UNITS_PER_ORDER,
         )
         orders = make_orders(rng, cities, retailer, size["orders"])
-        history = make_orders(
-            random.Random(f"{SEED}-{scenario}-history"), cities, retailer, size["orders"]
-        )
+        days = history_days(size["orders"])
+        history = [
+            order
+            for day in range(days)
+            for order in make_orders(
+                random.Random(f"{SEED}-{scenario}-history" + (f"-{day}" if day else "")),
+                cities,
+                retailer,
+                size["orders"],
+            )
+        ]
         results["scenarios"][scenario] = run_scenario(
             scenario,
             retailer,
             orders,
             history,
+            days=days,
             lp_seconds=size["hindsight_lp_seconds"],
             milp_seconds=size["hindsight_milp_seconds"],
         )
