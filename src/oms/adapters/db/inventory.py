@@ -17,7 +17,6 @@ How stock stays honest on SQLite and PostgreSQL alike:
 from __future__ import annotations
 
 import threading
-import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -31,7 +30,6 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
-    Engine,
     Insert,
     Integer,
     MetaData,
@@ -55,7 +53,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from oms.adapters.db.engine import READ_ONLY
-from oms.adapters.db.reference import LOCATIONS, ReferenceView
+from oms.adapters.db.reference import LOCATIONS, PerEngine, ReferenceView
 from oms.adapters.db.tables import (
     channel_buffers,
     feed_messages,
@@ -681,16 +679,7 @@ class _LocationSlots:
         return lookup
 
 
-_SLOTS: weakref.WeakKeyDictionary[Engine, _LocationSlots] = weakref.WeakKeyDictionary()
-_SLOTS_LOCK = threading.Lock()
-
-
-def _location_slots(engine: Engine) -> _LocationSlots:
-    with _SLOTS_LOCK:
-        found = _SLOTS.get(engine)
-        if found is None:
-            found = _SLOTS[engine] = _LocationSlots()
-        return found
+_location_slots: PerEngine[_LocationSlots] = PerEngine(_LocationSlots)
 
 
 def _slots_of(lookup: IntArray, location_ids: IntArray) -> IntArray:

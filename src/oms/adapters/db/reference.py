@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Hashable
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, func, select
 
@@ -70,16 +70,28 @@ class ReferenceCache:
             self._values[key] = (signature, value)
 
 
-_CACHES: weakref.WeakKeyDictionary[Engine, ReferenceCache] = weakref.WeakKeyDictionary()
-_CACHES_LOCK = threading.Lock()
+_Held = TypeVar("_Held")
 
 
-def cache_for(engine: Engine) -> ReferenceCache:
-    with _CACHES_LOCK:
-        cache = _CACHES.get(engine)
-        if cache is None:
-            cache = _CACHES[engine] = ReferenceCache()
-        return cache
+class PerEngine(Generic[_Held]):
+    """One object per database engine, made on first use: derived data cached for one database
+    never answers for another (tests and benchmarks open several in one process)."""
+
+    def __init__(self, factory: Callable[[], _Held]) -> None:
+        self._factory = factory
+        self._held: weakref.WeakKeyDictionary[Engine, _Held] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def __call__(self, engine: Engine) -> _Held:
+        with self._lock:
+            found = self._held.get(engine)
+            if found is None:
+                found = self._held[engine] = self._factory()
+            return found
+
+
+cache_for: PerEngine[ReferenceCache] = PerEngine(ReferenceCache)
+"""The reference cache of an engine's database."""
 
 
 class ReferenceView:
