@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -49,6 +50,15 @@ def test_a_channel_never_sees_more_than_the_pool(available: int, percent: int, u
 
 def test_channel_buffer_example() -> None:
     assert ChannelBuffer("marketplace", percent=50, units=1).apply(20) == 9
+
+
+@given(st.lists(st.integers(-50, 500), max_size=30), st.integers(0, 100), st.integers(0, 50))
+def test_a_buffer_over_an_array_is_the_buffer_of_each_figure(
+    figures: list[int], percent: int, units: int
+) -> None:
+    for buffer in (ChannelBuffer("web"), ChannelBuffer("marketplace", percent, units)):
+        seen = buffer.apply_all(np.array(figures, dtype=np.int64))
+        assert seen.tolist() == [buffer.apply(figure) for figure in figures]
 
 
 @given(st.integers(0, 10**6), st.integers(0, 10**6))

@@ -16,6 +16,9 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
+import numpy as np
+import numpy.typing as npt
+
 from oms.domain.errors import Conflict, Invalid, NotFound
 from oms.domain.events import DomainEvent
 from oms.domain.locations import LocationType
@@ -48,6 +51,13 @@ class ChannelBuffer:
         if available <= 0:
             return 0
         return max(0, available * (100 - self.percent) // 100 - self.units)
+
+    def apply_all(self, available: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """:meth:`apply` to every figure of an array (a basket's ATP per candidate location)."""
+        if not (self.percent or self.units):
+            return np.maximum(available, 0)
+        seen = np.maximum(available, 0) * (100 - self.percent) // 100 - self.units
+        return np.where(available > 0, np.maximum(seen, 0), 0)
 
 
 NO_BUFFER = ChannelBuffer(channel="")

@@ -1583,13 +1583,10 @@ class SqlInventoryRepository:
                 slot = int(_slots_of(lookup, np.array([location_id], dtype=np.int64))[0])
                 if slot >= 0:
                     result[held[item_id]][slot] += freed
-        for figures in result.values():
-            # Negative figures come only with held positions: nothing available there.
-            np.maximum(figures, 0, out=figures)
-            if buffer.percent or buffer.units:
-                buffered = figures * (100 - buffer.percent) // 100 - buffer.units
-                figures[:] = np.where(figures > 0, np.maximum(buffered, 0), 0)
-        return BasketStock(items=known, atp=result)
+        # Negative figures come only with held positions: nothing available there.
+        return BasketStock(
+            items=known, atp={sku: buffer.apply_all(figures) for sku, figures in result.items()}
+        )
 
     def _expired_holds_by_code(
         self, item_ids: Sequence[int], *, at: datetime
