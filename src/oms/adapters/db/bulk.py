@@ -24,11 +24,13 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
+    func,
     insert,
     text,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import TypeEngine
 
 COPY_FROM_ROWS = 100
@@ -143,3 +145,19 @@ def among(connection: Connection, column: Column[str], keys: Sequence[str]) -> C
     if connection.dialect.name == "postgresql":
         return column == any_(bindparam(None, list(keys), type_=_KEY_ARRAY))
     return column.in_(keys)
+
+
+def array_rows(alias: str, **columns: type[TypeEngine[Any]]) -> TableValuedAlias:
+    """Rows passed to PostgreSQL as one array parameter per column (bound as ``{alias}_{column}``)
+    and unnested into the derived table ``alias`` to join: any number of keys in one statement,
+    where a row-value IN list of a thousand pairs is an OR the server tests against every row."""
+    return (
+        func.unnest(
+            *(
+                bindparam(f"{alias}_{name}", type_=postgresql.ARRAY(column_type))
+                for name, column_type in columns.items()
+            )
+        )
+        .table_valued(*columns)
+        .render_derived(name=alias)
+    )

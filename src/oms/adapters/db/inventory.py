@@ -52,6 +52,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from oms.adapters.db.bulk import array_rows
 from oms.adapters.db.engine import READ_ONLY
 from oms.adapters.db.reference import LOCATIONS, PerEngine, ReferenceView
 from oms.adapters.db.tables import (
@@ -493,16 +494,8 @@ _LOCKED = (
     P.snapshot_sequence,
     P.last_movement_at,
 )
-# PostgreSQL locks many positions by joining their keys, passed as two arrays: a row-value IN
-# list of a thousand pairs is an OR the server tests against every position (~0.2 s a statement).
-_LOCKED_KEYS = (
-    func.unnest(
-        bindparam("k_items", type_=postgresql.ARRAY(Integer)),
-        bindparam("k_locations", type_=postgresql.ARRAY(Integer)),
-    )
-    .table_valued("item_id", "location_id")
-    .render_derived(name="k")
-)
+# PostgreSQL locks many positions by joining their keys passed as arrays (bulk.array_rows).
+_LOCKED_KEYS = array_rows("k", item_id=Integer, location_id=Integer)
 _LOCK_BY_KEYS = (
     select(*_LOCKED)
     .join_from(
@@ -543,15 +536,7 @@ _ADD_ALLOCATED = (
 )
 """Bulk change of the allocated units of positions locked and checked just before (SQLite:
 executemany)."""
-_CHANGES = (
-    func.unnest(
-        bindparam("k_items", type_=postgresql.ARRAY(Integer)),
-        bindparam("k_locations", type_=postgresql.ARRAY(Integer)),
-        bindparam("k_quantities", type_=postgresql.ARRAY(Integer)),
-    )
-    .table_valued("item_id", "location_id", "quantity")
-    .render_derived(name="c")
-)
+_CHANGES = array_rows("c", item_id=Integer, location_id=Integer, quantity=Integer)
 _ADD_ALLOCATED_BY_KEYS = (
     update(inventory_positions)
     .where(P.item_id == _CHANGES.c.item_id, P.location_id == _CHANGES.c.location_id)
@@ -1268,9 +1253,9 @@ class SqlInventoryRepository:
             self._connection.execute(
                 _ADD_ALLOCATED_BY_KEYS,
                 {
-                    "k_items": [key.item_id for key, _ in changes],
-                    "k_locations": [key.location_id for key, _ in changes],
-                    "k_quantities": [q for _, q in changes],
+                    "c_item_id": [key.item_id for key, _ in changes],
+                    "c_location_id": [key.location_id for key, _ in changes],
+                    "c_quantity": [q for _, q in changes],
                     "k_at": at,
                 },
             )
@@ -2004,8 +1989,8 @@ class SqlInventoryRepository:
             rows = self._connection.execute(
                 _LOCK_BY_KEYS,
                 {
-                    "k_items": [item for item, _ in ordered],
-                    "k_locations": [location for _, location in ordered],
+                    "k_item_id": [item for item, _ in ordered],
+                    "k_location_id": [location for _, location in ordered],
                 },
             )
             return {(int(row.item_id), int(row.location_id)): row for row in rows}

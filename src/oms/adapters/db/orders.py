@@ -21,10 +21,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
-from oms.adapters.db.bulk import among, insert_rows, key_chunks
+from oms.adapters.db.bulk import among, array_rows, insert_rows, key_chunks
 from oms.adapters.db.tables import (
     order_cancel_requests,
     order_holds,
@@ -73,14 +72,7 @@ _INSERT = {
 _KEPT_COLUMNS = frozenset({"order_id", "created_at", "version", "updated_at"})
 """Columns a save never compares: the key, the creation time, and what every save sets."""
 _ORDER_UPDATES: dict[tuple[str, ...], Any] = {}
-_READ_VERSIONS = (
-    func.unnest(
-        bindparam("k_ids", type_=postgresql.ARRAY(String)),
-        bindparam("k_versions", type_=postgresql.ARRAY(Integer)),
-    )
-    .table_valued("order_id", "version")
-    .render_derived(name="k")
-)
+_READ_VERSIONS = array_rows("k", order_id=String, version=Integer)
 _BUMP_VERSIONS = (
     update(orders)
     .where(
@@ -225,8 +217,8 @@ class SqlOrderRepository:
                 bumped = self._connection.execute(
                     _BUMP_VERSIONS,
                     {
-                        "k_ids": [order.order_id for order, _ in group],
-                        "k_versions": [order.version for order, _ in group],
+                        "k_order_id": [order.order_id for order, _ in group],
+                        "k_version": [order.version for order, _ in group],
                         "k_at": at,
                     },
                 ).rowcount
