@@ -83,9 +83,9 @@ def test_sources_rank_whole_quantity_then_distance_and_skip_barred_locations(
     # Stores may not ship this item: the store's 8 units count nowhere.
     assert [(s.location_code, s.atp) for s in mug.sources] == [("DC-CHI", 3)]
     assert mug.available == 3
-    # As before the array path: whole-basket locations weigh stock and reach, not the item's
-    # ship-from-store flag.
-    assert basket.single_locations == ["S-NYC", "DC-CHI"]
+    # A whole-basket location must be allowed to serve every line: S-NYC holds both, but may
+    # not ship the mug.
+    assert basket.single_locations == ["DC-CHI"]
     assert basket.fulfillable is True
     assert basket.earliest_promise is not None
 
@@ -107,6 +107,29 @@ def test_sources_rank_whole_quantity_then_distance_and_skip_barred_locations(
     )
     assert [s.location_code for s in near.lines[0].sources] == ["S-BOS", "S-NYC", "DC-NYC"]
     assert near.lines[0].available == 12
+
+
+def test_a_line_no_location_may_serve_leaves_no_whole_basket_location(
+    services: Services,
+) -> None:
+    build(services)
+    services.inventory.update_location("S-NYC", {"capabilities": ["ship", "pickup"]})
+    services.inventory.create_item(an_item("KNIFE-03", pickup_allowed=False))
+    counts(services, {("LAMP-01", "S-NYC"): 4, ("KNIFE-03", "S-NYC"): 4})
+
+    basket = services.inventory.basket_availability(
+        [BasketLine("LAMP-01", 1), BasketLine("KNIFE-03", 1)],
+        method=DeliveryMethod.PICKUP,
+        destination=NEW_YORK,
+    )
+
+    lamp, knife = basket.lines
+    assert [s.location_code for s in lamp.sources] == ["S-NYC"]
+    assert knife.reason == "KNIFE-03 cannot be picked up"
+    assert knife.sources == []
+    # S-NYC holds both, but cannot hand the knife over: no single location for the basket.
+    assert basket.single_locations == []
+    assert basket.fulfillable is False
 
 
 @pytest.mark.postgres

@@ -33,8 +33,10 @@ def reference(
             (available, [(code, -units) for _, _, units, code in heapq.nsmallest(limit, options)])
         )
     whole: set[str] | None = None
-    for units_at, quantity in zip(atp, quantities, strict=True):
-        serving = {c for c, u in units_at.items() if u >= quantity and c in eligible}
+    for units_at, quantity, no in zip(atp, quantities, barred, strict=True):
+        serving = {
+            c for c, u in units_at.items() if u >= quantity and c in eligible and c not in no
+        }
         whole = serving if whole is None else whole & serving
     singles = sorted(whole or (), key=lambda code: (eligible[code] or 0.0, code))[:limit]
     return lines, singles
@@ -88,12 +90,13 @@ def test_the_arrays_rank_as_the_loop_did(basket: tuple[object, ...]) -> None:
     mask = np.array(usable, dtype=np.bool_)
     nearest = np.array(distances if with_destination else [0.0] * len(codes))
     arrays = [np.array(line, dtype=np.int64) for line in units]
-    for line, quantity, no, (available, ranked) in zip(
-        arrays, quantities, no_stores, expected_lines, strict=True
+    serving = [mask & ~candidates.is_store if no else mask for no in no_stores]
+    for line, quantity, allowed, (available, ranked) in zip(
+        arrays, quantities, serving, expected_lines, strict=True
     ):
         got_available, slots = rank_sources(
             line,
-            usable=mask & ~candidates.is_store if no else mask,
+            usable=allowed,
             distances=nearest,
             code_rank=candidates.code_rank,
             quantity=quantity,
@@ -104,7 +107,7 @@ def test_the_arrays_rank_as_the_loop_did(basket: tuple[object, ...]) -> None:
     singles = whole_basket_slots(
         arrays,
         quantities,
-        usable=mask,
+        serving=serving,
         distances=nearest,
         code_rank=candidates.code_rank,
         limit=limit,

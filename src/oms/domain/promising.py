@@ -187,16 +187,17 @@ def whole_basket_slots(
     units: Sequence[IntArray],
     quantities: Sequence[int],
     *,
-    usable: BoolArray,
+    serving: Sequence[BoolArray],
     distances: FloatArray,
     code_rank: IntArray,
     limit: int,
 ) -> IntArray:
-    """The ``usable`` slots that hold every line's quantity on their own, nearest first (then
-    by code), at most ``limit``."""
-    whole = usable.copy()
-    for line_units, quantity in zip(units, quantities, strict=True):
-        whole &= (line_units >= quantity) & (line_units > 0)
+    """The slots that hold every line's quantity on their own and may serve every line
+    (``serving``: per line, the slots allowed to serve it), nearest first (then by code), at
+    most ``limit``."""
+    whole = np.ones(len(code_rank), dtype=np.bool_)
+    for line_units, quantity, allowed in zip(units, quantities, serving, strict=True):
+        whole &= allowed & (line_units >= quantity) & (line_units > 0)
     slots = np.flatnonzero(whole)
     order = np.lexsort((code_rank[slots], distances[slots]))
     return slots[order[: max(0, limit)]]

@@ -69,6 +69,7 @@ from oms.domain.locations import (
     haversine_km,
 )
 from oms.domain.promising import (
+    BoolArray,
     Candidates,
     DeliveryMethod,
     DistanceTransitModel,
@@ -891,11 +892,15 @@ class InventoryService:
             )
 
         results: list[LineAvailability] = []
+        # Per line, the slots that may serve it: none when the item refuses the method, no
+        # store when the item may not ship from one.
+        serving_by_line: list[BoolArray] = []
         for line in lines:
             item = known[line.sku]
             reason = _item_refuses(item, method)
             available = 0
             sources: list[LineSource] = []
+            serving = np.zeros_like(usable)
             if not reason:
                 serving = usable
                 if method is DeliveryMethod.SHIP and not item.ship_from_store_allowed:
@@ -910,6 +915,7 @@ class InventoryService:
                     limit=max_sources,
                 )
                 sources = [source(slot, int(units[slot])) for slot in best.tolist()]
+            serving_by_line.append(serving)
             results.append(
                 LineAvailability(
                     sku=line.sku,
@@ -923,7 +929,7 @@ class InventoryService:
         singles = whole_basket_slots(
             [atp[line.sku] for line in lines],
             [line.quantity for line in lines],
-            usable=usable,
+            serving=serving_by_line,
             distances=nearest,
             code_rank=candidates.code_rank,
             limit=max_sources,
