@@ -128,3 +128,63 @@ def test_the_cli_simulates_the_latest_orders_and_explains_one(
     explained = run("explain", order.order_number)
     assert explained.returncode == 0, explained.stderr
     assert "capture (greedy)" in explained.stdout and "DC-EAST" in explained.stdout
+
+
+def test_operations_refresh_and_read_the_bid_prices_over_http_and_the_cli(
+    shop: Services, client_for: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    for n in range(6):  # 5 from DC-EAST (near New York), 1 from DC-WEST: 4 units left, west
+        shop.orders.capture(an_order(line("LAMP-01", 1), reference=f"BP-{n}"))
+    admin = client_for(Role.ADMIN)
+    reader = client_for(Role.CARE_AGENT)
+
+    missing = reader.get("/sourcing/bid-prices")
+    assert (missing.status_code, missing.headers["content-type"]) == (404, PROBLEM)
+    assert "stock_opportunity" in missing.json()["detail"]
+    off = admin.post("/sourcing/bid-prices", json={"orders": 6})
+    assert off.status_code == 200, off.text
+    assert off.json()["status"] == "off"  # no profile weighs it: nothing computed
+    assert reader.post("/sourcing/bid-prices").status_code == 403
+    bad = admin.post("/sourcing/bid-prices", json={"orders": 0, "scale": -1})
+    assert (bad.status_code, bad.headers["content-type"]) == (422, PROBLEM)
+
+    shop.sourcing.set_profile(
+        {"name": "default", "weights": {"stock_opportunity": "1"}}, changed_by="test"
+    )
+    # twice the six orders' demand against the 4 units left: the west units are worth something
+    done = admin.post("/sourcing/bid-prices", json={"orders": 6, "scale": 2})
+    assert done.status_code == 200, done.text
+    assert done.json() | {"lanes": 0} == {
+        "status": "optimal",
+        "history_orders": 6,
+        "lanes": 0,
+        "priced_skus": 1,
+        "priced_locations": 1,
+    }
+    table = reader.get("/sourcing/bid-prices", params={"sku": ["LAMP-01", "NOPE-9"]})
+    assert table.status_code == 200, table.text
+    body = table.json()
+    assert (body["history_orders"], body["scale"], body["priced_skus"]) == (6, 2.0, 1)
+    assert set(body["stock"]) == {"LAMP-01"}
+    assert set(body["stock"]["LAMP-01"]) == {"DC-WEST"}
+    assert body["stock"]["LAMP-01"]["DC-WEST"] > 0
+    assert reader.get("/sourcing/bid-prices", params={"sku": "NOPE-9"}).json()["stock"] == {}
+
+    env = {
+        **os.environ,
+        "OMS_DATABASE_URL": shop.settings.resolved_database_url(),
+        "OMS_DATA_DIR": str(tmp_path),
+        "COLUMNS": "200",
+    }
+    oms = str(Path(sys.executable).with_name("oms"))
+    shown = subprocess.run(
+        [oms, "sourcing", "bid-prices", "--refresh", "--orders", "6", "--sku", "LAMP-01"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "refresh: optimal, 6 order(s)" in shown.stdout
+    assert "1 SKU(s) priced" in shown.stdout and "DC-WEST" in shown.stdout

@@ -19,6 +19,7 @@ from oms.bootstrap import Services, build_services, freeze_startup_heap, prepare
 from oms.config import Settings
 from oms.domain.access import Role
 from oms.domain.errors import DomainError
+from oms.services.order_sourcing import BID_PRICE_HISTORY_ORDERS
 
 app = typer.Typer(
     name="oms",
@@ -694,6 +695,49 @@ def sourcing_replan_location(code: str) -> None:
         f"{outcome.backordered_units} backordered",
         highlight=False,
     )
+
+
+@sourcing_app.command("bid-prices")
+def sourcing_bid_prices(
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Compute them now from the latest orders first")
+    ] = False,
+    orders: Annotated[
+        int, typer.Option(help="With --refresh: how many of the latest orders", min=1)
+    ] = BID_PRICE_HISTORY_ORDERS,
+    scale: Annotated[
+        float, typer.Option(help="With --refresh: demand until replenishment", min=0.01)
+    ] = 1.0,
+    sku: Annotated[list[str] | None, typer.Option(help="Show these items' prices")] = None,
+) -> None:
+    """The stock opportunity costs (bid prices) decisions weigh; --refresh computes them now
+    (the worker does it every hour)."""
+    services = services_from_env()
+    try:
+        if refresh:
+            outcome = services.order_sourcing.refresh_bid_prices(orders=orders, scale=scale)
+            console.print(
+                f"refresh: {outcome.status}, {outcome.history_orders} order(s), "
+                f"{outcome.lanes} lane(s), {outcome.priced_skus} SKU(s) priced",
+                highlight=False,
+            )
+            if outcome.status == "off":
+                return
+        table = services.order_sourcing.bid_price_table(sku or ())
+    finally:
+        services.close()
+    console.print(
+        f"table {table.table_id} computed {table.computed_at.isoformat(timespec='seconds')} "
+        f"from {table.history_orders} order(s) x {table.scale:g}: {table.priced_skus} SKU(s) "
+        f"priced, {len(table.capacity)} location(s) with a capacity price",
+        highlight=False,
+    )
+    if sku:
+        prices = Table("sku", "location", "per unit")
+        for item, by_code in table.stock.items():
+            for code, price in sorted(by_code.items(), key=lambda kv: -kv[1]):
+                prices.add_row(item, code, f"{price:.2f}")
+        console.print(prices)
 
 
 @sourcing_app.command("simulate-recent")

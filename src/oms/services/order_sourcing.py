@@ -28,7 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from oms.domain.access import SYSTEM, Principal
-from oms.domain.errors import Invalid
+from oms.domain.errors import Invalid, NotFound
 from oms.domain.inventory import (
     NO_BUFFER,
     ChannelBuffer,
@@ -846,6 +846,24 @@ class BidPriceOutcome:
 
 
 @dataclass(frozen=True)
+class BidPriceTable:
+    """The stored stock opportunity costs: what the table was computed from, and the prices
+    (per unit of an item at a location, per unit of a location's capacity)."""
+
+    table_id: int
+    computed_at: datetime
+    history_orders: int
+    scale: float
+    lanes: int
+    expected_units: float
+    backordered_units: float
+    priced_skus: int
+    """Items priced anywhere in the table (the stock below may be a selection)."""
+    stock: dict[str, dict[str, float]]
+    capacity: dict[str, float]
+
+
+@dataclass(frozen=True)
 class OrderSourcingView:
     order_id: str
     order_number: str
@@ -1461,6 +1479,32 @@ class OrderSourcingService:
                 | set(prices.capacity)
             ),
             status=prices.status,
+        )
+
+    def bid_price_table(self, skus: Sequence[str] = ()) -> BidPriceTable:
+        """The newest stored bid-price table; ``skus``: only these items' prices (all when
+        empty). NotFound when none was computed yet."""
+        with self._uow(read_only=True) as uow:
+            stored = uow.sourcing_bid_prices.latest()
+        if stored is None:
+            raise NotFound(
+                "no bid prices computed yet: a profile must weigh stock_opportunity, then the "
+                "worker's sourcing.bid_prices job (or a refresh) computes them"
+            )
+        document = stored.document
+        every: dict[str, dict[str, float]] = document.get("stock", {})
+        stock = {sku: every[sku] for sku in skus if sku in every} if skus else every
+        return BidPriceTable(
+            table_id=stored.table_id,
+            computed_at=stored.computed_at,
+            history_orders=int(document.get("history_orders", 0)),
+            scale=float(document.get("scale", 1.0)),
+            lanes=int(document.get("lanes", 0)),
+            expected_units=float(document.get("expected_units", 0.0)),
+            backordered_units=float(document.get("backordered_units", 0.0)),
+            priced_skus=len(every),
+            stock=stock,
+            capacity=dict(document.get("capacity", {})),
         )
 
     def supply_delayed(self, skus: Sequence[str]) -> None:

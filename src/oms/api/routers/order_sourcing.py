@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, Field
 
 from oms.api.deps import ServicesDep, require
@@ -14,7 +14,14 @@ from oms.api.errors import CONFLICT, NOT_FOUND, PROBLEM_RESPONSES
 from oms.api.routers.sourcing import DecisionOut, RuleSetIn, SimulationOut
 from oms.domain.access import Permission, Principal
 from oms.domain.sourcing.model import LocationStatus
-from oms.services.order_sourcing import OrderSourcingView, OutageOutcome, Replanned
+from oms.services.order_sourcing import (
+    BID_PRICE_HISTORY_ORDERS,
+    BidPriceOutcome,
+    BidPriceTable,
+    OrderSourcingView,
+    OutageOutcome,
+    Replanned,
+)
 from oms.services.ports import LineRefusal
 
 router = APIRouter(tags=["sourcing"], responses=PROBLEM_RESPONSES)
@@ -155,6 +162,98 @@ def refuse(
 )
 def replan_location(code: str, services: ServicesDep, principal: Writer) -> OutageOut:
     return OutageOut.of(services.order_sourcing.replan_location(code, principal=principal))
+
+
+class BidPriceRefreshIn(BaseModel):
+    orders: int = Field(
+        default=BID_PRICE_HISTORY_ORDERS,
+        ge=1,
+        le=100_000,
+        description="How many of the latest orders are the demand",
+    )
+    scale: float = Field(
+        default=1.0, gt=0, le=100, description="Demand expected until replenishment, in those"
+    )
+
+
+class BidPriceRefreshOut(BaseModel):
+    status: str = Field(
+        description="optimal, empty (no demand or no stock), off (no profile weighs "
+        "stock_opportunity: nothing computed), time_limit or failed (the table in force stays)"
+    )
+    history_orders: int
+    lanes: int
+    priced_skus: int
+    priced_locations: int
+
+    @classmethod
+    def of(cls, outcome: BidPriceOutcome) -> BidPriceRefreshOut:
+        return cls(
+            status=outcome.status,
+            history_orders=outcome.history_orders,
+            lanes=outcome.lanes,
+            priced_skus=outcome.priced_skus,
+            priced_locations=outcome.priced_locations,
+        )
+
+
+class BidPriceTableOut(BaseModel):
+    table_id: int
+    computed_at: datetime
+    history_orders: int
+    scale: float
+    lanes: int
+    expected_units: float
+    backordered_units: float
+    priced_skus: int = Field(description="Items priced anywhere (before the sku filter)")
+    stock: dict[str, dict[str, float]] = Field(
+        description="Per SKU asked for (or every SKU), per location code: the opportunity cost "
+        "of one unit there"
+    )
+    capacity: dict[str, float] = Field(description="Per location code: one unit of capacity")
+
+    @classmethod
+    def of(cls, table: BidPriceTable) -> BidPriceTableOut:
+        return cls(
+            table_id=table.table_id,
+            computed_at=table.computed_at,
+            history_orders=table.history_orders,
+            scale=table.scale,
+            lanes=table.lanes,
+            expected_units=table.expected_units,
+            backordered_units=table.backordered_units,
+            priced_skus=table.priced_skus,
+            stock=table.stock,
+            capacity=table.capacity,
+        )
+
+
+@router.get(
+    "/sourcing/bid-prices",
+    responses=NOT_FOUND,
+    summary="The stock opportunity costs decisions weigh now (the newest bid-price table)",
+)
+def bid_prices(
+    services: ServicesDep,
+    _: Reader,
+    sku: Annotated[list[str] | None, Query(description="Only these items (repeatable)")] = None,
+) -> BidPriceTableOut:
+    return BidPriceTableOut.of(services.order_sourcing.bid_price_table(sku or ()))
+
+
+@router.post(
+    "/sourcing/bid-prices",
+    summary="Compute the bid prices now from the latest orders (the worker does it every hour)",
+)
+def refresh_bid_prices(
+    services: ServicesDep,
+    _: Writer,
+    body: Annotated[BidPriceRefreshIn | None, Body()] = None,
+) -> BidPriceRefreshOut:
+    asked = body or BidPriceRefreshIn()
+    return BidPriceRefreshOut.of(
+        services.order_sourcing.refresh_bid_prices(orders=asked.orders, scale=asked.scale)
+    )
 
 
 @router.post(
