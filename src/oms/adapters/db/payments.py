@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from oms.adapters.db.tables import (
+    invoice_series,
     invoices,
     payment_gateway_calls,
     payment_orders,
@@ -206,15 +208,20 @@ class SqlInvoiceRepository:
         return [_invoice(row._mapping) for row in rows]
 
     def next_number(self, *, year: int) -> int:
-        """The next number of the year's series; on PostgreSQL concurrent issuers take turns
-        (a transaction-scoped lock) so that numbers have no duplicates."""
-        if self._connection.dialect.name == "postgresql":
-            self._connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('invoices'))"))
-        prefix = f"INV-{year}-"
-        count = self._connection.execute(
-            select(func.count()).select_from(invoices).where(invoices.c.number.like(prefix + "%"))
-        ).scalar_one()
-        return int(count) + 1
+        """The next number of the year's series: one upsert of the series' counter, whose row
+        stays locked until this transaction ends (concurrent issuers take turns there; a
+        rolled-back issue gives its number back). Constant time, however many were issued."""
+        dialect = postgresql if self._connection.dialect.name == "postgresql" else sqlite
+        counter = invoice_series.c
+        bump = (
+            dialect.insert(invoice_series)
+            .values(series=f"INV-{year}", last_number=1)
+            .on_conflict_do_update(
+                index_elements=[counter.series], set_={"last_number": counter.last_number + 1}
+            )
+            .returning(counter.last_number)
+        )
+        return int(self._connection.execute(bump).scalar_one())
 
 
 def _invoice(m: Any) -> StoredInvoice:

@@ -166,6 +166,15 @@ invoices = Table(
     UniqueConstraint("order_ref", "shipment_ref", name="uq_invoices_order_shipment"),
 )
 
+invoice_series = Table(
+    "invoice_series",
+    metadata,
+    Column("series", String(16), primary_key=True),
+    Column("last_number", Integer, nullable=False),
+)
+"""The last number issued per series (``INV-2026``): the next one is one upsert, its row locked
+until the issuing transaction ends, so numbers have neither gaps nor duplicates."""
+
 # The sandbox gateway's own state: a real gateway keeps this on its side. It is written on the
 # sandbox's own connection and committed at once, whatever the caller's transaction does.
 sandbox_gateway_requests = Table(
