@@ -16,6 +16,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     select,
@@ -133,6 +134,11 @@ def _address_document(address: Address | None) -> dict[str, Any] | None:
 
 def _address(document: dict[str, Any] | None) -> Address | None:
     return Address(**document) if document else None
+
+
+# labels of the order row's two flags (no column of orders has these names)
+_HAS_HOLDS = "oms_has_holds"
+_HAS_REQUESTS = "oms_has_cancel_requests"
 
 
 class SqlOrderRepository:
@@ -469,7 +475,15 @@ class SqlOrderRepository:
         return found
 
     def _load(self, order_ids: list[str], *, for_update: bool) -> dict[str, Order]:
-        query = select(orders).where(among(self._connection, orders.c.order_id, order_ids))
+        # Whether an order has holds or cancel requests comes with its row: most have neither,
+        # and those two tables are read only for the orders that do.
+        query = select(
+            orders,
+            exists().where(order_holds.c.order_id == orders.c.order_id).label(_HAS_HOLDS),
+            exists()
+            .where(order_cancel_requests.c.order_id == orders.c.order_id)
+            .label(_HAS_REQUESTS),
+        ).where(among(self._connection, orders.c.order_id, order_ids))
         if for_update and self._connection.dialect.name == "postgresql":
             query = query.order_by(orders.c.order_id).with_for_update()
         # .all(): one fetchall per statement (iterating a result fetches row by row)
@@ -501,15 +515,19 @@ class SqlOrderRepository:
             buckets.setdefault((bucket["order_id"], bucket["line_no"]), {})[
                 (QuantityState(bucket["state"]), bucket["location_code"] or None)
             ] = bucket["quantity"]
+        with_holds = [row["order_id"] for row in order_rows if row[_HAS_HOLDS]]
+        with_requests = [row["order_id"] for row in order_rows if row[_HAS_REQUESTS]]
         holds: dict[str, list[Hold]] = {}
         for hold in (
             self._connection.execute(
                 select(order_holds)
-                .where(among(self._connection, order_holds.c.order_id, order_ids))
+                .where(among(self._connection, order_holds.c.order_id, with_holds))
                 .order_by(order_holds.c.placed_at, order_holds.c.hold_id)
             )
             .mappings()
             .all()
+            if with_holds
+            else ()
         ):
             holds.setdefault(hold["order_id"], []).append(
                 Hold(
@@ -527,11 +545,13 @@ class SqlOrderRepository:
         for request in (
             self._connection.execute(
                 select(order_cancel_requests)
-                .where(among(self._connection, order_cancel_requests.c.order_id, order_ids))
+                .where(among(self._connection, order_cancel_requests.c.order_id, with_requests))
                 .order_by(order_cancel_requests.c.requested_at, order_cancel_requests.c.request_id)
             )
             .mappings()
             .all()
+            if with_requests
+            else ()
         ):
             requests.setdefault(request["order_id"], []).append(
                 CancelRequest(
@@ -581,7 +601,9 @@ class SqlOrderRepository:
                 )
                 if rows
             }
-            self._stored_orders[order_id] = dict(row)
+            stored = dict(row)
+            del stored[_HAS_HOLDS], stored[_HAS_REQUESTS]
+            self._stored_orders[order_id] = stored
             found[order_id] = Order(
                 order_id=order_id,
                 order_number=row["order_number"],
