@@ -551,6 +551,7 @@ class FulfillmentService:
                     at=at,
                 )
             numbers = [p.tracking_number or "" for p in f.packages]
+            described = self._described(uow, f)
             uow.record(
                 FulfillmentShipped(
                     fulfillment_id=f.id,
@@ -564,12 +565,14 @@ class FulfillmentService:
                     tracking_number=", ".join(numbers),
                     tracking_url=None,
                     packages=[p.describe() for p in f.packages],
-                    lines=self._described(uow, f),
+                    lines=described,
                     expected_on=expected_on.isoformat() if expected_on else None,
                 )
             )
             self._capture(uow, order, f, shipment_id)
-            self._issue_document(uow, order, f, shipment_id, DocumentKind.INVOICE)
+            self._issue_document(
+                uow, order, f, shipment_id, DocumentKind.INVOICE, described=described
+            )
             self._message(
                 uow,
                 "shipped",
@@ -914,13 +917,14 @@ class FulfillmentService:
 
     @staticmethod
     def _first_live(uow: UnitOfWork, order: Order, f: Fulfillment) -> bool:
+        if order.shipping_charge <= 0:  # nothing to carry: no need to read the others
+            return False
         live = [
             other
             for other in uow.fulfillments.for_order(order.order_id)
             if other.status not in (S.REJECTED, S.CANCELLED)
         ]
-        first = bool(live) and min(live, key=lambda x: (x.created_at, x.id)).id == f.id
-        return first and order.shipping_charge > 0
+        return bool(live) and min(live, key=lambda x: (x.created_at, x.id)).id == f.id
 
     def _charge(self, uow: UnitOfWork, order: Order, f: Fulfillment) -> Money | None:
         """What is captured for this fulfillment: its units, plus shipping on the first."""
@@ -932,7 +936,14 @@ class FulfillmentService:
         return amount
 
     def _issue_document(
-        self, uow: UnitOfWork, order: Order, f: Fulfillment, ref: str, kind: DocumentKind
+        self,
+        uow: UnitOfWork,
+        order: Order,
+        f: Fulfillment,
+        ref: str,
+        kind: DocumentKind,
+        *,
+        described: list[dict[str, Any]] | None = None,
     ) -> None:
         """The invoice (shipment) or receipt (collection) of what left, in the step's unit of
         work, keyed by the order number (as the payments are) and the shipment reference;
@@ -942,7 +953,7 @@ class FulfillmentService:
         charged = self._charge(uow, order, f)
         if charged is None:
             return
-        lines = self._invoice_lines(uow, order, f, charged)
+        lines = self._invoice_lines(uow, order, f, charged, described)
         self._invoices.issue(
             order.order_number,
             ref,
@@ -956,7 +967,12 @@ class FulfillmentService:
         )
 
     def _invoice_lines(
-        self, uow: UnitOfWork, order: Order, f: Fulfillment, charged: Money
+        self,
+        uow: UnitOfWork,
+        order: Order,
+        f: Fulfillment,
+        charged: Money,
+        described: list[dict[str, Any]] | None = None,
     ) -> list[InvoiceLine]:
         """One invoice line per picked line: the shipped share of the order line's absolute
         discount and tax, each rounded to the minor unit; the rounding difference against what
@@ -964,7 +980,9 @@ class FulfillmentService:
         line shipped in part (or its discount when the tax cannot absorb it), so the document
         adds up exactly to the capture."""
         currency = order.currency
-        described = {d["line_no"]: d["description"] for d in self._described(uow, f)}
+        descriptions = {
+            d["line_no"]: d["description"] for d in described or self._described(uow, f)
+        }
         parts: list[tuple[int, str, str, int, Decimal, Decimal, Decimal]] = []
         for line in f.picked_lines():
             ordered = order.line(line.line_no)
@@ -973,7 +991,7 @@ class FulfillmentService:
                 (
                     line.line_no,
                     line.sku,
-                    str(described.get(line.line_no, line.sku)),
+                    str(descriptions.get(line.line_no, line.sku)),
                     line.picked,
                     ordered.unit_price,
                     quantize(ordered.discount * share, currency),
