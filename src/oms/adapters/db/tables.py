@@ -549,6 +549,11 @@ inventory_positions = Table(
     # PostgreSQL the primary key carries the stock columns (INCLUDE): no second index to
     # maintain; its cost is that stock updates are not HOT (bulk counts were not anyway: full
     # pages). SQLite has no INCLUDE: a separate covering index.
+    # Measured (10M positions, 500 locations x 20,000 items): a plain key with fillfactor 50
+    # makes a recount's updates HOT (~100%), but the heap as counts build it is in location
+    # order, so a basket then fetches one table page per position: p99 65-72 ms against
+    # 9-21 ms with this key. Only with the heap clustered by item (CLUSTER, not something
+    # the system does) were baskets on a par (p99 10-12 ms) and a recount 7.1k -> 10k/s.
     PrimaryKeyConstraint("item_id", "location_id", postgresql_include=list(STOCK_COLUMNS)),
     Index("ix_inventory_positions_location", "location_id", "item_id"),
     Index(SQLITE_ONLY_INDEX, "item_id", "location_id", *STOCK_COLUMNS).ddl_if(dialect="sqlite"),
