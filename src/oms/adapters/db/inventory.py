@@ -36,6 +36,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    any_,
     bindparam,
     case,
     cast,
@@ -407,8 +408,14 @@ def item_of(row: Any) -> Item:
     )
 
 
-_ITEMS_BY_SKU = select(items).where(items.c.sku.in_(bindparam("k_skus", expanding=True)))
-"""Built once: every capture reads its items."""
+_SKU_ARRAY = postgresql.ARRAY(String)
+_ITEMS_BY_SKU = {
+    False: select(items).where(items.c.sku.in_(bindparam("k_skus", expanding=True))),
+    True: select(items).where(items.c.sku == any_(bindparam("k_skus", type_=_SKU_ARRAY))),
+}
+"""Built once: every capture reads its items. On PostgreSQL (True) the SKUs are one array
+parameter: the statement's text never changes with their number, so it is neither rendered
+again at each execution nor parsed again by psycopg, and the server keeps it prepared."""
 
 
 class SqlItemRepository:
@@ -469,7 +476,8 @@ class SqlItemRepository:
     def get_many(self, skus: Sequence[str]) -> dict[str, Item]:
         found: dict[str, Item] = {}
         for chunk in _chunks(sorted(set(skus))):
-            for row in self._connection.execute(_ITEMS_BY_SKU, {"k_skus": list(chunk)}):
+            statement = _ITEMS_BY_SKU[self._connection.dialect.name == "postgresql"]
+            for row in self._connection.execute(statement, {"k_skus": list(chunk)}):
                 found[row.sku] = item_of(row._mapping)
         return found
 
@@ -560,30 +568,38 @@ _TAKE_EARMARKED = (
     .values({"allocated": P.allocated + _TAKE_QUANTITY, **_TAKE_VALUES})
     .returning(*_RETURNED)
 )
-_ATP_QUERY = (
-    select(
-        items.c.sku,
-        locations.c.code,
-        _AVAILABLE,
-        P.reserved,
-        P.item_id,
-        P.location_id,
-        items.c.low_stock_threshold,
-        locations.c.status,
+_ATP_SELECT = select(
+    items.c.sku,
+    locations.c.code,
+    _AVAILABLE,
+    P.reserved,
+    P.item_id,
+    P.location_id,
+    items.c.low_stock_threshold,
+    locations.c.status,
+).select_from(
+    inventory_positions.join(items, items.c.id == P.item_id).join(
+        locations, locations.c.id == P.location_id
     )
-    .select_from(
-        inventory_positions.join(items, items.c.id == P.item_id).join(
-            locations, locations.c.id == P.location_id
-        )
-    )
-    .where(
-        items.c.sku.in_(bindparam("k_skus", expanding=True)), or_(_AVAILABLE > 0, P.reserved > 0)
-    )
+)
+_ATP_QUERY = _ATP_SELECT.where(
+    items.c.sku.in_(bindparam("k_skus", expanding=True)), or_(_AVAILABLE > 0, P.reserved > 0)
 )
 _ATP = {
     False: _ATP_QUERY,
     True: _ATP_QUERY.where(locations.c.code.in_(bindparam("k_codes", expanding=True))),
 }
+_ATP_POSTGRES_QUERY = _ATP_SELECT.where(
+    items.c.sku == any_(bindparam("k_skus", type_=_SKU_ARRAY)),
+    or_(_AVAILABLE > 0, P.reserved > 0),
+)
+_ATP_POSTGRES = {
+    False: _ATP_POSTGRES_QUERY,
+    True: _ATP_POSTGRES_QUERY.where(
+        locations.c.code == any_(bindparam("k_codes", type_=_SKU_ARRAY))
+    ),
+}
+"""The same on PostgreSQL, SKUs and codes as array parameters (see _ITEMS_BY_SKU)."""
 _PACKED_ROW = "\x1f"
 _PACKED_FIELD = "\x1e"
 _ATP_PACKED_QUERY = (
@@ -1461,7 +1477,8 @@ class SqlInventoryRepository:
             packed = self._atp_packed(skus, parameters, at=at, buffer=buffer)
             if packed is not None:
                 return packed
-        rows = self._connection.execute(_ATP[location_codes is not None], parameters).all()
+        statement = (_ATP_POSTGRES if self._is_postgres else _ATP)[location_codes is not None]
+        rows = self._connection.execute(statement, parameters).all()
         held = [row[4] for row in rows if row[3]]
         expired = self._expired_holds(held, at=at) if held else {}
         plain = buffer.percent == 0 and buffer.units == 0
