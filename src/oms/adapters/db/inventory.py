@@ -942,8 +942,12 @@ class SqlInventoryRepository:
         record: Record,
         new_id: Callable[[], str] | None = None,
         event_source: str = "",
+        reference: ReferenceView | None = None,
     ) -> None:
         self._connection = connection
+        self._reference = reference
+        """The unit of work's reference view: the order channels' buffers come with its
+        signature (no read of their own)."""
         self._record = record
         self._new_id = new_id
         self._event_source = event_source
@@ -1167,11 +1171,16 @@ class SqlInventoryRepository:
             return NO_BUFFER
         if channel in self._buffers:
             return self._buffers[channel]
-        row = self._connection.execute(_CHANNEL_BUFFER, {"k_channel": channel}).first()
-        if row is None:
+        known, stored = (
+            self._reference.channel_buffer(channel) if self._reference else (False, None)
+        )
+        if not known:
+            row = self._connection.execute(_CHANNEL_BUFFER, {"k_channel": channel}).first()
+            stored = None if row is None else (int(row.percent), int(row.units))
+        if stored is None:
             buffer = ChannelBuffer(channel=channel)
         else:
-            buffer = ChannelBuffer(channel=channel, percent=int(row.percent), units=int(row.units))
+            buffer = ChannelBuffer(channel=channel, percent=stored[0], units=stored[1])
         self._buffers[channel] = buffer
         return buffer
 
@@ -1179,6 +1188,10 @@ class SqlInventoryRepository:
         if not 0 <= buffer.percent <= 100 or buffer.units < 0:
             raise Invalid("a channel buffer is 0-100 percent and a non-negative number of units")
         self._buffers.pop(buffer.channel, None)
+        if self._reference is not None:
+            # the signature read before no longer holds for this unit of work: buffers (and
+            # reference data) are read from their tables from now on
+            self._reference.wrote()
         self._connection.execute(
             insert_ignoring_conflicts(self._connection, channel_buffers).values(
                 channel=buffer.channel, percent=0, units=0
