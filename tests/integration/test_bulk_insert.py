@@ -6,7 +6,22 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, Text, insert, select
+import pytest
+from sqlalchemy import (
+    Column,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    cast,
+    event,
+    insert,
+    select,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from oms.adapters.db import bulk
 from oms.adapters.db.bulk import COPY_FROM_ROWS, insert_rows, insert_rows_returning_ids
@@ -139,3 +154,100 @@ def test_many_rows_get_their_ids_in_order_on_both_paths(postgres_engine: Engine)
     finally:
         with postgres_engine.begin() as connection:
             SAMPLE.drop(connection)
+
+
+SAMPLE_CHILD = Table(
+    "test_bulk_sample_child",
+    SAMPLE.metadata,
+    Column("parent_id", BigId, ForeignKey("test_bulk_sample.id"), primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+    Column("code", String(5), nullable=False),
+)
+
+
+def test_rows_of_several_tables_in_one_statement_equal_inserted_rows(
+    postgres_engine: Engine,
+) -> None:
+    """insert_tables: one statement on PostgreSQL (a child's foreign key to a parent row of the
+    same statement holds), and every value, JSON null and SQL NULL alike, lands as an INSERT
+    of its own writes it."""
+    with postgres_engine.begin() as connection:
+        SAMPLE.metadata.drop_all(connection, checkfirst=True)
+        SAMPLE.metadata.create_all(connection)
+    try:
+        n = 12
+        parents = [{"id": 1000 + i, **row} for i, row in enumerate(_rows("tables", n))]
+        inserted = [{"id": 2000 + i, **row} for i, row in enumerate(_rows("insert", n))]
+        children = [
+            {"parent_id": 1000 + i, "line_no": line, "code": f"c{line}"}
+            for i in range(n)
+            for line in (1, 2)
+        ]
+        statements: list[str] = []
+        with postgres_engine.begin() as connection:
+            listen = event.listens_for(connection, "before_cursor_execute")
+            listen(lambda *args: statements.append(args[2]))
+            bulk.insert_tables(connection, [(SAMPLE, parents), (SAMPLE_CHILD, children)])
+            connection.execute(insert(SAMPLE), inserted)
+        assert len(statements) == 2  # the two tables' rows in one, the plain INSERT
+        c = SAMPLE.c
+        with postgres_engine.connect() as connection:
+            read = {
+                kind: [
+                    tuple(row)
+                    for row in connection.execute(
+                        select(c.at, c.amount, c.note, c.count, cast(c.document, Text))
+                        .where(c.kind == kind)
+                        .order_by(c.id)
+                    )
+                ]
+                for kind in ("tables", "insert")
+            }
+            kids = connection.execute(
+                select(
+                    SAMPLE_CHILD.c.parent_id, SAMPLE_CHILD.c.line_no, SAMPLE_CHILD.c.code
+                ).order_by(SAMPLE_CHILD.c.parent_id, SAMPLE_CHILD.c.line_no)
+            ).all()
+        assert len(read["tables"]) == n
+        assert read["tables"] == read["insert"]
+        assert ("null" in {row[4] for row in read["insert"]}) is True  # None is JSON null
+        assert [tuple(row) for row in kids] == [
+            (row["parent_id"], row["line_no"], row["code"]) for row in children
+        ]
+    finally:
+        with postgres_engine.begin() as connection:
+            SAMPLE.metadata.drop_all(connection)
+
+
+def test_rows_of_several_tables_refuse_what_an_insert_refuses(postgres_engine: Engine) -> None:
+    """A text longer than its column is refused (not cut short), a child without its parent
+    breaks the foreign key, and nothing of the statement is left."""
+    with postgres_engine.begin() as connection:
+        SAMPLE.metadata.drop_all(connection, checkfirst=True)
+        SAMPLE.metadata.create_all(connection)
+    try:
+        parent = [{"id": 1, **_rows("x", 1)[0]}]
+        with pytest.raises(DBAPIError, match="too long"), postgres_engine.begin() as connection:
+            bulk.insert_tables(
+                connection,
+                [
+                    (SAMPLE, parent),
+                    (SAMPLE_CHILD, [{"parent_id": 1, "line_no": 1, "code": "toolong"}]),
+                ],
+            )
+        with (
+            pytest.raises(IntegrityError, match="test_bulk_sample"),
+            postgres_engine.begin() as connection,
+        ):
+            bulk.insert_tables(
+                connection,
+                [
+                    (SAMPLE, parent),
+                    (SAMPLE_CHILD, [{"parent_id": 2, "line_no": 1, "code": "a"}]),
+                ],
+            )
+        with postgres_engine.connect() as connection:
+            assert connection.execute(select(SAMPLE.c.id)).all() == []
+    finally:
+        with postgres_engine.begin() as connection:
+            SAMPLE.metadata.drop_all(connection)

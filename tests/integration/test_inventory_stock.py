@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from oms.adapters.clock import ControlledClock
-from oms.adapters.db.inventory import BULK_POSITIONS
+from oms.adapters.db.inventory import BULK_POSITIONS, BULK_POSITIONS_POSTGRES
 from oms.bootstrap import Services
 from oms.domain.inventory import (
     InsufficientStock,
@@ -84,6 +84,45 @@ def test_many_positions_are_allocated_and_given_back_in_bulk(services: Services)
         )
     assert refused.value.extensions["sku"] == "SKU-007"
     assert {atp(services, sku, "DC-EAST") for sku in skus} == {4}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("quantities", [(8, 3, 1), (9, 3, 1), (8, 4, 1), (1, 1, 2), (2, 2, 2)])
+def test_a_few_positions_at_once_are_taken_as_one_at_a_time(
+    services: Services, quantities: tuple[int, int, int]
+) -> None:
+    """From BULK_POSITIONS_POSTGRES positions on, PostgreSQL locks, checks and writes them in
+    two statements: the same changes, and the same refusal, as a conditional UPDATE each (here
+    through a channel buffer: 10 % and 1 unit, ATP 10/5/3 shows as 8/3/1)."""
+    skus = ["LAMP-01", "MUG-02", "VASE-03"]
+    network(services, skus=skus)
+    for sku, on_hand in zip(skus, (10, 5, 3), strict=True):
+        stock(services, sku, at="DC-EAST", on_hand=on_hand)
+    services.inventory.set_channel_buffer("web", percent=10, units=1)
+    lines = [StockLine(sku, "DC-EAST", q) for sku, q in zip(skus, quantities, strict=True)]
+    assert len(lines) >= BULK_POSITIONS_POSTGRES
+    one_at_a_time: list[tuple[int, int] | str] = []
+    with services.uow() as uow:
+        for line in lines:
+            try:
+                (change,) = uow.inventory.allocate([line], at=services.clock.now(), channel="web")
+            except InsufficientStock as refused:
+                one_at_a_time.append(str(refused.extensions["sku"]))
+            else:
+                one_at_a_time.append((change.before.allocated, change.after.allocated))
+        uow.rollback()
+    short = [found for found in one_at_a_time if isinstance(found, str)]
+    if short:
+        with pytest.raises(InsufficientStock) as refused:
+            services.inventory.allocate(lines, channel="web")
+        assert refused.value.extensions["sku"] == short[0]
+        assert [atp(services, sku, "DC-EAST") for sku in skus] == [10, 5, 3]
+    else:
+        together = services.inventory.allocate(lines, channel="web")
+        assert [(c.before.allocated, c.after.allocated) for c in together] == one_at_a_time
+        assert [atp(services, sku, "DC-EAST") for sku in skus] == [
+            on_hand - q for on_hand, q in zip((10, 5, 3), quantities, strict=True)
+        ]
 
 
 @pytest.mark.postgres

@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from sqlalchemy import event
 
 from oms.bootstrap import Services
+from oms.domain.inventory import ChannelBuffer
 from oms.domain.locations import LocationStatus
 from oms.domain.orders import QuantityState
 from tests.orders_support import an_order, line, order_network, put
@@ -78,3 +80,40 @@ def test_a_process_deployed_after_a_capture_starts_for_the_next_order(shop: Serv
     second = shop.orders.capture(an_order(line("LAMP-01", 1), reference="R-2")).order
     with shop.uow(read_only=True) as uow:
         assert [i.process_key for i in uow.processes.running_instances(second.order_id)] == ["ship"]
+
+
+@pytest.mark.postgres
+def test_a_channel_buffer_comes_with_the_signature_and_every_change_is_seen(
+    shop: Services,
+) -> None:
+    """An order channel's buffer is read with the signature (no statement of its own); a
+    buffer changed between captures holds for the next one, and a unit of work that changes
+    one reads its own figures."""
+    put(shop, "LAMP-01", "DC-EAST", 10)
+    put(shop, "LAMP-01", "DC-WEST", 10)
+    statements: list[str] = []
+    listen = event.listens_for(shop.engine, "before_cursor_execute")
+    listen(lambda *args: statements.append(str(args[2])))
+    with shop.uow() as uow:
+        assert uow.inventory.channel_buffer("web") == ChannelBuffer("web")
+        assert uow.inventory.channel_buffer("kiosk") == ChannelBuffer(
+            "kiosk"
+        )  # not an order channel
+    buffer_reads = [s for s in statements if s.lstrip().upper().startswith("SELECT CHANNEL")]
+    assert len(buffer_reads) == 1  # the kiosk's, read from its table
+
+    shop.inventory.set_channel_buffer("web", percent=50, units=1)
+    with shop.uow() as uow:
+        assert uow.inventory.channel_buffer("web") == ChannelBuffer("web", 50, 1)
+        assert uow.inventory.atp(["LAMP-01"], at=shop.clock.now(), channel="web") == {
+            "LAMP-01": {"DC-EAST": 4, "DC-WEST": 4}
+        }
+        uow.inventory.set_channel_buffer(ChannelBuffer("web", 20, 0))
+        assert uow.inventory.channel_buffer("web") == ChannelBuffer("web", 20, 0)
+        uow.rollback()
+    with shop.uow() as uow:
+        assert uow.inventory.channel_buffer("web") == ChannelBuffer("web", 50, 1)
+    # the capture sees the buffer: 5 units asked, 4 visible at each DC, split over the two
+    order = shop.orders.capture(an_order(line("LAMP-01", 5), reference="R-B")).order
+    assert sum(units for _, units in order.lines[0].at_locations(Q.ALLOCATED)) == 5
+    assert len(order.lines[0].at_locations(Q.ALLOCATED)) == 2

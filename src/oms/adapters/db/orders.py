@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from oms.adapters.db.bulk import among, array_rows, insert_rows, key_chunks
+from oms.adapters.db.bulk import among, array_rows, insert_rows, insert_tables, key_chunks
 from oms.adapters.db.tables import (
     order_cancel_requests,
     order_holds,
@@ -169,8 +169,17 @@ class SqlOrderRepository:
         """Insert a new order; DuplicateChannelReference when its channel reference is taken,
         DuplicateOrderNumber when its number is."""
         row = self._order_row(order, at=at)
+        lines = [self._line_row(order, line) for line in order.lines]
+        postgres = self._connection.dialect.name == "postgresql"
         try:
-            self._connection.execute(_INSERT["orders"], [row])
+            if postgres:
+                # the order, its lines, quantities, holds and timeline in one statement
+                insert_tables(
+                    self._connection,
+                    [(orders, [row]), (order_lines, lines), *self._children_rows([order])],
+                )
+            else:
+                self._connection.execute(_INSERT["orders"], [row])
         except IntegrityError as error:
             # The transaction is spoilt on PostgreSQL: the caller rolls back and reads the winner.
             message = str(error.orig).lower()
@@ -179,10 +188,11 @@ class SqlOrderRepository:
             if "order_number" in message:
                 raise DuplicateOrderNumber(order.order_number) from error
             raise
-        self._connection.execute(
-            _INSERT["order_lines"], [self._line_row(order, line) for line in order.lines]
-        )
-        self._insert_children(order)
+        if postgres:
+            order.timeline.clear()
+        else:
+            self._connection.execute(_INSERT["order_lines"], lines)
+            self._insert_children(order)
         self._loaded_lines[order.order_id] = {line.line_no for line in order.lines}
         self._stored_children[order.order_id] = _children_of(order)
         self._identity[order.order_id] = (order, True)
@@ -303,6 +313,16 @@ class SqlOrderRepository:
         self._insert_children_of([order])
 
     def _insert_children_of(self, batch: Sequence[Order]) -> None:
+        for table, rows in self._children_rows(batch):
+            self._insert(table, rows)
+        for order in batch:
+            order.timeline.clear()
+
+    @staticmethod
+    def _children_rows(batch: Sequence[Order]) -> list[tuple[Table, list[dict[str, Any]]]]:
+        """The rows of the orders' quantity buckets, holds, cancel requests and new timeline
+        entries, per table (tables without rows left out)."""
+        found: list[tuple[Table, list[dict[str, Any]]]] = []
         quantities = [
             {
                 "order_id": order.order_id,
@@ -317,68 +337,73 @@ class SqlOrderRepository:
             if quantity > 0
         ]
         if quantities:
-            self._insert(order_line_quantities, quantities)
+            found.append((order_line_quantities, quantities))
         holds = [(order, hold) for order in batch for hold in order.holds]
         if holds:
-            self._insert(
-                order_holds,
-                [
-                    {
-                        "hold_id": hold.hold_id,
-                        "order_id": order.order_id,
-                        "type": hold.type.value,
-                        "reason": hold.reason,
-                        "placed_by": hold.placed_by,
-                        "placed_at": hold.placed_at,
-                        "released_by": hold.released_by,
-                        "released_at": hold.released_at,
-                        "release_reason": hold.release_reason,
-                    }
-                    for order, hold in holds
-                ],
+            found.append(
+                (
+                    order_holds,
+                    [
+                        {
+                            "hold_id": hold.hold_id,
+                            "order_id": order.order_id,
+                            "type": hold.type.value,
+                            "reason": hold.reason,
+                            "placed_by": hold.placed_by,
+                            "placed_at": hold.placed_at,
+                            "released_by": hold.released_by,
+                            "released_at": hold.released_at,
+                            "release_reason": hold.release_reason,
+                        }
+                        for order, hold in holds
+                    ],
+                )
             )
         requests = [(order, request) for order in batch for request in order.cancel_requests]
         if requests:
-            self._insert(
-                order_cancel_requests,
-                [
-                    {
-                        "request_id": request.request_id,
-                        "order_id": order.order_id,
-                        "line_no": request.line_no,
-                        "location_code": request.location_code,
-                        "quantity": request.quantity,
-                        "reason": request.reason,
-                        "requested_by": request.requested_by,
-                        "requested_at": request.requested_at,
-                        "status": request.status.value,
-                        "decided_by": request.decided_by,
-                        "decided_at": request.decided_at,
-                        "decision_reason": request.decision_reason,
-                    }
-                    for order, request in requests
-                ],
+            found.append(
+                (
+                    order_cancel_requests,
+                    [
+                        {
+                            "request_id": request.request_id,
+                            "order_id": order.order_id,
+                            "line_no": request.line_no,
+                            "location_code": request.location_code,
+                            "quantity": request.quantity,
+                            "reason": request.reason,
+                            "requested_by": request.requested_by,
+                            "requested_at": request.requested_at,
+                            "status": request.status.value,
+                            "decided_by": request.decided_by,
+                            "decided_at": request.decided_at,
+                            "decision_reason": request.decision_reason,
+                        }
+                        for order, request in requests
+                    ],
+                )
             )
         timeline = [(order, entry) for order in batch for entry in order.timeline]
         if timeline:
-            self._insert(
-                order_timeline,
-                [
-                    {
-                        "order_id": order.order_id,
-                        "at": entry.at,
-                        "actor": entry.actor,
-                        "action": entry.action,
-                        "reason": entry.reason,
-                        "line_no": entry.line_no,
-                        "old": entry.old,
-                        "new": entry.new,
-                    }
-                    for order, entry in timeline
-                ],
+            found.append(
+                (
+                    order_timeline,
+                    [
+                        {
+                            "order_id": order.order_id,
+                            "at": entry.at,
+                            "actor": entry.actor,
+                            "action": entry.action,
+                            "reason": entry.reason,
+                            "line_no": entry.line_no,
+                            "old": entry.old,
+                            "new": entry.new,
+                        }
+                        for order, entry in timeline
+                    ],
+                )
             )
-            for order in batch:
-                order.timeline.clear()
+        return found
 
     @staticmethod
     def _order_row(order: Order, *, at: datetime) -> dict[str, Any]:

@@ -7,7 +7,9 @@ small signature instead (one round trip, no rows to parse):
 * locations: their count and the sum of their ``revision`` (every update adds one, rows are
   never deleted);
 * sourcing profiles and rule sets: count, highest version and latest time of each (append-only);
-* process definitions: count and highest id (append-only).
+* process definitions: count and highest id (append-only);
+* the channel buffer of each order channel (percent and units, NULL where none is stored): the
+  figures themselves, so a capture needs no read of its own for them.
 
 A cached value is used only when the part of the signature it was read under is the one this
 unit of work reads now. A unit of work that wrote reference data itself reads past the cache
@@ -24,11 +26,13 @@ from typing import Generic, TypeVar
 from sqlalchemy import Connection, Engine, func, select
 
 from oms.adapters.db.tables import (
+    channel_buffers,
     locations,
     process_definitions,
     sourcing_profiles,
     sourcing_rule_sets,
 )
+from oms.domain.orders import Channel
 
 T = TypeVar("T")
 
@@ -43,12 +47,19 @@ _SIGNATURE = select(
     select(func.max(sourcing_rule_sets.c.created_at)).scalar_subquery(),
     select(func.count()).select_from(process_definitions).scalar_subquery(),
     select(func.max(process_definitions.c.id)).scalar_subquery(),
+    *(
+        select(column).where(channel_buffers.c.channel == channel.value).scalar_subquery()
+        for channel in Channel
+        for column in (channel_buffers.c.percent, channel_buffers.c.units)
+    ),
 )
 """Built once: the one statement that tells whether cached reference data still holds."""
 
 LOCATIONS = slice(0, 2)
 PROFILES = slice(2, 8)
 DEFINITIONS = slice(8, 10)
+_BUFFERS_AT = {channel.value: 10 + 2 * index for index, channel in enumerate(Channel)}
+"""Where each order channel's buffer (percent, units) sits in the signature."""
 
 
 class ReferenceCache:
@@ -116,6 +127,20 @@ class ReferenceView:
         if self._signature is None:
             self._signature = tuple(self._connection.execute(_SIGNATURE).one())
         return self._signature[part]
+
+    def channel_buffer(self, channel: str) -> tuple[bool, tuple[int, int] | None]:
+        """(known, (percent, units) or None when the channel has no buffer stored) as the
+        signature read it; not known for a channel that is not an order channel, or once this
+        unit of work wrote reference data (a buffer included): then read the table."""
+        at = _BUFFERS_AT.get(channel)
+        if at is None or self._wrote:
+            return False, None
+        found = self.signature(slice(at, at + 2))
+        assert isinstance(found, tuple)
+        percent, units = found
+        if percent is None:
+            return True, None
+        return True, (int(percent), int(units))
 
     def read(self, key: Hashable, part: slice, load: Callable[[], T]) -> T:
         """The value cached under ``key`` for this signature part, or ``load()`` (then cached)."""

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from oms.adapters.db.bulk import insert_rows
+from oms.adapters.db.bulk import insert_rows, insert_tables
 from oms.adapters.db.tables import api_keys, idempotency_records, outbox_events
 from oms.domain.access import Role
 from oms.services.ports import EventPage, IdempotencyRecord, OutboxEvent, StoredApiKey
@@ -168,22 +168,22 @@ class SqlOutboxRepository:
     def add(self, events: Sequence[OutboxEvent]) -> None:
         if not events:
             return
-        insert_rows(
-            self._connection,
-            outbox_events,
-            [
-                {
-                    "event_id": e.event_id,
-                    "type": e.type,
-                    "source": e.source,
-                    "subject": e.subject,
-                    "time": e.time,
-                    "data": e.data,
-                }
-                for e in events
-            ],
-            statement=_INSERT_OUTBOX,
-        )
+        rows = [
+            {
+                "event_id": e.event_id,
+                "type": e.type,
+                "source": e.source,
+                "subject": e.subject,
+                "time": e.time,
+                "data": e.data,
+            }
+            for e in events
+        ]
+        if self._connection.dialect.name == "postgresql":
+            # one array per column (binary), not six placeholders per event to render and dump
+            insert_tables(self._connection, [(outbox_events, rows)])
+        else:
+            insert_rows(self._connection, outbox_events, rows, statement=_INSERT_OUTBOX)
 
     def read_after(
         self,

@@ -215,6 +215,7 @@ class SqlUnitOfWork:
             record=self.record,
             new_id=self._ids.new_id,
             event_source=self._event_source,
+            reference=self.reference,
         )
 
     @cached_property
