@@ -8,7 +8,7 @@ names, for each excluded location, the first filter (in :data:`FILTERS` order) t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -235,24 +235,56 @@ FILTERS: Mapping[str, CandidateFilter] = {
 }
 
 
+LINE_FILTERS = frozenset({"refused", "item_eligibility", "minimum_atp"})
+"""Filters that look at the line itself (its id, item flags, stock); the others read only what
+the lines of a group share (profile, delivery method, where the parcel goes, the order)."""
+
+
+def _nowhere(ctx: LineContext) -> tuple[BoolArray, list[tuple[str, Exclusion]]]:
+    nowhere = np.zeros(ctx.network.size, dtype=np.bool_)
+    pickup = ctx.line.pickup_location
+    exclusion = Exclusion(~nowhere, lambda i: f"the pickup location {pickup} is not in the snapshot")
+    return nowhere, [("pickup_location", exclusion)]
+
+
 def candidates(ctx: LineContext) -> tuple[BoolArray, list[tuple[str, Exclusion]]]:
     """The mask of locations that pass every filter, and each filter's exclusion (in order)."""
-    if not ctx.destination_known:
-        nowhere = np.zeros(ctx.network.size, dtype=np.bool_)
-        pickup = ctx.line.pickup_location
-        exclusion = Exclusion(
-            ~nowhere, lambda i: f"the pickup location {pickup} is not in the snapshot"
-        )
-        return nowhere, [("pickup_location", exclusion)]
-    keep = np.ones(ctx.network.size, dtype=np.bool_)
-    exclusions: list[tuple[str, Exclusion]] = []
+    return group_candidates([ctx])[0]
+
+
+def group_candidates(
+    contexts: Sequence[LineContext],
+) -> list[tuple[BoolArray, list[tuple[str, Exclusion]]]]:
+    """:func:`candidates` of each line of one group (lines that share profile, delivery method
+    and place): the filters outside :data:`LINE_FILTERS` run once for the group."""
+    first = contexts[0]
+    if not first.destination_known:
+        return [_nowhere(ctx) for ctx in contexts]
+    shared: dict[str, Exclusion | None] = {}
+    shared_out: BoolArray | None = None
     for name, candidate_filter in FILTERS.items():
-        found = candidate_filter(ctx)
-        if found is None:
+        if name in LINE_FILTERS:
             continue
-        exclusions.append((name, found))
-        keep &= ~found.mask
-    return keep, exclusions
+        found = candidate_filter(first)
+        shared[name] = found
+        if found is not None:
+            shared_out = found.mask.copy() if shared_out is None else shared_out | found.mask
+    result = []
+    for ctx in contexts:
+        out = shared_out
+        exclusions: list[tuple[str, Exclusion]] = []
+        for name, candidate_filter in FILTERS.items():
+            if name in LINE_FILTERS:
+                found = candidate_filter(ctx)
+                if found is not None:
+                    out = found.mask if out is None else out | found.mask
+            else:
+                found = shared[name]
+            if found is not None:
+                exclusions.append((name, found))
+        keep = np.ones(ctx.network.size, dtype=np.bool_) if out is None else ~out
+        result.append((keep, exclusions))
+    return result
 
 
 def first_reasons(

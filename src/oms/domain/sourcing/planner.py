@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 
 import numpy as np
@@ -27,9 +26,9 @@ from oms.domain.sourcing.costs import (
 from oms.domain.sourcing.filters import (
     Exclusion,
     LineContext,
-    candidates,
     excluded_counts,
     first_reasons,
+    group_candidates,
 )
 from oms.domain.sourcing.model import (
     COLLECTED_AT_LOCATION,
@@ -77,13 +76,25 @@ class Group:
         return np.array([ctx.line.quantity for ctx in self.contexts], dtype=np.float64)
 
 
-def _line_context(
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """Where a group's parcels go, seen from every location: what its lines share."""
+
+    distance_km: FloatArray
+    zone: IntArray
+    late_days: FloatArray
+    known: bool
+
+
+def _place(
     order: SourcingOrder,
     line: SourcingLine,
     profile: Profile,
     network: Network,
-    placed_at: datetime,
-) -> LineContext:
+    stocked: IntArray | None = None,
+) -> _Place:
+    """``stocked``: the only locations whose distance is needed (the others are left at an
+    infinite distance: no line of the group could take units there)."""
     destination: GeoPoint | None = line.destination
     known = True
     if line.delivery_method in COLLECTED_AT_LOCATION or (
@@ -97,13 +108,17 @@ def _line_context(
     if destination is None:
         distance = np.full(network.size, math.inf)
         known = False
-    else:
+    elif stocked is None:
         distance = network.distance_km(destination)
+    else:
+        distance = np.full(network.size, math.inf)
+        distance[stocked] = network.distance_km(destination, stocked)
     zones = zone_table(profile.zones)
     limits, transit = zones.up_to_km, zones.transit_days
     zone: IntArray = np.minimum(
         np.searchsorted(limits, distance, side="left"), len(limits) - 1
     ).astype(np.int64)
+    placed_at = order.placed_at
     hours = placed_at.hour + placed_at.minute / 60.0
     ready_offset = (hours + network.pick_hours > network.cut_off_hour).astype(np.float64)
     if line.delivery_method in COLLECTED_AT_LOCATION:
@@ -117,24 +132,68 @@ def _line_context(
     else:
         allowed = float((order.promise_on - placed_at.date()).days)
         late = np.maximum(arrival - allowed, 0.0)
-    return LineContext(
-        network=network,
-        profile=profile,
-        order=order,
-        line=line,
-        distance_km=distance,
-        zone=zone,
-        late_days=late,
-        atp=network.atp(line.sku).copy(),
-        refused=order.refused.get(line.line_id, frozenset()),
-        destination_known=known,
-    )
+    return _Place(distance, zone, late, known)
+
+
+def _line_contexts(
+    order: SourcingOrder,
+    lines: Sequence[SourcingLine],
+    profile: Profile,
+    network: Network,
+    *,
+    compact: bool,
+) -> list[LineContext]:
+    """The lines of one group: where the parcel goes is worked out once for all of them (one
+    place per group, except for a pickup location missing from the snapshot, where each line's
+    own destination is kept for the explanation)."""
+    atps = [network.atp(line.sku) for line in lines]
+    stocked: IntArray | None = None
+    if compact:
+        # every filter set needs ATP >= 1: only where some line has stock can a line be served
+        held = atps[0] > 0
+        for atp in atps[1:]:
+            held = held | (atp > 0)
+        stocked = np.flatnonzero(held)
+    places: dict[GeoPoint | None, _Place] = {}
+    contexts = []
+    for line, atp in zip(lines, atps, strict=True):
+        place = places.get(line.destination)
+        if place is None:
+            place = _place(order, line, profile, network, stocked)
+            # a known place is the same for every line of the group
+            places[line.destination] = place
+        contexts.append(
+            LineContext(
+                network=network,
+                profile=profile,
+                order=order,
+                line=line,
+                distance_km=place.distance_km,
+                zone=place.zone,
+                late_days=place.late_days,
+                atp=atp.copy(),
+                refused=order.refused.get(line.line_id, frozenset()),
+                destination_known=place.known,
+            )
+        )
+    return contexts
 
 
 def prepare(
-    order: SourcingOrder, network: Network, profiles: ProfileSet, *, explain: bool = True
+    order: SourcingOrder,
+    network: Network,
+    profiles: ProfileSet,
+    *,
+    explain: bool = True,
+    compact: bool = False,
 ) -> list[Group]:
-    """Filter and price every line of ``order`` against the snapshot, grouped by shipment."""
+    """Filter and price every line of ``order`` against the snapshot, grouped by shipment.
+
+    ``compact``: distances (and so the cost terms that follow from them) are computed only at
+    locations that hold stock of some line of the group; elsewhere they are infinite. The
+    candidate masks and every cost at a candidate are the same; for a planner that reads
+    nothing else (the greedy decision without an explanation).
+    """
     keyed: dict[tuple[object, ...], list[tuple[int, SourcingLine, Profile, str | None]]] = {}
     for position, line in enumerate(order.lines):
         choice = profiles.choose(order, line)
@@ -150,16 +209,11 @@ def prepare(
     groups = []
     for key, members in keyed.items():
         profile = members[0][2]
-        contexts = [
-            _line_context(order, line, profile, network, order.placed_at)
-            for _, line, _, _ in members
-        ]
-        masks = []
-        exclusions = []
-        for ctx in contexts:
-            mask, excluded = candidates(ctx)
-            masks.append(mask)
-            exclusions.append(excluded)
+        contexts = _line_contexts(
+            order, [line for _, line, _, _ in members], profile, network, compact=compact
+        )
+        found = group_candidates(contexts)
+        masks = [mask for mask, _ in found]
         ship_alone = "ship_alone" in key
         costs = group_costs(GroupContext(contexts, ship_alone), explain=explain, masks=masks)
         groups.append(
@@ -169,7 +223,7 @@ def prepare(
                 positions=[position for position, _, _, _ in members],
                 contexts=contexts,
                 masks=masks,
-                exclusions=exclusions,
+                exclusions=[excluded for _, excluded in found],
                 costs=costs,
                 ship_alone=ship_alone,
             )
@@ -598,7 +652,7 @@ def plan_order(
     explain: bool = True,
 ) -> SourcingPlan:
     """Source one order now (real-time, greedy), taking its units from ``network``."""
-    groups = prepare(order, network, profiles, explain=explain)
+    groups = prepare(order, network, profiles, explain=explain, compact=not explain)
     choices = [greedy_choice(group, network) for group in groups]
     return commit(order, groups, choices, network, planner="greedy", explain=explain)
 
