@@ -243,48 +243,52 @@ the lines of a group share (profile, delivery method, where the parcel goes, the
 def _nowhere(ctx: LineContext) -> tuple[BoolArray, list[tuple[str, Exclusion]]]:
     nowhere = np.zeros(ctx.network.size, dtype=np.bool_)
     pickup = ctx.line.pickup_location
-    exclusion = Exclusion(~nowhere, lambda i: f"the pickup location {pickup} is not in the snapshot")
+    exclusion = Exclusion(
+        ~nowhere, lambda i: f"the pickup location {pickup} is not in the snapshot"
+    )
     return nowhere, [("pickup_location", exclusion)]
 
 
 def candidates(ctx: LineContext) -> tuple[BoolArray, list[tuple[str, Exclusion]]]:
     """The mask of locations that pass every filter, and each filter's exclusion (in order)."""
-    return group_candidates([ctx])[0]
+    masks, exclusions = group_candidates([ctx])
+    return masks[0], exclusions[0]
 
 
 def group_candidates(
     contexts: Sequence[LineContext],
-) -> list[tuple[BoolArray, list[tuple[str, Exclusion]]]]:
+) -> tuple[BoolArray, list[list[tuple[str, Exclusion]]]]:
     """:func:`candidates` of each line of one group (lines that share profile, delivery method
-    and place): the filters outside :data:`LINE_FILTERS` run once for the group."""
+    and place), the masks as one array (lines x locations): the filters outside
+    :data:`LINE_FILTERS` run once for the group."""
     first = contexts[0]
+    size = first.network.size
     if not first.destination_known:
-        return [_nowhere(ctx) for ctx in contexts]
+        unknown = [_nowhere(ctx) for ctx in contexts]
+        return np.zeros((len(contexts), size), dtype=np.bool_), [e for _, e in unknown]
     shared: dict[str, Exclusion | None] = {}
-    shared_out: BoolArray | None = None
+    out = np.zeros((len(contexts), size), dtype=np.bool_)
     for name, candidate_filter in FILTERS.items():
         if name in LINE_FILTERS:
             continue
         found = candidate_filter(first)
         shared[name] = found
         if found is not None:
-            shared_out = found.mask.copy() if shared_out is None else shared_out | found.mask
-    result = []
-    for ctx in contexts:
-        out = shared_out
-        exclusions: list[tuple[str, Exclusion]] = []
+            out |= found.mask
+    exclusions = []
+    for i, ctx in enumerate(contexts):
+        excluded: list[tuple[str, Exclusion]] = []
         for name, candidate_filter in FILTERS.items():
             if name in LINE_FILTERS:
                 found = candidate_filter(ctx)
                 if found is not None:
-                    out = found.mask if out is None else out | found.mask
+                    out[i] |= found.mask
             else:
                 found = shared[name]
             if found is not None:
-                exclusions.append((name, found))
-        keep = np.ones(ctx.network.size, dtype=np.bool_) if out is None else ~out
-        result.append((keep, exclusions))
-    return result
+                excluded.append((name, found))
+        exclusions.append(excluded)
+    return ~out, exclusions
 
 
 def first_reasons(

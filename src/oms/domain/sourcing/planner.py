@@ -66,10 +66,14 @@ class Group:
     positions: list[int]
     """Positions of the group's lines in the order."""
     contexts: list[LineContext]
-    masks: list[BoolArray]
+    masks: BoolArray
+    """Each line's candidate locations (lines x locations)."""
     exclusions: list[list[tuple[str, Exclusion]]]
     costs: GroupCosts
     ship_alone: bool
+    atp: FloatArray
+    """Each line's ATP when the group was prepared (lines x locations; ``contexts[i].atp`` is
+    row i)."""
 
     @property
     def quantities(self) -> FloatArray:
@@ -142,18 +146,15 @@ def _line_contexts(
     network: Network,
     *,
     compact: bool,
-) -> list[LineContext]:
+) -> tuple[list[LineContext], FloatArray]:
     """The lines of one group: where the parcel goes is worked out once for all of them (one
     place per group, except for a pickup location missing from the snapshot, where each line's
-    own destination is kept for the explanation)."""
-    atps = [network.atp(line.sku) for line in lines]
+    own destination is kept for the explanation), and the lines' ATP as one array."""
+    atps = np.array([network.atp(line.sku) for line in lines], dtype=np.float64)
     stocked: IntArray | None = None
     if compact:
         # every filter set needs ATP >= 1: only where some line has stock can a line be served
-        held = atps[0] > 0
-        for atp in atps[1:]:
-            held = held | (atp > 0)
-        stocked = np.flatnonzero(held)
+        stocked = np.flatnonzero((atps > 0).any(axis=0))
     places: dict[GeoPoint | None, _Place] = {}
     contexts = []
     for line, atp in zip(lines, atps, strict=True):
@@ -171,12 +172,12 @@ def _line_contexts(
                 distance_km=place.distance_km,
                 zone=place.zone,
                 late_days=place.late_days,
-                atp=atp.copy(),
+                atp=atp,
                 refused=order.refused.get(line.line_id, frozenset()),
                 destination_known=place.known,
             )
         )
-    return contexts
+    return contexts, atps
 
 
 def prepare(
@@ -209,13 +210,14 @@ def prepare(
     groups = []
     for key, members in keyed.items():
         profile = members[0][2]
-        contexts = _line_contexts(
+        contexts, atp = _line_contexts(
             order, [line for _, line, _, _ in members], profile, network, compact=compact
         )
-        found = group_candidates(contexts)
-        masks = [mask for mask, _ in found]
+        masks, exclusions = group_candidates(contexts)
         ship_alone = "ship_alone" in key
-        costs = group_costs(GroupContext(contexts, ship_alone), explain=explain, masks=masks)
+        costs = group_costs(
+            GroupContext(contexts, ship_alone), explain=explain, masks=masks, atp=atp
+        )
         groups.append(
             Group(
                 profile=profile,
@@ -223,9 +225,10 @@ def prepare(
                 positions=[position for position, _, _, _ in members],
                 contexts=contexts,
                 masks=masks,
-                exclusions=[excluded for _, excluded in found],
+                exclusions=exclusions,
                 costs=costs,
                 ship_alone=ship_alone,
+                atp=atp,
             )
         )
     return groups
@@ -238,20 +241,18 @@ class _Columns:
     """The group's arrays restricted to locations that are a candidate for at least one line."""
 
     def __init__(self, group: Group, network: Network) -> None:
-        # np.array of equal-shaped rows is np.stack at a fifth of the cost on arrays this small
-        masks = np.array(group.masks)
-        any_line = masks.any(axis=0)
+        masks = group.masks
+        any_line = masks[0] if len(masks) == 1 else masks.any(axis=0)
         self.index = np.flatnonzero(any_line)
         cols = self.index
         self.q = group.quantities
-        atp = np.array([ctx.atp[cols] for ctx in group.contexts])
-        self.avail = np.where(masks[:, cols], np.minimum(atp, self.q[:, None]), 0.0)
+        self.avail = np.where(masks[:, cols], np.minimum(group.atp[:, cols], self.q[:, None]), 0.0)
         self.capacity = network.capacity[cols]
         costs = group.costs
         self.fixed = costs.fixed[cols]
-        self.unit = np.array([u[cols] for u in costs.decision_unit])
+        self.unit = costs.decision_unit[:, cols]
         self.last_unit = costs.last_unit[cols]
-        self.threshold = np.array([t[cols] for t in costs.threshold])
+        self.threshold = costs.threshold[:, cols]
         self.extra = costs.extra_shipment
         self.backorder = float(group.profile.backorder_penalty)
 
