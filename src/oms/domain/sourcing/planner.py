@@ -246,13 +246,18 @@ class _Columns:
         self.index = np.flatnonzero(any_line)
         cols = self.index
         self.q = group.quantities
-        self.avail = np.where(masks[:, cols], np.minimum(group.atp[:, cols], self.q[:, None]), 0.0)
+        # take(axis=1) is several times faster than [:, cols] on arrays this small
+        self.avail = np.where(
+            masks.take(cols, axis=1),
+            np.minimum(group.atp.take(cols, axis=1), self.q[:, None]),
+            0.0,
+        )
         self.capacity = network.capacity[cols]
         costs = group.costs
         self.fixed = costs.fixed[cols]
-        self.unit = costs.decision_unit[:, cols]
+        self.unit = costs.decision_unit.take(cols, axis=1)
         self.last_unit = costs.last_unit[cols]
-        self.threshold = costs.threshold[:, cols]
+        self.threshold = costs.threshold.take(cols, axis=1)
         self.extra = costs.extra_shipment
         self.backorder = float(group.profile.backorder_penalty)
 
