@@ -1,10 +1,9 @@
-"""The planner's shortcuts give the same answers as the plain computation.
+"""The planner's shared work per group gives the same answers as each line worked out alone.
 
 ``prepare`` works out once per group what a group's lines share (where the parcel goes, the
-filters that read only profile, method and place, the cost terms as one array over the lines),
-and the real-time decision without an explanation (``compact``) computes distances only where a
-line of the group has stock. These properties hold the shortcuts to the straightforward path:
-each line prepared alone, and the full computation over every location.
+filters that read only profile, method and place, the cost terms as one array over the lines);
+before, every line did all of it for itself. This property holds the two to the same masks,
+exclusions and costs.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from oms.domain.sourcing.model import (
     SourcingLine,
     SourcingOrder,
 )
-from oms.domain.sourcing.planner import commit, greedy_choice, plan_order, prepare
+from oms.domain.sourcing.planner import prepare
 from oms.domain.sourcing.profiles import Profile, ProfileRule, ProfileSet, SplitPolicy
 
 SKUS = ("LAMP", "SOFA", "RUG")
@@ -137,26 +136,6 @@ def network_for(places: list[CandidateLocation], bid: bool) -> Network:
             {places[0].code: 0.75},
         )
     return network
-
-
-@settings(max_examples=80, deadline=None)
-@given(data=st.data(), places=locations(), bid=st.booleans())
-def test_the_compact_decision_is_the_full_computations_decision(
-    data: st.DataObject, places: list[CandidateLocation], bid: bool
-) -> None:
-    codes = [place.code for place in places]
-    profiles = data.draw(profile_sets(codes))
-    the_orders = [dataclasses.replace(data.draw(orders(codes)), order_id=f"O{n}") for n in range(3)]
-    compact, full = network_for(places, bid), network_for(places, bid)
-    for the_order in the_orders:
-        fast = plan_order(the_order, compact, profiles, explain=False)
-        groups = prepare(the_order, full, profiles, explain=False, compact=False)
-        choices = [greedy_choice(group, full) for group in groups]
-        plain = commit(the_order, groups, choices, full, planner="greedy", explain=False)
-        assert fast == plain
-    assert np.array_equal(compact.capacity, full.capacity)
-    for sku in SKUS:
-        assert np.array_equal(compact.atp(sku), full.atp(sku))
 
 
 @settings(max_examples=80, deadline=None)

@@ -255,26 +255,44 @@ def candidates(ctx: LineContext) -> tuple[BoolArray, list[tuple[str, Exclusion]]
     return masks[0], exclusions[0]
 
 
+@dataclass(frozen=True, slots=True)
+class SharedFilters:
+    """The filters outside :data:`LINE_FILTERS` for lines that share profile, delivery method
+    and place (None: the filter excludes nothing), and every location they exclude."""
+
+    found: Mapping[str, Exclusion | None]
+    excluded: BoolArray
+
+
+def shared_filters(ctx: LineContext) -> SharedFilters:
+    found: dict[str, Exclusion | None] = {}
+    excluded = np.zeros(ctx.network.size, dtype=np.bool_)
+    for name, candidate_filter in FILTERS.items():
+        if name in LINE_FILTERS:
+            continue
+        exclusion = candidate_filter(ctx)
+        found[name] = exclusion
+        if exclusion is not None:
+            excluded |= exclusion.mask
+    return SharedFilters(found, excluded)
+
+
 def group_candidates(
-    contexts: Sequence[LineContext],
+    contexts: Sequence[LineContext], shared: SharedFilters | None = None
 ) -> tuple[BoolArray, list[list[tuple[str, Exclusion]]]]:
     """:func:`candidates` of each line of one group (lines that share profile, delivery method
     and place), the masks as one array (lines x locations): the filters outside
-    :data:`LINE_FILTERS` run once for the group."""
+    :data:`LINE_FILTERS` run once for the group (``shared``: already run for another group that
+    shares them)."""
     first = contexts[0]
     size = first.network.size
     if not first.destination_known:
         unknown = [_nowhere(ctx) for ctx in contexts]
         return np.zeros((len(contexts), size), dtype=np.bool_), [e for _, e in unknown]
-    shared: dict[str, Exclusion | None] = {}
+    if shared is None:
+        shared = shared_filters(first)
     out = np.zeros((len(contexts), size), dtype=np.bool_)
-    for name, candidate_filter in FILTERS.items():
-        if name in LINE_FILTERS:
-            continue
-        found = candidate_filter(first)
-        shared[name] = found
-        if found is not None:
-            out |= found.mask
+    out |= shared.excluded
     exclusions = []
     for i, ctx in enumerate(contexts):
         excluded: list[tuple[str, Exclusion]] = []
@@ -284,7 +302,7 @@ def group_candidates(
                 if found is not None:
                     out[i] |= found.mask
             else:
-                found = shared[name]
+                found = shared.found[name]
             if found is not None:
                 excluded.append((name, found))
         exclusions.append(excluded)

@@ -314,18 +314,13 @@ class Network:
         result: BoolArray = self.status_code == _STATUS_CODES[status]
         return result
 
-    def distance_km(self, point: GeoPoint, index: IntArray | None = None) -> FloatArray:
-        """Great-circle (haversine) distance from every location (or those at ``index``) to
-        ``point``."""
+    def distance_km(self, point: GeoPoint) -> FloatArray:
+        """Great-circle (haversine) distance from every location to ``point``."""
         lat = math.radians(point.latitude)
         lon = math.radians(point.longitude)
-        latitude, longitude, cos_latitude = self.latitude_rad, self.longitude_rad, self.cos_latitude
-        if index is not None:
-            latitude, longitude = latitude[index], longitude[index]
-            cos_latitude = cos_latitude[index]
-        half_dlat = (latitude - lat) * 0.5
-        half_dlon = (longitude - lon) * 0.5
-        a = np.sin(half_dlat) ** 2 + cos_latitude * math.cos(lat) * np.sin(half_dlon) ** 2
+        half_dlat = (self.latitude_rad - lat) * 0.5
+        half_dlon = (self.longitude_rad - lon) * 0.5
+        a = np.sin(half_dlat) ** 2 + self.cos_latitude * math.cos(lat) * np.sin(half_dlon) ** 2
         result: FloatArray = 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
         return result
 

@@ -26,9 +26,11 @@ from oms.domain.sourcing.costs import (
 from oms.domain.sourcing.filters import (
     Exclusion,
     LineContext,
+    SharedFilters,
     excluded_counts,
     first_reasons,
     group_candidates,
+    shared_filters,
 )
 from oms.domain.sourcing.model import (
     COLLECTED_AT_LOCATION,
@@ -90,15 +92,7 @@ class _Place:
     known: bool
 
 
-def _place(
-    order: SourcingOrder,
-    line: SourcingLine,
-    profile: Profile,
-    network: Network,
-    stocked: IntArray | None = None,
-) -> _Place:
-    """``stocked``: the only locations whose distance is needed (the others are left at an
-    infinite distance: no line of the group could take units there)."""
+def _place(order: SourcingOrder, line: SourcingLine, profile: Profile, network: Network) -> _Place:
     destination: GeoPoint | None = line.destination
     known = True
     if line.delivery_method in COLLECTED_AT_LOCATION or (
@@ -112,11 +106,8 @@ def _place(
     if destination is None:
         distance = np.full(network.size, math.inf)
         known = False
-    elif stocked is None:
-        distance = network.distance_km(destination)
     else:
-        distance = np.full(network.size, math.inf)
-        distance[stocked] = network.distance_km(destination, stocked)
+        distance = network.distance_km(destination)
     zones = zone_table(profile.zones)
     limits, transit = zones.up_to_km, zones.transit_days
     zone: IntArray = np.minimum(
@@ -139,30 +130,37 @@ def _place(
     return _Place(distance, zone, late, known)
 
 
+def _place_key(line: SourcingLine, profile: Profile) -> tuple[object, ...]:
+    """What :func:`_place` reads of a line and its profile (the order being the same)."""
+    method = line.delivery_method
+    if method in COLLECTED_AT_LOCATION:
+        arrival = "collected"
+    elif method is DeliveryMethod.SHIP_TO_STORE:
+        arrival = "transfer"
+    else:
+        arrival = "shipped"
+    pickup = line.pickup_location if arrival != "shipped" else None
+    # the zones of the profiles of one order, alive while it is prepared: their id is theirs
+    return (arrival, pickup, line.destination, id(profile.zones))
+
+
 def _line_contexts(
     order: SourcingOrder,
     lines: Sequence[SourcingLine],
     profile: Profile,
     network: Network,
-    *,
-    compact: bool,
+    places: dict[tuple[object, ...], _Place],
 ) -> tuple[list[LineContext], FloatArray]:
-    """The lines of one group: where the parcel goes is worked out once for all of them (one
-    place per group, except for a pickup location missing from the snapshot, where each line's
-    own destination is kept for the explanation), and the lines' ATP as one array."""
+    """The lines of one group and their ATP as one array. Where the parcel goes is worked out
+    once per order for the lines that share it (``places``): a group's lines, and the groups of
+    ship-alone or drop-ship lines going to the same address under the same shipping zones."""
     atps = np.array([network.atp(line.sku) for line in lines], dtype=np.float64)
-    stocked: IntArray | None = None
-    if compact:
-        # every filter set needs ATP >= 1: only where some line has stock can a line be served
-        stocked = np.flatnonzero((atps > 0).any(axis=0))
-    places: dict[GeoPoint | None, _Place] = {}
     contexts = []
     for line, atp in zip(lines, atps, strict=True):
-        place = places.get(line.destination)
+        key = _place_key(line, profile)
+        place = places.get(key)
         if place is None:
-            place = _place(order, line, profile, network, stocked)
-            # a known place is the same for every line of the group
-            places[line.destination] = place
+            place = places[key] = _place(order, line, profile, network)
         contexts.append(
             LineContext(
                 network=network,
@@ -181,20 +179,9 @@ def _line_contexts(
 
 
 def prepare(
-    order: SourcingOrder,
-    network: Network,
-    profiles: ProfileSet,
-    *,
-    explain: bool = True,
-    compact: bool = False,
+    order: SourcingOrder, network: Network, profiles: ProfileSet, *, explain: bool = True
 ) -> list[Group]:
-    """Filter and price every line of ``order`` against the snapshot, grouped by shipment.
-
-    ``compact``: distances (and so the cost terms that follow from them) are computed only at
-    locations that hold stock of some line of the group; elsewhere they are infinite. The
-    candidate masks and every cost at a candidate are the same; for a planner that reads
-    nothing else (the greedy decision without an explanation).
-    """
+    """Filter and price every line of ``order`` against the snapshot, grouped by shipment."""
     keyed: dict[tuple[object, ...], list[tuple[int, SourcingLine, Profile, str | None]]] = {}
     for position, line in enumerate(order.lines):
         choice = profiles.choose(order, line)
@@ -208,12 +195,18 @@ def prepare(
             key = (*key, "ship_alone", line.line_id)
         keyed.setdefault(key, []).append((position, line, choice.profile, choice.rule))
     groups = []
+    places: dict[tuple[object, ...], _Place] = {}
+    filtered: dict[tuple[object, ...], SharedFilters] = {}
     for key, members in keyed.items():
         profile = members[0][2]
-        contexts, atp = _line_contexts(
-            order, [line for _, line, _, _ in members], profile, network, compact=compact
-        )
-        masks, exclusions = group_candidates(contexts)
+        lines = [line for _, line, _, _ in members]
+        contexts, atp = _line_contexts(order, lines, profile, network, places)
+        # groups that differ only by ship-alone lines share the filters that ignore the line
+        shared_key = (id(profile), lines[0].delivery_method, *_place_key(lines[0], profile))
+        shared = filtered.get(shared_key)
+        if shared is None and contexts[0].destination_known:
+            shared = filtered[shared_key] = shared_filters(contexts[0])
+        masks, exclusions = group_candidates(contexts, shared)
         ship_alone = "ship_alone" in key
         costs = group_costs(
             GroupContext(contexts, ship_alone), explain=explain, masks=masks, atp=atp
@@ -261,23 +254,31 @@ class _Columns:
         self.extra = costs.extra_shipment
         self.backorder = float(group.profile.backorder_penalty)
 
-    def cost(self, units: FloatArray) -> FloatArray:
-        """Cost per column of sending ``units`` (lines x columns) from it."""
+    def cost(self, units: FloatArray, totals: FloatArray | None = None) -> FloatArray:
+        """Cost per column of sending ``units`` (lines x columns) from it; ``totals``: its
+        column sums, when the caller has them."""
+        if totals is None:
+            totals = units.sum(axis=0)
         over = np.maximum(units - self.threshold, 0.0)
         result: FloatArray = (
-            np.where(units.sum(axis=0) > 0, self.fixed, 0.0)
+            np.where(totals > 0, self.fixed, 0.0)
             + (units * self.unit).sum(axis=0)
             + (over * self.last_unit).sum(axis=0)
         )
         return result
 
     def capped(self, units: FloatArray) -> FloatArray:
+        return self.capped_totals(units)[0]
+
+    def capped_totals(self, units: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """``units`` cut down to each column's remaining capacity, and their column sums."""
         totals = units.sum(axis=0)
         over = totals > self.capacity
         if over.any():
             units = units.copy()
             units[:, over] = np.floor(units[:, over] * (self.capacity[over] / totals[over]))
-        return units
+            totals = units.sum(axis=0)
+        return units, totals
 
     def full_cover(self, priced: FloatArray | None = None) -> tuple[int, float] | None:
         """The cheapest single location that can serve every line in full. ``priced``: the
@@ -361,11 +362,12 @@ def _allow(columns: _Columns, max_shipments: int) -> Choice:
     full: tuple[int, float] | None = None
     priced = False
     while remaining.sum() > 0 and len(picks) < max_shipments:
-        units = columns.capped(np.minimum(avail, remaining[:, None]))
-        served = units.sum(axis=0)
+        units, served = columns.capped_totals(np.minimum(avail, remaining[:, None]))
         if served.max() <= 0:
             break
-        cost = columns.cost(units) + (columns.extra if picks else 0.0)
+        cost = columns.cost(units, served)
+        if picks:
+            cost = cost + columns.extra
         if not picks:
             # the first round prices whole lines wherever a location has them all: the full
             # cover's cost is there already
@@ -658,7 +660,7 @@ def plan_order(
     explain: bool = True,
 ) -> SourcingPlan:
     """Source one order now (real-time, greedy), taking its units from ``network``."""
-    groups = prepare(order, network, profiles, explain=explain, compact=not explain)
+    groups = prepare(order, network, profiles, explain=explain)
     choices = [greedy_choice(group, network) for group in groups]
     return commit(order, groups, choices, network, planner="greedy", explain=explain)
 
