@@ -240,6 +240,9 @@ LINE_FILTERS = frozenset({"refused", "item_eligibility", "minimum_atp"})
 the lines of a group share (profile, delivery method, where the parcel goes, the order)."""
 
 
+LINE_CHECKS = tuple(f for name, f in FILTERS.items() if name in LINE_FILTERS)
+
+
 def _nowhere(ctx: LineContext) -> tuple[BoolArray, list[tuple[str, Exclusion]]]:
     nowhere = np.zeros(ctx.network.size, dtype=np.bool_)
     pickup = ctx.line.pickup_location
@@ -278,12 +281,12 @@ def shared_filters(ctx: LineContext) -> SharedFilters:
 
 
 def group_candidates(
-    contexts: Sequence[LineContext], shared: SharedFilters | None = None
+    contexts: Sequence[LineContext], shared: SharedFilters | None = None, *, explain: bool = True
 ) -> tuple[BoolArray, list[list[tuple[str, Exclusion]]]]:
     """:func:`candidates` of each line of one group (lines that share profile, delivery method
     and place), the masks as one array (lines x locations): the filters outside
     :data:`LINE_FILTERS` run once for the group (``shared``: already run for another group that
-    shares them)."""
+    shares them). Without ``explain`` the exclusions, only read to explain, are left empty."""
     first = contexts[0]
     size = first.network.size
     if not first.destination_known:
@@ -293,9 +296,16 @@ def group_candidates(
         shared = shared_filters(first)
     out = np.zeros((len(contexts), size), dtype=np.bool_)
     out |= shared.excluded
-    exclusions = []
+    exclusions: list[list[tuple[str, Exclusion]]] = []
     for i, ctx in enumerate(contexts):
         excluded: list[tuple[str, Exclusion]] = []
+        exclusions.append(excluded)
+        if not explain:
+            for line_filter in LINE_CHECKS:
+                found = line_filter(ctx)
+                if found is not None:
+                    out[i] |= found.mask
+            continue
         for name, candidate_filter in FILTERS.items():
             if name in LINE_FILTERS:
                 found = candidate_filter(ctx)
@@ -305,7 +315,6 @@ def group_candidates(
                 found = shared.found[name]
             if found is not None:
                 excluded.append((name, found))
-        exclusions.append(excluded)
     return ~out, exclusions
 
 

@@ -206,7 +206,7 @@ def prepare(
         shared = filtered.get(shared_key)
         if shared is None and contexts[0].destination_known:
             shared = filtered[shared_key] = shared_filters(contexts[0])
-        masks, exclusions = group_candidates(contexts, shared)
+        masks, exclusions = group_candidates(contexts, shared, explain=explain)
         ship_alone = "ship_alone" in key
         costs = group_costs(
             GroupContext(contexts, ship_alone), explain=explain, masks=masks, atp=atp
@@ -228,6 +228,17 @@ def prepare(
 
 
 # -- the greedy choice ------------------------------------------------------------------------
+
+
+def _column_sums(values: FloatArray) -> FloatArray:
+    """``values.sum(axis=0)``; the row itself for one line (a sum of one term is the term, up to
+    the sign of a zero, which no caller can tell: each adds it to a non-negative-zero number or
+    compares it)."""
+    if values.shape[0] == 1:
+        row: FloatArray = values[0]
+        return row
+    total: FloatArray = values.sum(axis=0)
+    return total
 
 
 class _Columns:
@@ -258,12 +269,12 @@ class _Columns:
         """Cost per column of sending ``units`` (lines x columns) from it; ``totals``: its
         column sums, when the caller has them."""
         if totals is None:
-            totals = units.sum(axis=0)
+            totals = _column_sums(units)
         over = np.maximum(units - self.threshold, 0.0)
         result: FloatArray = (
             np.where(totals > 0, self.fixed, 0.0)
-            + (units * self.unit).sum(axis=0)
-            + (over * self.last_unit).sum(axis=0)
+            + _column_sums(units * self.unit)
+            + _column_sums(over * self.last_unit)
         )
         return result
 
@@ -272,19 +283,20 @@ class _Columns:
 
     def capped_totals(self, units: FloatArray) -> tuple[FloatArray, FloatArray]:
         """``units`` cut down to each column's remaining capacity, and their column sums."""
-        totals = units.sum(axis=0)
+        totals = _column_sums(units)
         over = totals > self.capacity
         if over.any():
             units = units.copy()
             units[:, over] = np.floor(units[:, over] * (self.capacity[over] / totals[over]))
-            totals = units.sum(axis=0)
+            totals = _column_sums(units)
         return units, totals
 
     def full_cover(self, priced: FloatArray | None = None) -> tuple[int, float] | None:
         """The cheapest single location that can serve every line in full. ``priced``: the
         cost per column of units that are the whole lines wherever a column has them all."""
         total = self.q.sum()
-        full = (self.avail >= self.q[:, None]).all(axis=0) & (self.capacity >= total)
+        whole = self.avail >= self.q[:, None]
+        full = (whole[0] if len(whole) == 1 else whole.all(axis=0)) & (self.capacity >= total)
         if not full.any():
             return None
         cost = priced
@@ -362,7 +374,10 @@ def _allow(columns: _Columns, max_shipments: int) -> Choice:
     full: tuple[int, float] | None = None
     priced = False
     while remaining.sum() > 0 and len(picks) < max_shipments:
-        units, served = columns.capped_totals(np.minimum(avail, remaining[:, None]))
+        # at first nothing is taken: avail is at most each line's quantity already
+        units, served = columns.capped_totals(
+            np.minimum(avail, remaining[:, None]) if picks else columns.avail
+        )
         if served.max() <= 0:
             break
         cost = columns.cost(units, served)
