@@ -93,7 +93,7 @@ def _group_columns(
     group: Group, network: Network, limit: int, must: set[int]
 ) -> list[tuple[int, list[tuple[int, float]]]]:
     """The locations a group may use, each with (line position, max units) pairs."""
-    masks = np.stack(group.masks)
+    masks = group.masks
     q = group.quantities
     usable: BoolArray = np.asarray(masks.any(axis=0), dtype=np.bool_)
     index = np.flatnonzero(usable)

@@ -13,8 +13,8 @@ greedy planner, the batch MILP and the benchmark all price plans with these same
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -29,7 +29,8 @@ class TermCost:
     """One term's contribution: per shipment, per unit of each line, per last unit, per split."""
 
     fixed: FloatArray | None = None
-    unit: list[FloatArray] | None = None
+    unit: FloatArray | None = None
+    """Per unit of each line: one row per line of the group (lines x locations)."""
     last_unit: FloatArray | None = None
     extra_shipment: float = 0.0
 
@@ -43,6 +44,13 @@ class GroupContext:
     @property
     def first(self) -> LineContext:
         return self.lines[0]
+
+    def per_line(self, values: FloatArray) -> FloatArray:
+        """The same per-unit cost for every line: one (read-only) row per line."""
+        if len(self.lines) == 1:
+            return values[None, :]
+        result: FloatArray = np.broadcast_to(values, (len(self.lines), values.shape[-1]))
+        return result
 
 
 CostTerm = Callable[[GroupContext], TermCost]
@@ -82,15 +90,16 @@ def shipping(group: GroupContext) -> TermCost:
     if first.line.delivery_method in COLLECTED_AT_LOCATION:
         return TermCost()
     base, per_kg = _zone_prices(first)
-    units = [per_kg * ctx.line.weight_kg for ctx in group.lines]
+    weights = np.array([ctx.line.weight_kg for ctx in group.lines], dtype=np.float64)
+    units = per_kg * weights[:, None]
     if group.ship_alone:
-        return TermCost(unit=[base + u for u in units])
+        return TermCost(unit=base + units)
     return TermCost(fixed=base, unit=units)
 
 
 def handling(group: GroupContext) -> TermCost:
     """The location's cost to pick and pack one unit."""
-    return TermCost(unit=[ctx.network.handling_cost for ctx in group.lines])
+    return TermCost(unit=group.per_line(group.first.network.handling_cost))
 
 
 def split(group: GroupContext) -> TermCost:
@@ -103,7 +112,7 @@ def lateness(group: GroupContext) -> TermCost:
     first = group.first
     per_parcel = first.late_days * float(first.profile.lateness_per_day)
     if group.ship_alone:
-        return TermCost(unit=[per_parcel])
+        return TermCost(unit=group.per_line(per_parcel))
     return TermCost(fixed=per_parcel)
 
 
@@ -117,7 +126,7 @@ def store_priority(group: GroupContext) -> TermCost:
             [code in profile.preferred_locations for code in first.network.codes], dtype=np.bool_
         )
         per_unit = per_unit - preferred * float(profile.preferred_discount)
-    return TermCost(unit=[per_unit for _ in group.lines])
+    return TermCost(unit=group.per_line(per_unit))
 
 
 def stock_balance(group: GroupContext) -> TermCost:
@@ -136,7 +145,8 @@ def stock_opportunity(group: GroupContext) -> TermCost:
     transportation programme, :mod:`oms.domain.sourcing.bid_prices`). Not paid to anyone: it
     steers the choice (and may make a backorder cheaper than a shipment), the plan's cost
     leaves it out."""
-    return TermCost(unit=[ctx.network.bid_price(ctx.line.sku) for ctx in group.lines])
+    network = group.first.network
+    return TermCost(unit=np.array([network.bid_price(ctx.line.sku) for ctx in group.lines]))
 
 
 COST_TERMS: Mapping[str, CostTerm] = {
@@ -159,33 +169,42 @@ class GroupCosts:
     """The weighted sum of every term, plus each weighted term for the explanation."""
 
     fixed: FloatArray
-    unit: list[FloatArray]
+    unit: FloatArray
+    """Per unit of each line (lines x locations)."""
     last_unit: FloatArray
-    threshold: list[FloatArray]
-    """Units per line that can be taken before touching the protected last units."""
+    threshold: FloatArray
+    """Units per line that can be taken before touching the protected last units (lines x
+    locations)."""
     extra_shipment: float
-    terms: dict[str, TermCost] = field(default_factory=dict)
-    decision_unit: list[FloatArray] = field(default_factory=list)
+    terms: dict[str, TermCost]
+    decision_unit: FloatArray
     """``unit`` plus the opportunity terms: what the planners minimise (``unit`` itself when
     the profile weighs no opportunity)."""
-    opportunity: list[FloatArray] | None = None
+    opportunity: FloatArray | None = None
     """The opportunity terms per unit of each line (None: none)."""
 
 
 def group_costs(
-    group: GroupContext, *, explain: bool, masks: Sequence[BoolArray] | None = None
+    group: GroupContext,
+    *,
+    explain: bool,
+    masks: BoolArray | None = None,
+    atp: FloatArray | None = None,
 ) -> GroupCosts:
     """``masks``: each line's candidate locations (the opportunity term is relative to the
-    least of them unless the profile lets it backorder)."""
+    least of them unless the profile lets it backorder), lines x locations; ``atp``: the
+    lines' ATP as one array (lines x locations), when the caller has it already."""
     first = group.first
     size = first.network.size
     profile = first.profile
+    if atp is None:
+        atp = np.array([ctx.atp for ctx in group.lines], dtype=np.float64)
     fixed = np.zeros(size, dtype=np.float64)
-    unit = [np.zeros(size, dtype=np.float64) for _ in group.lines]
+    unit = np.zeros((len(group.lines), size), dtype=np.float64)
     last_unit = np.zeros(size, dtype=np.float64)
     extra = 0.0
     kept: dict[str, TermCost] = {}
-    opportunity: list[FloatArray] | None = None
+    opportunity: FloatArray | None = None
     for name, term in COST_TERMS.items():
         weight = profile.weight(name)
         if weight == 0.0:
@@ -196,57 +215,49 @@ def group_costs(
         if weight != 1.0:
             cost = TermCost(
                 fixed=None if cost.fixed is None else cost.fixed * weight,
-                unit=None if cost.unit is None else [u * weight for u in cost.unit],
+                unit=None if cost.unit is None else cost.unit * weight,
                 last_unit=None if cost.last_unit is None else cost.last_unit * weight,
                 extra_shipment=cost.extra_shipment * weight,
             )
         if name in OPPORTUNITY_TERMS:
             if cost.unit is not None:
-                opportunity = (
-                    cost.unit
-                    if opportunity is None
-                    else [u + c for u, c in zip(opportunity, cost.unit, strict=True)]
-                )
+                opportunity = cost.unit if opportunity is None else opportunity + cost.unit
             if explain:
                 kept[name] = cost
             continue
         if cost.fixed is not None:
             fixed = fixed + cost.fixed
         if cost.unit is not None:
-            unit = [u + c for u, c in zip(unit, cost.unit, strict=True)]
+            unit = unit + cost.unit
         if cost.last_unit is not None:
             last_unit = last_unit + cost.last_unit
         extra += cost.extra_shipment
         if explain:
             kept[name] = cost
     protected_units = float(profile.protected_units)
-    threshold = [np.maximum(ctx.atp - protected_units, 0.0) for ctx in group.lines]
+    threshold = np.maximum(atp - protected_units, 0.0)
     if opportunity is not None and not profile.opportunity_may_backorder:
-        opportunity = _relative(group, opportunity, masks)
+        opportunity = _relative(atp, opportunity, masks)
         if explain:
             kept.update(
                 {name: TermCost(unit=opportunity) for name in kept if name in OPPORTUNITY_TERMS}
             )
-    decision_unit = (
-        unit if opportunity is None else [u + o for u, o in zip(unit, opportunity, strict=True)]
-    )
+    decision_unit = unit if opportunity is None else unit + opportunity
     return GroupCosts(fixed, unit, last_unit, threshold, extra, kept, decision_unit, opportunity)
 
 
-def _relative(
-    group: GroupContext, opportunity: list[FloatArray], masks: Sequence[BoolArray] | None
-) -> list[FloatArray]:
+def _relative(atp: FloatArray, opportunity: FloatArray, masks: BoolArray | None) -> FloatArray:
     """The opportunity per unit above the least a candidate with stock of the line has: it
     still tells the sources apart, and it no longer makes every source cost more than a
     backorder (the line waits only for what it would pay)."""
-    result = []
-    for i, (ctx, extra) in enumerate(zip(group.lines, opportunity, strict=True)):
-        usable = ctx.atp > 0
+    rows = []
+    for i, extra in enumerate(opportunity):
+        usable = atp[i] > 0
         if masks is not None:
             usable = usable & masks[i]
         floor = float(extra[usable].min()) if usable.any() else 0.0
-        result.append(np.maximum(extra - floor, 0.0) if floor > 0 else extra)
-    return result
+        rows.append(np.maximum(extra - floor, 0.0) if floor > 0 else extra)
+    return np.array(rows, dtype=np.float64)
 
 
 def term_breakdown(

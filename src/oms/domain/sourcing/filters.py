@@ -8,7 +8,7 @@ names, for each excluded location, the first filter (in :data:`FILTERS` order) t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -235,24 +235,87 @@ FILTERS: Mapping[str, CandidateFilter] = {
 }
 
 
+LINE_FILTERS = frozenset({"refused", "item_eligibility", "minimum_atp"})
+"""Filters that look at the line itself (its id, item flags, stock); the others read only what
+the lines of a group share (profile, delivery method, where the parcel goes, the order)."""
+
+
+LINE_CHECKS = tuple(f for name, f in FILTERS.items() if name in LINE_FILTERS)
+
+
+def _nowhere(ctx: LineContext) -> tuple[BoolArray, list[tuple[str, Exclusion]]]:
+    nowhere = np.zeros(ctx.network.size, dtype=np.bool_)
+    pickup = ctx.line.pickup_location
+    exclusion = Exclusion(
+        ~nowhere, lambda i: f"the pickup location {pickup} is not in the snapshot"
+    )
+    return nowhere, [("pickup_location", exclusion)]
+
+
 def candidates(ctx: LineContext) -> tuple[BoolArray, list[tuple[str, Exclusion]]]:
     """The mask of locations that pass every filter, and each filter's exclusion (in order)."""
-    if not ctx.destination_known:
-        nowhere = np.zeros(ctx.network.size, dtype=np.bool_)
-        pickup = ctx.line.pickup_location
-        exclusion = Exclusion(
-            ~nowhere, lambda i: f"the pickup location {pickup} is not in the snapshot"
-        )
-        return nowhere, [("pickup_location", exclusion)]
-    keep = np.ones(ctx.network.size, dtype=np.bool_)
-    exclusions: list[tuple[str, Exclusion]] = []
+    masks, exclusions = group_candidates([ctx])
+    return masks[0], exclusions[0]
+
+
+@dataclass(frozen=True, slots=True)
+class SharedFilters:
+    """The filters outside :data:`LINE_FILTERS` for lines that share profile, delivery method
+    and place (None: the filter excludes nothing), and every location they exclude."""
+
+    found: Mapping[str, Exclusion | None]
+    excluded: BoolArray
+
+
+def shared_filters(ctx: LineContext) -> SharedFilters:
+    found: dict[str, Exclusion | None] = {}
+    excluded = np.zeros(ctx.network.size, dtype=np.bool_)
     for name, candidate_filter in FILTERS.items():
-        found = candidate_filter(ctx)
-        if found is None:
+        if name in LINE_FILTERS:
             continue
-        exclusions.append((name, found))
-        keep &= ~found.mask
-    return keep, exclusions
+        exclusion = candidate_filter(ctx)
+        found[name] = exclusion
+        if exclusion is not None:
+            excluded |= exclusion.mask
+    return SharedFilters(found, excluded)
+
+
+def group_candidates(
+    contexts: Sequence[LineContext], shared: SharedFilters | None = None, *, explain: bool = True
+) -> tuple[BoolArray, list[list[tuple[str, Exclusion]]]]:
+    """:func:`candidates` of each line of one group (lines that share profile, delivery method
+    and place), the masks as one array (lines x locations): the filters outside
+    :data:`LINE_FILTERS` run once for the group (``shared``: already run for another group that
+    shares them). Without ``explain`` the exclusions, only read to explain, are left empty."""
+    first = contexts[0]
+    size = first.network.size
+    if not first.destination_known:
+        unknown = [_nowhere(ctx) for ctx in contexts]
+        return np.zeros((len(contexts), size), dtype=np.bool_), [e for _, e in unknown]
+    if shared is None:
+        shared = shared_filters(first)
+    out = np.zeros((len(contexts), size), dtype=np.bool_)
+    out |= shared.excluded
+    exclusions: list[list[tuple[str, Exclusion]]] = []
+    for i, ctx in enumerate(contexts):
+        excluded: list[tuple[str, Exclusion]] = []
+        exclusions.append(excluded)
+        if not explain:
+            for line_filter in LINE_CHECKS:
+                found = line_filter(ctx)
+                if found is not None:
+                    out[i] |= found.mask
+            continue
+        for name, candidate_filter in FILTERS.items():
+            if name in LINE_FILTERS:
+                found = candidate_filter(ctx)
+                if found is not None:
+                    out[i] |= found.mask
+            else:
+                found = shared.found[name]
+            if found is not None:
+                excluded.append((name, found))
+    return ~out, exclusions
 
 
 def first_reasons(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 
 import numpy as np
@@ -27,9 +26,11 @@ from oms.domain.sourcing.costs import (
 from oms.domain.sourcing.filters import (
     Exclusion,
     LineContext,
-    candidates,
+    SharedFilters,
     excluded_counts,
     first_reasons,
+    group_candidates,
+    shared_filters,
 )
 from oms.domain.sourcing.model import (
     COLLECTED_AT_LOCATION,
@@ -67,23 +68,31 @@ class Group:
     positions: list[int]
     """Positions of the group's lines in the order."""
     contexts: list[LineContext]
-    masks: list[BoolArray]
+    masks: BoolArray
+    """Each line's candidate locations (lines x locations)."""
     exclusions: list[list[tuple[str, Exclusion]]]
     costs: GroupCosts
     ship_alone: bool
+    atp: FloatArray
+    """Each line's ATP when the group was prepared (lines x locations; ``contexts[i].atp`` is
+    row i)."""
 
     @property
     def quantities(self) -> FloatArray:
         return np.array([ctx.line.quantity for ctx in self.contexts], dtype=np.float64)
 
 
-def _line_context(
-    order: SourcingOrder,
-    line: SourcingLine,
-    profile: Profile,
-    network: Network,
-    placed_at: datetime,
-) -> LineContext:
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """Where a group's parcels go, seen from every location: what its lines share."""
+
+    distance_km: FloatArray
+    zone: IntArray
+    late_days: FloatArray
+    known: bool
+
+
+def _place(order: SourcingOrder, line: SourcingLine, profile: Profile, network: Network) -> _Place:
     destination: GeoPoint | None = line.destination
     known = True
     if line.delivery_method in COLLECTED_AT_LOCATION or (
@@ -104,6 +113,7 @@ def _line_context(
     zone: IntArray = np.minimum(
         np.searchsorted(limits, distance, side="left"), len(limits) - 1
     ).astype(np.int64)
+    placed_at = order.placed_at
     hours = placed_at.hour + placed_at.minute / 60.0
     ready_offset = (hours + network.pick_hours > network.cut_off_hour).astype(np.float64)
     if line.delivery_method in COLLECTED_AT_LOCATION:
@@ -117,18 +127,55 @@ def _line_context(
     else:
         allowed = float((order.promise_on - placed_at.date()).days)
         late = np.maximum(arrival - allowed, 0.0)
-    return LineContext(
-        network=network,
-        profile=profile,
-        order=order,
-        line=line,
-        distance_km=distance,
-        zone=zone,
-        late_days=late,
-        atp=network.atp(line.sku).copy(),
-        refused=order.refused.get(line.line_id, frozenset()),
-        destination_known=known,
-    )
+    return _Place(distance, zone, late, known)
+
+
+def _place_key(line: SourcingLine, profile: Profile) -> tuple[object, ...]:
+    """What :func:`_place` reads of a line and its profile (the order being the same)."""
+    method = line.delivery_method
+    if method in COLLECTED_AT_LOCATION:
+        arrival = "collected"
+    elif method is DeliveryMethod.SHIP_TO_STORE:
+        arrival = "transfer"
+    else:
+        arrival = "shipped"
+    pickup = line.pickup_location if arrival != "shipped" else None
+    # the zones of the profiles of one order, alive while it is prepared: their id is theirs
+    return (arrival, pickup, line.destination, id(profile.zones))
+
+
+def _line_contexts(
+    order: SourcingOrder,
+    lines: Sequence[SourcingLine],
+    profile: Profile,
+    network: Network,
+    places: dict[tuple[object, ...], _Place],
+) -> tuple[list[LineContext], FloatArray]:
+    """The lines of one group and their ATP as one array. Where the parcel goes is worked out
+    once per order for the lines that share it (``places``): a group's lines, and the groups of
+    ship-alone or drop-ship lines going to the same address under the same shipping zones."""
+    atps = np.array([network.atp(line.sku) for line in lines], dtype=np.float64)
+    contexts = []
+    for line, atp in zip(lines, atps, strict=True):
+        key = _place_key(line, profile)
+        place = places.get(key)
+        if place is None:
+            place = places[key] = _place(order, line, profile, network)
+        contexts.append(
+            LineContext(
+                network=network,
+                profile=profile,
+                order=order,
+                line=line,
+                distance_km=place.distance_km,
+                zone=place.zone,
+                late_days=place.late_days,
+                atp=atp,
+                refused=order.refused.get(line.line_id, frozenset()),
+                destination_known=place.known,
+            )
+        )
+    return contexts, atps
 
 
 def prepare(
@@ -148,20 +195,22 @@ def prepare(
             key = (*key, "ship_alone", line.line_id)
         keyed.setdefault(key, []).append((position, line, choice.profile, choice.rule))
     groups = []
+    places: dict[tuple[object, ...], _Place] = {}
+    filtered: dict[tuple[object, ...], SharedFilters] = {}
     for key, members in keyed.items():
         profile = members[0][2]
-        contexts = [
-            _line_context(order, line, profile, network, order.placed_at)
-            for _, line, _, _ in members
-        ]
-        masks = []
-        exclusions = []
-        for ctx in contexts:
-            mask, excluded = candidates(ctx)
-            masks.append(mask)
-            exclusions.append(excluded)
+        lines = [line for _, line, _, _ in members]
+        contexts, atp = _line_contexts(order, lines, profile, network, places)
+        # groups that differ only by ship-alone lines share the filters that ignore the line
+        shared_key = (id(profile), lines[0].delivery_method, *_place_key(lines[0], profile))
+        shared = filtered.get(shared_key)
+        if shared is None and contexts[0].destination_known:
+            shared = filtered[shared_key] = shared_filters(contexts[0])
+        masks, exclusions = group_candidates(contexts, shared, explain=explain)
         ship_alone = "ship_alone" in key
-        costs = group_costs(GroupContext(contexts, ship_alone), explain=explain, masks=masks)
+        costs = group_costs(
+            GroupContext(contexts, ship_alone), explain=explain, masks=masks, atp=atp
+        )
         groups.append(
             Group(
                 profile=profile,
@@ -172,6 +221,7 @@ def prepare(
                 exclusions=exclusions,
                 costs=costs,
                 ship_alone=ship_alone,
+                atp=atp,
             )
         )
     return groups
@@ -180,50 +230,73 @@ def prepare(
 # -- the greedy choice ------------------------------------------------------------------------
 
 
+def _column_sums(values: FloatArray) -> FloatArray:
+    """``values.sum(axis=0)``; the row itself for one line (a sum of one term is the term, up to
+    the sign of a zero, which no caller can tell: each adds it to a non-negative-zero number or
+    compares it)."""
+    if values.shape[0] == 1:
+        row: FloatArray = values[0]
+        return row
+    total: FloatArray = values.sum(axis=0)
+    return total
+
+
 class _Columns:
     """The group's arrays restricted to locations that are a candidate for at least one line."""
 
     def __init__(self, group: Group, network: Network) -> None:
-        # np.array of equal-shaped rows is np.stack at a fifth of the cost on arrays this small
-        masks = np.array(group.masks)
-        any_line = masks.any(axis=0)
+        masks = group.masks
+        any_line = masks[0] if len(masks) == 1 else masks.any(axis=0)
         self.index = np.flatnonzero(any_line)
         cols = self.index
         self.q = group.quantities
-        atp = np.array([ctx.atp[cols] for ctx in group.contexts])
-        self.avail = np.where(masks[:, cols], np.minimum(atp, self.q[:, None]), 0.0)
+        # take(axis=1) is several times faster than [:, cols] on arrays this small
+        self.avail = np.where(
+            masks.take(cols, axis=1),
+            np.minimum(group.atp.take(cols, axis=1), self.q[:, None]),
+            0.0,
+        )
         self.capacity = network.capacity[cols]
         costs = group.costs
         self.fixed = costs.fixed[cols]
-        self.unit = np.array([u[cols] for u in costs.decision_unit])
+        self.unit = costs.decision_unit.take(cols, axis=1)
         self.last_unit = costs.last_unit[cols]
-        self.threshold = np.array([t[cols] for t in costs.threshold])
+        self.threshold = costs.threshold.take(cols, axis=1)
         self.extra = costs.extra_shipment
         self.backorder = float(group.profile.backorder_penalty)
 
-    def cost(self, units: FloatArray) -> FloatArray:
-        """Cost per column of sending ``units`` (lines x columns) from it."""
+    def cost(self, units: FloatArray, totals: FloatArray | None = None) -> FloatArray:
+        """Cost per column of sending ``units`` (lines x columns) from it; ``totals``: its
+        column sums, when the caller has them."""
+        if totals is None:
+            totals = _column_sums(units)
         over = np.maximum(units - self.threshold, 0.0)
         result: FloatArray = (
-            np.where(units.sum(axis=0) > 0, self.fixed, 0.0)
-            + (units * self.unit).sum(axis=0)
-            + (over * self.last_unit).sum(axis=0)
+            np.where(totals > 0, self.fixed, 0.0)
+            + _column_sums(units * self.unit)
+            + _column_sums(over * self.last_unit)
         )
         return result
 
     def capped(self, units: FloatArray) -> FloatArray:
-        totals = units.sum(axis=0)
+        return self.capped_totals(units)[0]
+
+    def capped_totals(self, units: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """``units`` cut down to each column's remaining capacity, and their column sums."""
+        totals = _column_sums(units)
         over = totals > self.capacity
         if over.any():
             units = units.copy()
             units[:, over] = np.floor(units[:, over] * (self.capacity[over] / totals[over]))
-        return units
+            totals = _column_sums(units)
+        return units, totals
 
     def full_cover(self, priced: FloatArray | None = None) -> tuple[int, float] | None:
         """The cheapest single location that can serve every line in full. ``priced``: the
         cost per column of units that are the whole lines wherever a column has them all."""
         total = self.q.sum()
-        full = (self.avail >= self.q[:, None]).all(axis=0) & (self.capacity >= total)
+        whole = self.avail >= self.q[:, None]
+        full = (whole[0] if len(whole) == 1 else whole.all(axis=0)) & (self.capacity >= total)
         if not full.any():
             return None
         cost = priced
@@ -301,11 +374,15 @@ def _allow(columns: _Columns, max_shipments: int) -> Choice:
     full: tuple[int, float] | None = None
     priced = False
     while remaining.sum() > 0 and len(picks) < max_shipments:
-        units = columns.capped(np.minimum(avail, remaining[:, None]))
-        served = units.sum(axis=0)
+        # at first nothing is taken: avail is at most each line's quantity already
+        units, served = columns.capped_totals(
+            np.minimum(avail, remaining[:, None]) if picks else columns.avail
+        )
         if served.max() <= 0:
             break
-        cost = columns.cost(units) + (columns.extra if picks else 0.0)
+        cost = columns.cost(units, served)
+        if picks:
+            cost = cost + columns.extra
         if not picks:
             # the first round prices whole lines wherever a location has them all: the full
             # cover's cost is there already
