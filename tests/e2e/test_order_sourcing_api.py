@@ -20,6 +20,29 @@ pytestmark = pytest.mark.e2e
 PROBLEM = "application/problem+json"
 
 
+def sourcing_cli(shop: Services, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``oms sourcing ARGS`` against the shop's database, in another process."""
+    env = {
+        **os.environ,
+        "OMS_DATABASE_URL": shop.settings.resolved_database_url(),
+        "OMS_DATA_DIR": str(tmp_path),
+        "COLUMNS": "200",
+    }
+    oms = str(Path(sys.executable).with_name("oms"))
+
+    def run(*arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [oms, "sourcing", *arguments],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+
+    return run
+
+
 @pytest.fixture
 def shop(services: Services) -> Services:
     order_network(services)
@@ -102,24 +125,7 @@ def test_the_cli_simulates_the_latest_orders_and_explains_one(
     shop: Services, tmp_path: Path
 ) -> None:
     order = shop.orders.capture(an_order(line("LAMP-01", 1))).order
-    env = {
-        **os.environ,
-        "OMS_DATABASE_URL": shop.settings.resolved_database_url(),
-        "OMS_DATA_DIR": str(tmp_path),
-        "COLUMNS": "200",
-    }
-    oms = str(Path(sys.executable).with_name("oms"))
-
-    def run(*arguments: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [oms, "sourcing", *arguments],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
-
+    run = sourcing_cli(shop, tmp_path)
     simulated = run("simulate-recent", "--orders", "5", "--outage", "DC-EAST=offline")
     assert simulated.returncode == 0, simulated.stderr
     assert "1 order(s), 1 would change" in simulated.stdout
@@ -170,20 +176,8 @@ def test_operations_refresh_and_read_the_bid_prices_over_http_and_the_cli(
     assert body["stock"]["LAMP-01"]["DC-WEST"] > 0
     assert reader.get("/sourcing/bid-prices", params={"sku": "NOPE-9"}).json()["stock"] == {}
 
-    env = {
-        **os.environ,
-        "OMS_DATABASE_URL": shop.settings.resolved_database_url(),
-        "OMS_DATA_DIR": str(tmp_path),
-        "COLUMNS": "200",
-    }
-    oms = str(Path(sys.executable).with_name("oms"))
-    shown = subprocess.run(
-        [oms, "sourcing", "bid-prices", "--refresh", "--orders", "6", "--sku", "LAMP-01"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
+    shown = sourcing_cli(shop, tmp_path)(
+        "bid-prices", "--refresh", "--orders", "6", "--sku", "LAMP-01"
     )
     assert shown.returncode == 0, shown.stderr
     assert "refresh: optimal, 6 order(s)" in shown.stdout

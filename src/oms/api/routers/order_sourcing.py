@@ -17,7 +17,6 @@ from oms.domain.sourcing.model import LocationStatus
 from oms.services.order_sourcing import (
     BID_PRICE_HISTORY_ORDERS,
     BidPriceOutcome,
-    BidPriceTable,
     OrderSourcingView,
     OutageOutcome,
     Replanned,
@@ -212,21 +211,6 @@ class BidPriceTableOut(BaseModel):
     )
     capacity: dict[str, float] = Field(description="Per location code: one unit of capacity")
 
-    @classmethod
-    def of(cls, table: BidPriceTable) -> BidPriceTableOut:
-        return cls(
-            table_id=table.table_id,
-            computed_at=table.computed_at,
-            history_orders=table.history_orders,
-            scale=table.scale,
-            lanes=table.lanes,
-            expected_units=table.expected_units,
-            backordered_units=table.backordered_units,
-            priced_skus=table.priced_skus,
-            stock=table.stock,
-            capacity=table.capacity,
-        )
-
 
 @router.get(
     "/sourcing/bid-prices",
@@ -238,7 +222,8 @@ def bid_prices(
     _: Reader,
     sku: Annotated[list[str] | None, Query(description="Only these items (repeatable)")] = None,
 ) -> BidPriceTableOut:
-    return BidPriceTableOut.of(services.order_sourcing.bid_price_table(sku or ()))
+    table = services.order_sourcing.bid_price_table(sku or ())
+    return BidPriceTableOut.model_validate(table, from_attributes=True)
 
 
 @router.post(
