@@ -215,6 +215,16 @@ def key_chunks(connection: Connection, keys: Sequence[str]) -> list[Sequence[str
     return [keys[i : i + IN_LIST] for i in range(0, len(keys), IN_LIST)]
 
 
+def keys_in(column: Column[str], name: str, *, postgres: bool) -> ColumnElement[bool]:
+    """:func:`among` for a statement built once, its keys bound later as ``name`` (a list): on
+    PostgreSQL one array parameter, so the statement's text never changes with their number
+    (neither rendered again at each execution nor parsed again by psycopg, and the server
+    keeps it prepared); elsewhere an expanding IN list."""
+    if postgres:
+        return column == any_(bindparam(name, type_=_KEY_ARRAY))
+    return column.in_(bindparam(name, expanding=True))
+
+
 def among(connection: Connection, column: Column[str], keys: Sequence[str]) -> ColumnElement[bool]:
     """``column IN keys``; on PostgreSQL ``column = ANY(array)``: one parameter instead of
     hundreds of placeholders, which psycopg parses at every execution (like a long INSERT)."""

@@ -36,7 +36,6 @@ from sqlalchemy import (
     String,
     Table,
     and_,
-    any_,
     bindparam,
     case,
     cast,
@@ -53,7 +52,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from oms.adapters.db.bulk import array_rows
+from oms.adapters.db.bulk import array_rows, keys_in
 from oms.adapters.db.engine import READ_ONLY
 from oms.adapters.db.reference import LOCATIONS, PerEngine, ReferenceView
 from oms.adapters.db.tables import (
@@ -408,14 +407,11 @@ def item_of(row: Any) -> Item:
     )
 
 
-_SKU_ARRAY = postgresql.ARRAY(String)
 _ITEMS_BY_SKU = {
-    False: select(items).where(items.c.sku.in_(bindparam("k_skus", expanding=True))),
-    True: select(items).where(items.c.sku == any_(bindparam("k_skus", type_=_SKU_ARRAY))),
+    postgres: select(items).where(keys_in(items.c.sku, "k_skus", postgres=postgres))
+    for postgres in (False, True)
 }
-"""Built once: every capture reads its items. On PostgreSQL (True) the SKUs are one array
-parameter: the statement's text never changes with their number, so it is neither rendered
-again at each execution nor parsed again by psycopg, and the server keeps it prepared."""
+"""Built once, per database kind (True: PostgreSQL): every capture reads its items."""
 
 
 class SqlItemRepository:
@@ -582,24 +578,20 @@ _ATP_SELECT = select(
         locations, locations.c.id == P.location_id
     )
 )
-_ATP_QUERY = _ATP_SELECT.where(
-    items.c.sku.in_(bindparam("k_skus", expanding=True)), or_(_AVAILABLE > 0, P.reserved > 0)
-)
-_ATP = {
-    False: _ATP_QUERY,
-    True: _ATP_QUERY.where(locations.c.code.in_(bindparam("k_codes", expanding=True))),
-}
-_ATP_POSTGRES_QUERY = _ATP_SELECT.where(
-    items.c.sku == any_(bindparam("k_skus", type_=_SKU_ARRAY)),
-    or_(_AVAILABLE > 0, P.reserved > 0),
-)
-_ATP_POSTGRES = {
-    False: _ATP_POSTGRES_QUERY,
-    True: _ATP_POSTGRES_QUERY.where(
-        locations.c.code == any_(bindparam("k_codes", type_=_SKU_ARRAY))
-    ),
-}
-"""The same on PostgreSQL, SKUs and codes as array parameters (see _ITEMS_BY_SKU)."""
+
+
+def _atp_statements(*, postgres: bool) -> dict[bool, Any]:
+    query = _ATP_SELECT.where(
+        keys_in(items.c.sku, "k_skus", postgres=postgres), or_(_AVAILABLE > 0, P.reserved > 0)
+    )
+    return {
+        False: query,
+        True: query.where(keys_in(locations.c.code, "k_codes", postgres=postgres)),
+    }
+
+
+_ATP = {postgres: _atp_statements(postgres=postgres) for postgres in (False, True)}
+"""Per database kind (True: PostgreSQL), then whether the read is limited to location codes."""
 _PACKED_ROW = "\x1f"
 _PACKED_FIELD = "\x1e"
 _ATP_PACKED_QUERY = (
@@ -1490,7 +1482,7 @@ class SqlInventoryRepository:
             packed = self._atp_packed(skus, parameters, at=at, buffer=buffer)
             if packed is not None:
                 return packed
-        statement = (_ATP_POSTGRES if self._is_postgres else _ATP)[location_codes is not None]
+        statement = _ATP[self._is_postgres][location_codes is not None]
         rows = self._connection.execute(statement, parameters).all()
         held = [row[4] for row in rows if row[3]]
         expired = self._expired_holds(held, at=at) if held else {}
