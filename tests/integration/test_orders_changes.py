@@ -36,7 +36,7 @@ from oms.domain.orders import (
     OrderOnHold,
     QuantityState,
 )
-from oms.services.ports import DeltaLine
+from oms.services.ports import DeltaLine, SnapshotLine
 from tests.inventory_support import atp
 from tests.orders_support import WEST_HOME, an_order, at_store, line, order_network, put, ship
 
@@ -414,6 +414,31 @@ def test_a_receipt_allocates_the_oldest_waiting_orders_first(shop: Services) -> 
     assert atp(shop, "CHAIR-04", "DC-EAST") == 0
     assert shop.orders.allocate_backorders("CHAIR-04") == []  # nothing left to give
     assert shop.orders.allocate_waiting_backorders() == 0  # the worker's safety net finds nothing
+
+
+def test_a_count_allocates_the_waiting_lines_of_the_skus_it_raised_only(shop: Services) -> None:
+    # Two SKUs wait. A count raising one of them looks the raised SKU up (fewer raised than
+    # waiting); one raising both and more reads the waiting SKUs and keeps the raised ones.
+    chair = shop.orders.capture(an_order(line("CHAIR-04", 1), reference="CHAIR")).order
+    bulb = shop.orders.capture(an_order(line("BULB-03", 1), reference="BULB")).order
+    assert [shop.orders.get(o.order_id).status for o in (chair, bulb)] == ["backordered"] * 2
+
+    def count(*positions: tuple[str, int]) -> None:
+        shop.clock.advance(timedelta(minutes=1))
+        shop.inventory.apply_snapshot(
+            [SnapshotLine(sku, "DC-EAST", on_hand) for sku, on_hand in positions],
+            as_of=shop.clock.now(),
+            source="wms",
+        )
+
+    count(("CHAIR-04", 1))
+    assert [shop.orders.get(o.order_id).status for o in (chair, bulb)] == [
+        "allocated",
+        "backordered",
+    ]
+    count(("LAMP-01", 20), ("SHADE-02", 20), ("BULB-03", 1))
+    assert shop.orders.get(bulb.order_id).status == "allocated"
+    assert shop.orders.allocate_waiting_backorders(["CHAIR-04", "BULB-03"]) == 0
 
 
 @pytest.mark.postgres

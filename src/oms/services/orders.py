@@ -1013,14 +1013,21 @@ class OrderService:
             if skus is None:
                 skus = uow.orders.waiting_skus()
             else:
-                # A count can raise thousands of SKUs: one read finds the few with backorders,
-                # instead of a write transaction per SKU.
+                # A count can raise thousands of SKUs, of which few, if any, have backorders:
+                # the SKUs that wait are read first (one read, usually short); only when more
+                # SKUs wait than were raised are the raised ones looked up, a thousand a read.
                 given = sorted(set(skus))
-                skus = [
-                    sku
-                    for start in range(0, len(given), 1000)
-                    for sku in sorted(uow.orders.waiting_quantities(given[start : start + 1000]))
-                ]
+                waiting = uow.orders.waiting_skus(limit=len(given) + 1)
+                if len(waiting) <= len(given):
+                    skus = sorted(set(waiting).intersection(given))
+                else:
+                    skus = [
+                        sku
+                        for start in range(0, len(given), 1000)
+                        for sku in sorted(
+                            uow.orders.waiting_quantities(given[start : start + 1000])
+                        )
+                    ]
         return sum(len(self.allocate_backorders(sku)) for sku in skus)
 
     def allocate_backorders(
