@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -99,3 +100,21 @@ def an_order(
         lines=list(lines) or [line("LAMP-01", 2)],
         **extra,
     )
+
+
+class IdsThatCollideOnce:
+    """Hands out, once, an id whose low 50 bits (an order or RMA number) equal an earlier one's."""
+
+    def __init__(self, ids: Any) -> None:
+        self._ids = ids
+        self.collide_with: str | None = None
+
+    def new_id(self) -> str:
+        if self.collide_with is not None:
+            twin = uuid.UUID(self.collide_with).int ^ (1 << 100)  # a high bit: same number
+            self.collide_with = None
+            return str(uuid.UUID(int=twin))
+        return str(self._ids.new_id())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ids, name)

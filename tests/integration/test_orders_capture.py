@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import uuid
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
@@ -28,7 +27,16 @@ from oms.domain.orders import (
 )
 from oms.queries.orders import OrderSearch
 from tests.inventory_support import atp
-from tests.orders_support import WEST_HOME, an_order, at_store, line, order_network, put, ship
+from tests.orders_support import (
+    WEST_HOME,
+    IdsThatCollideOnce,
+    an_order,
+    at_store,
+    line,
+    order_network,
+    put,
+    ship,
+)
 
 
 @pytest.fixture
@@ -224,31 +232,13 @@ def test_a_retried_capture_returns_the_existing_order(shop: Services) -> None:
     assert atp(shop, "LAMP-01", "DC-EAST") == 2  # 5 - 2 - 1: the retry allocated nothing
 
 
-class _IdsThatCollideOnce:
-    """Hands out, once, an id whose low 50 bits (the order number) equal an earlier one's."""
-
-    def __init__(self, ids: Any) -> None:
-        self._ids = ids
-        self.collide_with: str | None = None
-
-    def new_id(self) -> str:
-        if self.collide_with is not None:
-            twin = uuid.UUID(self.collide_with).int ^ (1 << 100)  # a high bit: same number
-            self.collide_with = None
-            return str(uuid.UUID(int=twin))
-        return str(self._ids.new_id())
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ids, name)
-
-
 @pytest.mark.postgres
 def test_an_order_number_already_taken_is_drawn_again(
     shop: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     put(shop, "LAMP-01", "DC-EAST", 5)
     first = shop.orders.capture(an_order(line("LAMP-01", 1), reference="WEB-1"))
-    ids = _IdsThatCollideOnce(shop.orders._ids)
+    ids = IdsThatCollideOnce(shop.orders._ids)
     monkeypatch.setattr(shop.orders, "_ids", ids)
     ids.collide_with = first.order.order_id
 

@@ -26,7 +26,7 @@ from oms.domain.returns import ReturnWindowClosed
 from oms.services.orders import CaptureOrder
 from oms.services.returns import ReturnLineRequest
 from tests.inventory_support import a_location, an_item, stock
-from tests.orders_support import HOME
+from tests.orders_support import HOME, IdsThatCollideOnce
 
 ANN = Customer("C-1", "Ann Lee", "ann@example.com", "+12125550100")
 
@@ -227,3 +227,27 @@ def test_the_return_window_and_damaged_units(shop: Services, clock: ControlledCl
             method="mail",
             location_code="DC-EAST",
         )
+
+
+@pytest.mark.postgres
+def test_an_rma_number_already_taken_is_drawn_again(
+    shop: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order = capture(shop, "P-RMA")
+    ship(shop, order.order_id, 2)
+    first = shop.returns.authorise(
+        order.order_id, [ReturnLineRequest(1, 1, "damaged")], method="mail", location_code="DC-EAST"
+    )
+    ids = IdsThatCollideOnce(shop.returns._ids)
+    monkeypatch.setattr(shop.returns, "_ids", ids)
+    ids.collide_with = first.return_id
+
+    second = shop.returns.authorise(
+        order.order_id, [ReturnLineRequest(1, 1, "damaged")], method="mail", location_code="DC-EAST"
+    )
+
+    assert ids.collide_with is None  # the colliding id was tried
+    assert second.rma_number != first.rma_number
+    assert sorted(r.rma_number for r in shop.returns.for_order(order.order_id)) == sorted(
+        [first.rma_number, second.rma_number]
+    )

@@ -712,6 +712,11 @@ class DuplicateOrderNumber(Exception):
     but expected once in some tens of millions of orders); capture tries again with a new id."""
 
 
+class DuplicateRmaNumber(Exception):
+    """Another return already has the RMA number made from the new return's id (50 random bits,
+    as for order numbers); authorising tries again with a new id."""
+
+
 @dataclass(frozen=True)
 class WaitingLine:
     """Backordered units of one order line, listed first come first served."""

@@ -47,11 +47,21 @@ from oms.domain.returns import (
 )
 from oms.services.orders import CaptureOrder, OrderService, public_number
 from oms.services.payments import PaymentOutcome, PaymentService
-from oms.services.ports import Clock, DeltaLine, Ids, UnitOfWork, UnitOfWorkFactory
+from oms.services.ports import (
+    Clock,
+    DeltaLine,
+    DuplicateRmaNumber,
+    Ids,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 
 Q = QuantityState
 HANDED_OVER = (Q.DELIVERED, Q.COLLECTED, Q.SHIPPED)
 """States units can be returned from (latest first: delivered units are taken before shipped)."""
+
+RMA_ATTEMPTS = 3
+"""Tries at authorising a return whose RMA number another return has (see DuplicateRmaNumber)."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,37 @@ class ReturnService:
         resolved = _enum(Resolution, resolution, "#/resolution")
         if location_code:
             principal.require_location(location_code)
+        # The RMA number is made from the return's id (50 random bits): should another return
+        # have it, the authorisation is made again with a new id.
+        for attempt in range(1, RMA_ATTEMPTS + 1):
+            try:
+                made, order = self._authorise_once(
+                    order_id,
+                    lines,
+                    how,
+                    resolved,
+                    location_code,
+                    allow_ship_before_return,
+                    principal,
+                )
+                break
+            except DuplicateRmaNumber:
+                if attempt == RMA_ATTEMPTS:
+                    raise
+        if resolved is Resolution.EXCHANGE:
+            made = self._exchange(made, order, principal=principal)
+        return made
+
+    def _authorise_once(
+        self,
+        order_id: str,
+        lines: Sequence[ReturnLineRequest],
+        how: ReturnMethod,
+        resolved: Resolution,
+        location_code: str | None,
+        allow_ship_before_return: bool,
+        principal: Principal,
+    ) -> tuple[Return, Order]:
         with self._uow() as uow:
             at = self._clock.now()
             order = _load_order(uow, order_id)
@@ -185,9 +226,7 @@ class ReturnService:
             uow.record(*made.events)
             made.events.clear()
             uow.commit()
-        if resolved is Resolution.EXCHANGE:
-            made = self._exchange(made, order, principal=principal)
-        return made
+        return made, order
 
     def _exchange(self, made: Return, order: Order, *, principal: Principal) -> Return:
         """The replacement: a new order for the same items and delivery, sourced normally, at no

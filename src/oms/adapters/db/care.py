@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from oms.adapters.db.tables import appeasements, care_notes, order_timeline, returns
 from oms.domain.care import (
@@ -18,6 +19,7 @@ from oms.domain.care import (
 )
 from oms.domain.errors import Conflict
 from oms.domain.returns import Resolution, Return, ReturnLine, ReturnMethod, ReturnStatus
+from oms.services.ports import DuplicateRmaNumber
 
 
 class ChangedConcurrently(Conflict):
@@ -58,10 +60,17 @@ class SqlCareRepository:
         }
 
     def add_return(self, item: Return) -> None:
+        """Insert a new return; DuplicateRmaNumber when its RMA number is taken."""
         row = self._return_row(item)
-        self._connection.execute(
-            insert(returns).values(**row, updated_at=item.created_at, version=item.version)
-        )
+        try:
+            self._connection.execute(
+                insert(returns).values(**row, updated_at=item.created_at, version=item.version)
+            )
+        except IntegrityError as error:
+            # The transaction is spoilt on PostgreSQL: the caller rolls back and tries again.
+            if "rma_number" in str(error.orig).lower():
+                raise DuplicateRmaNumber(item.rma_number) from error
+            raise
 
     def save_return(self, item: Return, *, at: datetime) -> None:
         row = self._return_row(item)
