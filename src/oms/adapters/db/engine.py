@@ -101,7 +101,7 @@ positions changes one entry on thousands of pages of the item-ordered stock inde
 chunk (the next location) changes the same pages. A checkpoint writes each page once however
 many commits changed it, so the longer the WAL between checkpoints, the fewer times a page is
 written: at 2M positions (100 locations x 20,000 items) a full count and recount went from
-44k (16,384 pages) to 53-55k positions/s (65,536; 131,072 gave no more); at 500k positions the
+44k (16,384 pages) to 49-55k positions/s, run to run (65,536; 131,072 gave no more); at 500k the
 default had given 25.7k against 29.2k with 16,384. The price: the commit that crosses the
 threshold writes up to that much (a few hundred ms on this disk, once per 256 MiB of changes),
 and the WAL file grows to that size before it is reused. Durability is the WAL's, unchanged;
