@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import (
     Column,
+    Connection,
     Engine,
     ForeignKey,
     Integer,
@@ -59,6 +60,25 @@ def _rows(kind: str, n: int) -> list[dict[str, Any]]:
     ]
 
 
+def _read_back(
+    connection: Connection, kinds: tuple[str, ...], document: Any
+) -> dict[str, list[tuple[Any, ...]]]:
+    """The SAMPLE rows of each kind as written, in id order (``document``: the JSON column as
+    read, as it is or as its text)."""
+    c = SAMPLE.c
+    return {
+        kind: [
+            tuple(row)
+            for row in connection.execute(
+                select(c.at, c.amount, c.note, c.count, document)
+                .where(c.kind == kind)
+                .order_by(c.id)
+            )
+        ]
+        for kind in kinds
+    }
+
+
 def test_copied_rows_equal_inserted_rows(postgres_engine: Engine) -> None:
     with postgres_engine.begin() as connection:
         SAMPLE.drop(connection, checkfirst=True)
@@ -68,19 +88,8 @@ def test_copied_rows_equal_inserted_rows(postgres_engine: Engine) -> None:
         with postgres_engine.begin() as connection:
             insert_rows(connection, SAMPLE, _rows("copy", n))
             connection.execute(insert(SAMPLE), _rows("insert", n))
-        c = SAMPLE.c
         with postgres_engine.connect() as connection:
-            read = {
-                kind: [
-                    tuple(row)
-                    for row in connection.execute(
-                        select(c.at, c.amount, c.note, c.count, c.document)
-                        .where(c.kind == kind)
-                        .order_by(c.id)
-                    )
-                ]
-                for kind in ("copy", "insert")
-            }
+            read = _read_back(connection, ("copy", "insert"), SAMPLE.c.document)
         assert len(read["copy"]) == n
         assert read["copy"] == read["insert"]
     finally:
@@ -190,19 +199,8 @@ def test_rows_of_several_tables_in_one_statement_equal_inserted_rows(
             bulk.insert_tables(connection, [(SAMPLE, parents), (SAMPLE_CHILD, children)])
             connection.execute(insert(SAMPLE), inserted)
         assert len(statements) == 2  # the two tables' rows in one, the plain INSERT
-        c = SAMPLE.c
         with postgres_engine.connect() as connection:
-            read = {
-                kind: [
-                    tuple(row)
-                    for row in connection.execute(
-                        select(c.at, c.amount, c.note, c.count, cast(c.document, Text))
-                        .where(c.kind == kind)
-                        .order_by(c.id)
-                    )
-                ]
-                for kind in ("tables", "insert")
-            }
+            read = _read_back(connection, ("tables", "insert"), cast(SAMPLE.c.document, Text))
             kids = connection.execute(
                 select(
                     SAMPLE_CHILD.c.parent_id, SAMPLE_CHILD.c.line_no, SAMPLE_CHILD.c.code
